@@ -1,0 +1,619 @@
+//! The configuration file and its `MITZOD_*` environment overlay.
+//!
+//! One TOML file; every key may also come from `MITZOD_<KEY>` (tables joined
+//! with `__`). Unknown keys and bad values stop start-up with the key's name.
+//! Secrets are never values here, only paths to files.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// Env vars with this prefix are config keys; `MITZOD_CONFIG` names the file.
+pub const ENV_PREFIX: &str = "MITZOD_";
+pub const ENV_CONFIG_FILE: &str = "MITZOD_CONFIG";
+
+/// Values shipped in `examples/mitzod.toml` and the docs; refused as secrets.
+pub const EXAMPLE_JWT_SECRETS: &[&str] = &[
+    "change-me-to-a-long-random-string-of-at-least-32-bytes",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Drop to this user when started as root.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    #[serde(default = "default_listen")]
+    pub listen: Vec<ListenAddr>,
+    #[serde(default)]
+    pub public_url: Option<PublicUrl>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub repo_path: Option<PathBuf>,
+    #[serde(default)]
+    pub repos: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// An argon2id PHC string inline (a hash is not a secret worth a file).
+    #[serde(default)]
+    pub passphrase_hash: Option<String>,
+    #[serde(default)]
+    pub passphrase_hash_file: Option<PathBuf>,
+    /// Plaintext passphrase file: accepted, hashed in memory, warned about.
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+    #[serde(default = "default_cookie_hours")]
+    pub cookie_max_age_hours: u32,
+    #[serde(default)]
+    pub cookie_secure: CookieSecure,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub idle_exit: Option<Duration>,
+    #[serde(default)]
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub session: SessionConfig,
+    #[serde(default)]
+    pub permissions: PermissionsConfig,
+    #[serde(default)]
+    pub ntfy: Option<NtfyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default = "default_agent_command")]
+    pub command: String,
+    #[serde(default)]
+    pub home: Option<PathBuf>,
+    #[serde(default)]
+    pub env_passthrough: Vec<String>,
+    #[serde(default = "default_connect_ports")]
+    pub allowed_connect_ports: Vec<u16>,
+    #[serde(default)]
+    pub extra_read_paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub extra_write_paths: Vec<PathBuf>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            command: default_agent_command(),
+            home: None,
+            env_passthrough: Vec::new(),
+            allowed_connect_ports: default_connect_ports(),
+            extra_read_paths: Vec::new(),
+            extra_write_paths: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LandlockMode {
+    #[default]
+    Required,
+    BestEffort,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    #[serde(default)]
+    pub landlock: LandlockMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorktreeCleanup {
+    #[default]
+    Report,
+    Execute,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    #[serde(default = "default_buffer_events")]
+    pub buffer_events: usize,
+    #[serde(
+        default = "default_detach_ttl",
+        deserialize_with = "de_duration"
+    )]
+    pub detach_ttl: Duration,
+    #[serde(default = "default_stale_hours")]
+    pub worktree_stale_hours: u64,
+    #[serde(default)]
+    pub worktree_cleanup: WorktreeCleanup,
+    #[serde(default = "default_true")]
+    pub isolation: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            buffer_events: default_buffer_events(),
+            detach_ttl: default_detach_ttl(),
+            worktree_stale_hours: default_stale_hours(),
+            worktree_cleanup: WorktreeCleanup::default(),
+            isolation: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionsConfig {
+    #[serde(default = "default_permission_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for PermissionsConfig {
+    fn default() -> Self {
+        PermissionsConfig {
+            timeout_secs: default_permission_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtfyConfig {
+    pub url: String,
+    pub topic: String,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default = "default_ntfy_delay")]
+    pub delay_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CookieSecure {
+    /// Secure when `public_url` is https.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl<'de> Deserialize<'de> for CookieSecure {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(CookieSecure::Always),
+            Raw::Bool(false) => Ok(CookieSecure::Never),
+            Raw::Str(s) if s == "auto" => Ok(CookieSecure::Auto),
+            Raw::Str(s) if s == "true" => Ok(CookieSecure::Always),
+            Raw::Str(s) if s == "false" => Ok(CookieSecure::Never),
+            Raw::Str(s) => Err(serde::de::Error::custom(format!(
+                "expected true, false or \"auto\", got {s:?}"
+            ))),
+        }
+    }
+}
+
+/// A listen address: `IP:PORT` or `unix:/path/to.sock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("unix socket path must be absolute: {s:?}"));
+            }
+            return Ok(ListenAddr::Unix(path));
+        }
+        s.parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| format!("expected IP:PORT or unix:/path, got {s:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `public_url`: scheme, host and port of the address the owner uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub https: bool,
+    pub host: String,
+    /// `scheme://host[:port]` with no trailing slash: the browser's Origin.
+    pub origin: String,
+}
+
+impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PublicUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PublicUrl {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("must start with http:// or https://, got {s:?}"));
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!("needs a host and no user info, got {s:?}"));
+        }
+        Ok(PublicUrl {
+            https,
+            host: host_without_port(authority).to_ascii_lowercase(),
+            origin: format!(
+                "{}://{}",
+                if https { "https" } else { "http" },
+                authority.to_ascii_lowercase()
+            ),
+        })
+    }
+}
+
+/// `host[:port]` or `[v6]:port` → host part, brackets kept for IPv6.
+pub fn host_without_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+fn default_listen() -> Vec<ListenAddr> {
+    vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 3100)))]
+}
+fn default_cookie_hours() -> u32 {
+    24
+}
+fn default_agent_command() -> String {
+    "claude".to_string()
+}
+fn default_connect_ports() -> Vec<u16> {
+    vec![443]
+}
+fn default_buffer_events() -> usize {
+    500
+}
+fn default_detach_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_stale_hours() -> u64 {
+    168
+}
+fn default_true() -> bool {
+    true
+}
+fn default_permission_timeout() -> u64 {
+    120
+}
+fn default_ntfy_delay() -> u64 {
+    10
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?} ({e}); use e.g. \"30m\""))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() || s == "never" {
+        return Ok(None);
+    }
+    parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Load from a file (or none) plus the `MITZOD_*` variables of `env`.
+    pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| {
+                    Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let origin = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "configuration".into());
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                Error::Config(format!("{origin}: key `{path}`: {}", e.inner()))
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration of `mitzod serve --dev`.
+    pub fn dev(state_dir: PathBuf, repo_path: Option<PathBuf>) -> Config {
+        let mut c = Config::load(None, &[]).unwrap_or_else(|_| unreachable_default());
+        c.state_dir = Some(state_dir);
+        c.repo_path = repo_path;
+        c
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("key `{key}`: {why}")));
+        if self.cookie_max_age_hours == 0 || self.cookie_max_age_hours > 8760 {
+            return bad(
+                "cookie_max_age_hours",
+                format!("must be 1..=8760, got {}", self.cookie_max_age_hours),
+            );
+        }
+        if self.listen.is_empty() {
+            return bad("listen", "needs at least one address".into());
+        }
+        if self.user.is_none() && self.group.is_some() {
+            return bad("group", "set `user` too".into());
+        }
+        if let Some(dir) = &self.state_dir {
+            if !dir.is_absolute() {
+                return bad("state_dir", format!("must be absolute: {}", dir.display()));
+            }
+        }
+        for (name, path) in &self.repos {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return bad("repos", format!("repo name {name:?} must be [A-Za-z0-9._-]+"));
+            }
+            if !path.is_absolute() {
+                return bad(&format!("repos.{name}"), format!("must be absolute: {}", path.display()));
+            }
+        }
+        if let Some(p) = &self.repo_path {
+            if !p.is_absolute() {
+                return bad("repo_path", format!("must be absolute: {}", p.display()));
+            }
+        }
+        for (i, p) in self.agent.extra_write_paths.iter().enumerate() {
+            if !p.is_absolute() {
+                return bad(&format!("agent.extra_write_paths[{i}]"), format!("must be absolute: {}", p.display()));
+            }
+            if p == Path::new("/") {
+                return bad(&format!("agent.extra_write_paths[{i}]"), "`/` would defeat the sandbox".into());
+            }
+        }
+        for (i, p) in self.agent.extra_read_paths.iter().enumerate() {
+            if !p.is_absolute() {
+                return bad(&format!("agent.extra_read_paths[{i}]"), format!("must be absolute: {}", p.display()));
+            }
+        }
+        if self.session.buffer_events == 0 || self.session.buffer_events > 100_000 {
+            return bad("session.buffer_events", format!("must be 1..=100000, got {}", self.session.buffer_events));
+        }
+        if self.permissions.timeout_secs == 0 {
+            return bad("permissions.timeout_secs", "must be at least 1".into());
+        }
+        for o in &self.allowed_origins {
+            PublicUrl::parse(o).map_err(|e| Error::Config(format!("key `allowed_origins`: {e}")))?;
+        }
+        if let Some(level) = &self.log_level {
+            if level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
+                return bad("log_level", format!("not a tracing filter: {level:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state dir: configured, else `$STATE_DIRECTORY`, else `~/.mitzo`.
+    pub fn resolved_state_dir(&self) -> Result<PathBuf> {
+        if let Some(d) = &self.state_dir {
+            return Ok(d.clone());
+        }
+        if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+            // systemd may pass several, colon-separated; the first is ours.
+            let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+            if !first.is_empty() {
+                return Ok(PathBuf::from(first));
+            }
+        }
+        match std::env::var_os("HOME") {
+            Some(h) if !h.is_empty() => Ok(PathBuf::from(h).join(".mitzo")),
+            _ => Err(Error::Config(
+                "no state_dir configured, no $STATE_DIRECTORY and no $HOME".into(),
+            )),
+        }
+    }
+}
+
+fn unreachable_default() -> Config {
+    // `Config::load(None, &[])` only fails if a default is invalid, which the
+    // unit tests rule out; keep a value anyway rather than panic.
+    toml::from_str("").unwrap_or_else(|_| std::process::exit(70))
+}
+
+/// Merge `MITZOD_FOO__BAR=value` into `table` as `foo.bar = value`.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
+    for (name, raw) in env {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if name == ENV_CONFIG_FILE {
+            continue;
+        }
+        let parts: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(Error::Config(format!("environment variable {name}: empty key segment")));
+        }
+        let value = parse_env_value(raw);
+        let mut cursor = &mut *table;
+        for (i, part) in parts.iter().enumerate() {
+            if i + 1 == parts.len() {
+                cursor.insert(part.clone(), value.clone());
+                break;
+            }
+            let entry = cursor
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "environment variable {name}: `{part}` is not a table"
+                    )))
+                }
+            };
+        }
+    }
+    Ok(())
+}
+
+/// An env value is a TOML value when it parses as one (`true`, `3100`,
+/// `["a", "b"]`), else a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// The process environment as owned pairs (non-UTF-8 entries skipped).
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(String, String)> =
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        Config::load(Some(&path), &env)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.agent.allowed_connect_ports, vec![443]);
+        assert_eq!(c.session.detach_ttl, Duration::from_secs(600));
+        assert!(c.idle_exit.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_str("usr = \"alice\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("usr"), "{err}");
+        let err = load_str("[agent]\ncomand = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("comand"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = load_str("cookie_max_age_hours = 9000\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("cookie_max_age_hours"), "{err}");
+        let err = load_str("listen = [\"nonsense\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = load_str("[session]\ndetach_ttl = \"soon\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("session.detach_ttl"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_reaches_tables() {
+        let c = load_str(
+            "user = \"alice\"\n[agent]\ncommand = \"claude\"\n",
+            &[
+                ("MITZOD_USER", "bob"),
+                ("MITZOD_AGENT__COMMAND", "/opt/claude"),
+                ("MITZOD_AGENT__ALLOWED_CONNECT_PORTS", "[443, 8443]"),
+                ("MITZOD_IDLE_EXIT", "30m"),
+                ("MITZO_URL", "ignored: not ours"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.user.as_deref(), Some("bob"));
+        assert_eq!(c.agent.command, "/opt/claude");
+        assert_eq!(c.agent.allowed_connect_ports, vec![443, 8443]);
+        assert_eq!(c.idle_exit, Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn unknown_env_key_is_refused() {
+        let err = load_str("", &[("MITZOD_LISTN", "x")]).unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn extra_write_root_is_refused() {
+        let err = load_str("[agent]\nextra_write_paths = [\"/\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("agent.extra_write_paths[0]"), "{err}");
+    }
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(host_without_port("box:3100"), "box");
+        assert_eq!(host_without_port("[::1]:3100"), "[::1]");
+        assert_eq!(host_without_port("box"), "box");
+        let u = PublicUrl::parse("https://Box.tailnet.ts.net:3100/x").unwrap();
+        assert!(u.https);
+        assert_eq!(u.host, "box.tailnet.ts.net");
+        assert_eq!(u.origin, "https://box.tailnet.ts.net:3100");
+    }
+}

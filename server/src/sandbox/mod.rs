@@ -1,0 +1,1 @@
+//! Landlock confinement of agent subprocesses (see issue: agent sandbox).

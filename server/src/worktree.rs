@@ -1,0 +1,1 @@
+//! Session worktrees: `<repo>/.claude/worktrees/<id>` on branch `session/<id>`.
