@@ -1,8 +1,33 @@
 //! mitzod: a hardened, self-hosted server for supervising coding-agent sessions.
 
+pub mod app;
+pub mod auth;
 pub mod config;
+pub mod credentials;
+pub mod daemon;
+pub mod db;
+pub mod dev;
 pub mod error;
+pub mod http;
+pub mod logging;
+pub mod privileges;
 pub mod sandbox;
+pub mod secret;
+pub mod state;
+pub mod systemd;
 pub mod worktree;
 
 pub use error::{Error, Result};
+
+/// Crash points for tests (debug builds only): with
+/// `MITZO_TEST_FAILPOINT=<name>` the process aborts at that point, as a
+/// `kill -9` would stop it.
+#[inline]
+pub fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("MITZO_TEST_FAILPOINT").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}

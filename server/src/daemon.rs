@@ -1,0 +1,156 @@
+//! Serving: the runtime starts only here, after the privilege drop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+
+use crate::app::{AppState, WebPolicy};
+use crate::auth::owner::OwnerAuth;
+use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::session_tokens::SessionTokens;
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::http::Peer;
+use crate::state::{InternalTokenStore, TokenRepair, DATABASE_FILE, INTERNAL_TOKEN_FILE};
+use crate::systemd::{self, Listener};
+
+/// Everything opened before the runtime exists.
+pub struct Prepared {
+    pub config: Config,
+    pub state_dir: std::path::PathBuf,
+    pub credentials: Credentials,
+    pub listeners: Vec<Listener>,
+}
+
+/// Open the token and database (as the service user), then build the state.
+pub fn open_state(
+    config: &Config,
+    state_dir: &std::path::Path,
+    credentials: Credentials,
+    listeners: &[Listener],
+) -> Result<AppState> {
+    let (token, repairs) = crate::state::load_or_create_internal_token(state_dir)?;
+    for repair in repairs {
+        match repair {
+            TokenRepair::Created => tracing::info!("created a new internal token"),
+            TokenRepair::Regenerated(reason) => {
+                tracing::warn!(%reason, "internal token file was corrupt; generated a new token")
+            }
+            TokenRepair::Normalised => tracing::warn!("internal token was not lowercase hex; normalised and rewritten"),
+            TokenRepair::Tightened(mode) => {
+                tracing::warn!(mode = format!("{mode:o}"), "internal token file was readable by others; tightened to 0600")
+            }
+        }
+    }
+    let db = Db::open(&state_dir.join(DATABASE_FILE))?;
+    let owner = OwnerAuth::new(&credentials.jwt_secret, config.cookie_max_age_hours, db.clone())?;
+    let tcp_addrs: Vec<std::net::SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| match l {
+            Listener::Tcp { listener, .. } => listener.local_addr().ok(),
+            Listener::Unix { .. } => None,
+        })
+        .collect();
+    Ok(AppState {
+        web: Arc::new(WebPolicy::from_config(config, &tcp_addrs)),
+        config: Arc::new(config.clone()),
+        state_dir: state_dir.to_path_buf(),
+        db,
+        owner: Arc::new(owner),
+        passphrase: Arc::new(credentials.passphrase),
+        internal_token: Arc::new(InternalTokenStore::new(state_dir.join(INTERNAL_TOKEN_FILE), token)),
+        session_tokens: Arc::new(SessionTokens::default()),
+        login_limiter: Arc::new(LoginLimiter::default()),
+        argon_permits: Arc::new(Semaphore::new(2)),
+    })
+}
+
+pub fn run(p: Prepared) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the runtime", e))?;
+    runtime.block_on(serve(p))
+}
+
+async fn serve(p: Prepared) -> Result<()> {
+    let Prepared { config, state_dir, credentials, listeners } = p;
+    let state = open_state(&config, &state_dir, credentials, &listeners)?;
+    let app = crate::http::router(state.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    let mut described = Vec::new();
+    for listener in listeners {
+        described.push(listener.describe());
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        match listener {
+            Listener::Tcp { listener, .. } => {
+                let l = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::io("adopting listener", e))?;
+                let svc = app.clone().into_make_service_with_connect_info::<Peer>();
+                servers.spawn(async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await });
+            }
+            Listener::Unix { listener, .. } => {
+                let l = tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("adopting listener", e))?;
+                let svc = app.clone().into_make_service_with_connect_info::<Peer>();
+                servers.spawn(async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await });
+            }
+        }
+    }
+    let status = format!("serving on {}", described.join(", "));
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "{status}");
+    systemd::notify_ready(&status);
+    if let Some(interval) = systemd::watchdog_interval() {
+        tokio::spawn(watchdog(interval, state.clone()));
+    }
+    wait_for_stop_signal().await;
+    systemd::notify_stopping("shutting down");
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    // In-flight requests get a bounded grace period.
+    let drain = async { while servers.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        tracing::warn!("connections still open after 10s; exiting anyway");
+    }
+    Ok(())
+}
+
+/// WATCHDOG=1 only while the runtime schedules tasks and the database
+/// answers through the blocking pool.
+async fn watchdog(interval: Duration, state: AppState) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let alive = tokio::time::timeout(interval, state.db.call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)))
+            .await;
+        match alive {
+            Ok(Ok(1)) => systemd::notify_watchdog(),
+            other => tracing::error!(?other, "health check failed; withholding WATCHDOG=1"),
+        }
+    }
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(_) => return term.recv().await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

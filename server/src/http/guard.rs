@@ -1,0 +1,276 @@
+//! Layers every request passes: response hygiene (JSON errors, security
+//! headers, a log line without secrets), no credentials in query strings,
+//! and the browser checks (Host allow-list, Origin on state changes).
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::Peer;
+use crate::app::AppState;
+use crate::auth::{cookie_value, COOKIE_NAME};
+use crate::error::{json_error, Error};
+
+const CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Outermost: every response is JSON on error and carries the security
+/// headers; one log line per request with method, path (never the query,
+/// never a header) and status.
+pub async fn response_hygiene(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    let mut response = normalise_error(response).await;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if path == "/healthz" {
+        tracing::trace!(%method, %path, status, ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms = format!("{ms:.1}"), "request");
+    }
+    response
+}
+
+/// Errors from axum's own extractors and fallbacks are plain text; turn
+/// them into the `{"error": ...}` every caller expects.
+async fn normalise_error(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("request body larger than {} bytes", super::BODY_LIMIT)
+    } else {
+        text
+    };
+    let mut fresh = json_error(status, &message);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fresh
+}
+
+/// Parameter names that mean "a credential": refused in any query string.
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "auth",
+    "authorization",
+    "jwt",
+    "cc_auth",
+    "internal_token",
+    "x-internal-token",
+    "session_token",
+    "api_key",
+    "apikey",
+    "approval_token",
+    "x-approval-token",
+];
+
+pub async fn reject_query_credentials(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(query) = req.uri().query() {
+        if let Some(problem) = query_credential(query, &state) {
+            return Error::BadRequest(format!(
+                "credentials are accepted in headers only, never in the URL ({problem}); use Authorization: Bearer or X-Internal-Token"
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn query_credential(query: &str, state: &AppState) -> Option<String> {
+    for pair in query.split('&') {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(raw_name).to_ascii_lowercase();
+        if CREDENTIAL_PARAMS.contains(&name.as_str()) {
+            return Some(format!("query parameter `{name}`"));
+        }
+        let value = percent_decode(raw_value);
+        let v = value.trim();
+        let jwt_shaped = v.starts_with("eyJ") && v.matches('.').count() == 2;
+        let session_shaped = v.starts_with(crate::auth::session_tokens::PREFIX);
+        let is_internal = v.len() == 64 && state.internal_token.verify(v.to_ascii_lowercase().as_bytes());
+        if jwt_shaped || session_shaped || is_internal {
+            return Some(format!("query parameter `{name}` carries a token"));
+        }
+    }
+    None
+}
+
+/// Lenient `%XX` and `+` decoding, enough to see through encoded names.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn browser_safety(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
+    if let Err(e) = check_host(&state, &peer, req.headers()) {
+        return e.into_response();
+    }
+    if let Err(e) = check_origin(&state, req.method(), req.headers()) {
+        return e.into_response();
+    }
+    let mut response = next.run(req).await;
+    if state.web.tls {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
+}
+
+fn request_host(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+}
+
+/// DNS rebinding defence: a browser tricked into talking to us sends the
+/// attacker's name in `Host`. The local socket is out of a browser's reach.
+fn check_host(state: &AppState, peer: &Peer, headers: &HeaderMap) -> Result<(), Error> {
+    if peer.unix {
+        return Ok(());
+    }
+    let host = request_host(headers).ok_or_else(|| Error::BadRequest("missing Host header".into()))?;
+    let name = crate::config::host_without_port(&host);
+    if state.web.allowed_hosts.contains(name) {
+        return Ok(());
+    }
+    let arrived_on = peer.local_ip.map(|ip| match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    });
+    if arrived_on.as_deref() == Some(name) {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "Host {name:?} is not allowed; add it to `allowed_hosts` if it is really this server"
+    )))
+}
+
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// CSRF defence: state changes and WebSocket upgrades from a browser must
+/// come from our own origin.
+fn check_origin(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), Error> {
+    let websocket = is_websocket_upgrade(headers);
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe && !websocket {
+        return Ok(());
+    }
+    match headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("")) {
+        Some(origin) => {
+            let origin = origin.trim().to_ascii_lowercase();
+            if origin_allowed(state, &origin, headers) {
+                Ok(())
+            } else {
+                Err(Error::Forbidden(format!("cross-origin request refused: Origin {origin:?} is not allowed")))
+            }
+        }
+        None => {
+            let has_cookie = cookie_value(headers, COOKIE_NAME).is_some();
+            let same_origin_fetch = headers
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == "same-origin");
+            if has_cookie && (websocket || !same_origin_fetch) {
+                Err(Error::Forbidden(
+                    "a cookie-authenticated state change needs an Origin header".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn origin_allowed(state: &AppState, origin: &str, headers: &HeaderMap) -> bool {
+    if state.web.allowed_origins.contains(origin) {
+        return true;
+    }
+    // Same origin: the Origin's authority is the Host we were addressed by.
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match (authority, request_host(headers)) {
+        (Some(a), Some(host)) => a == host,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes() {
+        assert_eq!(percent_decode("%74oken"), "token");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("abc%2"), "abc%2");
+    }
+}
