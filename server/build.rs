@@ -1,10 +1,10 @@
 // Records the commit for `GET /api/version`; "unknown" outside a git checkout
-// (e.g. a Nix build), unless MITZOD_COMMIT is set by the packager.
+// (e.g. a Nix build), unless MITZO_BUILD_COMMIT is set by the packager.
 fn main() {
-    println!("cargo:rerun-if-env-changed=MITZOD_COMMIT");
+    println!("cargo:rerun-if-env-changed=MITZO_BUILD_COMMIT");
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/refs/heads");
-    let commit = std::env::var("MITZOD_COMMIT").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| {
+    let commit = std::env::var("MITZO_BUILD_COMMIT").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| {
         std::process::Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])
             .output()
@@ -15,5 +15,5 @@ fn main() {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "unknown".into())
     });
-    println!("cargo:rustc-env=MITZOD_COMMIT={commit}");
+    println!("cargo:rustc-env=MITZO_BUILD_COMMIT={commit}");
 }

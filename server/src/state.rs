@@ -176,8 +176,21 @@ pub fn load_or_create_internal_token(state_dir: &Path) -> Result<(Secret, Vec<To
     let path = state_dir.join(INTERNAL_TOKEN_FILE);
     remove_stale_temps(state_dir, INTERNAL_TOKEN_FILE);
     let mut repairs = Vec::new();
-    let existing = read_token_file(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let me = Uid::effective();
+    // Ownership first: a file we cannot even open should say why.
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        if meta.file_type().is_symlink() || !meta.is_file() {
+            return Err(Error::StateDir(format!("{} is not a regular file; refusing to use it", path.display())));
+        }
+        if meta.uid() != me.as_raw() {
+            return Err(Error::StateDir(format!(
+                "{} is owned by uid {}, not uid {me}; refusing to use it",
+                path.display(),
+                meta.uid()
+            )));
+        }
+    }
+    let existing = read_token_file(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     match existing {
         None => {
             let token = random_hex_token();

@@ -16,7 +16,7 @@ pub fn routes() -> Router<AppState> {
 async fn version() -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": env!("MITZOD_COMMIT"),
+        "commit": env!("MITZO_BUILD_COMMIT"),
     }))
 }
 
