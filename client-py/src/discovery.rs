@@ -75,7 +75,10 @@ impl fmt::Display for DiscoveryError {
 /// What reading one token file gave.
 #[derive(Debug)]
 pub enum FileRead {
-    Token { token: String, warning: Option<String> },
+    Token {
+        token: String,
+        warning: Option<String>,
+    },
     Missing,
     Unreadable(io::Error),
     Malformed(String),
@@ -202,9 +205,7 @@ pub fn discover(
                     warnings: warning.into_iter().collect(),
                 })
             }
-            FileRead::Missing => {
-                looked.push(format!("{} ({label}): no such file", path.display()))
-            }
+            FileRead::Missing => looked.push(format!("{} ({label}): no such file", path.display())),
             FileRead::Unreadable(e) => {
                 looked.push(format!("{} ({label}): cannot read: {e}", path.display()))
             }

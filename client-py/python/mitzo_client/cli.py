@@ -1,0 +1,249 @@
+"""The ``mitzo`` command, for shell hooks and scripts.
+
+Exit codes: 0 ok, 1 the server said no, 2 usage, 3 cannot reach the server
+or find a token. Results are printed to stdout as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+from ._native import Client, token_file_candidates
+from .errors import ConnectionError, MitzoError, TokenNotFoundError
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
+def _json_arg(text: str, what: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _UsageError(f"{what} is not valid JSON: {e}") from None
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(url=args.url, timeout=args.timeout, session_id=getattr(args, "session_id", None))
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    _print_json(_client(args).version())
+    return EXIT_OK
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    _print_json(_client(args).health())
+    return EXIT_OK
+
+
+def _cmd_session_start(args: argparse.Namespace) -> int:
+    result = _client(args).create_session(
+        args.source,
+        initial_prompt=args.prompt,
+        summary=args.summary,
+        mode=args.mode,
+        model=args.model,
+    )
+    try:
+        cwd = result["worktrees"]["primary"]["path"]
+    except (KeyError, TypeError):
+        sys.stderr.write(
+            "mitzo: the server's answer has no worktrees.primary.path: "
+            + json.dumps(result)
+            + "\n"
+        )
+        return EXIT_REFUSED
+    if not isinstance(cwd, str):
+        sys.stderr.write("mitzo: worktrees.primary.path is not a string\n")
+        return EXIT_REFUSED
+    _print_json({"cwd": cwd})
+    return EXIT_OK
+
+
+def _cmd_task_set(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        if args.titles:
+            raise _UsageError("give either titles or --json, not both")
+        tasks = _json_arg(args.json, "--json")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise _UsageError("--json must be a list of objects like {\"title\": ...}")
+    elif args.titles:
+        tasks = [{"title": t} for t in args.titles]
+    else:
+        raise _UsageError("task set needs at least one TITLE, or --json")
+    _print_json(_client(args).set_tasks(tasks))
+    return EXIT_OK
+
+
+def _cmd_task_complete(args: argparse.Namespace) -> int:
+    _print_json(_client(args).complete_task(args.summary))
+    return EXIT_OK
+
+
+def _cmd_task_status(args: argparse.Namespace) -> int:
+    _print_json(_client(args).task_status())
+    return EXIT_OK
+
+
+def _cmd_task_block(args: argparse.Namespace) -> int:
+    _print_json(_client(args).block_task(args.reason))
+    return EXIT_OK
+
+
+def _cmd_task_artifact(args: argparse.Namespace) -> int:
+    value: Any = _json_arg(args.value, "VALUE") if args.json_value else args.value
+    _print_json(_client(args).add_artifact(args.key, value))
+    return EXIT_OK
+
+
+def _cmd_signal_resolve(args: argparse.Namespace) -> int:
+    artifacts = None
+    if args.artifacts is not None:
+        artifacts = _json_arg(args.artifacts, "--artifacts")
+        if not isinstance(artifacts, dict):
+            raise _UsageError("--artifacts must be a JSON object")
+    pr: Optional[Any] = args.pr
+    if isinstance(pr, str) and pr.isdigit():
+        pr = int(pr)
+    _print_json(
+        _client(args).resolve_signal(
+            args.type,
+            args.status,
+            repo=args.repo,
+            pr=pr,
+            pr_url=args.pr_url,
+            artifacts=artifacts,
+        )
+    )
+    return EXIT_OK
+
+
+def _cmd_token_path(args: argparse.Namespace) -> int:
+    candidates = token_file_candidates()
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.R_OK):
+            sys.stdout.write(path + "\n")
+            return EXIT_OK
+    sys.stderr.write("mitzo: no readable token file; looked in:\n")
+    for path in candidates:
+        sys.stderr.write(f"  - {path}\n")
+    return EXIT_UNREACHABLE
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mitzo",
+        description="Talk to mitzod from shell hooks. Exit codes: 0 ok, 1 the server "
+        "said no, 2 usage, 3 cannot reach the server or find a token.",
+    )
+    p.add_argument("--url", help="server URL (default: $MITZO_URL, else http://127.0.0.1:3100)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per call, retries included (default 10)"
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("version", help="print the server's version")
+    s.set_defaults(func=_cmd_version)
+    s = sub.add_parser("health", help="check that the server answers")
+    s.set_defaults(func=_cmd_health)
+
+    s = sub.add_parser(
+        "session-start",
+        help='create a session and print {"cwd": <primary worktree>} (Claude Code SessionStart hook)',
+    )
+    s.add_argument("--source", required=True, help="who starts it, e.g. claude-code")
+    s.add_argument("--prompt", help="initial prompt (starts a headless run)")
+    s.add_argument("--summary")
+    s.add_argument("--mode", choices=["ask", "agent", "auto"])
+    s.add_argument("--model")
+    s.set_defaults(func=_cmd_session_start)
+
+    task = sub.add_parser("task", help="the agent task tools").add_subparsers(
+        dest="task_command", metavar="ACTION"
+    )
+    task.required = True
+
+    def task_parser(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        tp = task.add_parser(name, help=help)
+        tp.add_argument(
+            "--session-id", help="session to act for (default $MITZO_SESSION_ID; a session token names its own)"
+        )
+        tp.set_defaults(func=func)
+        return tp
+
+    s = task_parser("set", "replace this session's task list", _cmd_task_set)
+    s.add_argument("titles", nargs="*", metavar="TITLE")
+    s.add_argument("--json", metavar="JSON", help='[{"title", "description"?, "priority"?}, ...] or - for stdin')
+    s = task_parser("complete", "mark the current task done", _cmd_task_complete)
+    s.add_argument("summary", metavar="SUMMARY")
+    task_parser("status", "show this session's tasks", _cmd_task_status)
+    s = task_parser("block", "mark the current task blocked", _cmd_task_block)
+    s.add_argument("reason", metavar="REASON")
+    s = task_parser("artifact", "attach KEY=VALUE to the current task", _cmd_task_artifact)
+    s.add_argument("key", metavar="KEY")
+    s.add_argument("value", metavar="VALUE")
+    s.add_argument("--json-value", action="store_true", help="parse VALUE as JSON")
+
+    signal = sub.add_parser("signal", help="report an external event").add_subparsers(
+        dest="signal_command", metavar="ACTION"
+    )
+    signal.required = True
+    s = signal.add_parser("resolve", help="POST /api/signals/resolve")
+    s.add_argument("--type", required=True, choices=["gh_ci", "gh_review", "human_approval"])
+    s.add_argument("--status", required=True)
+    s.add_argument("--repo")
+    s.add_argument("--pr")
+    s.add_argument("--pr-url")
+    s.add_argument("--artifacts", metavar="JSON", help="a JSON object, or - for stdin")
+    s.set_defaults(func=_cmd_signal_resolve)
+
+    token = sub.add_parser("token", help="the token file").add_subparsers(
+        dest="token_command", metavar="ACTION"
+    )
+    token.required = True
+    s = token.add_parser("path", help="print the token file the client would use")
+    s.set_defaults(func=_cmd_token_path)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)  # exits 2 on bad usage
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except _UsageError as e:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"mitzo: {e}\n")
+        return EXIT_USAGE
+    except (ConnectionError, TokenNotFoundError) as e:
+        sys.stderr.write(f"mitzo: {e}\n")
+        return EXIT_UNREACHABLE
+    except MitzoError as e:
+        sys.stderr.write(f"mitzo: {e}\n")
+        return EXIT_REFUSED
+    except ValueError as e:
+        sys.stderr.write(f"mitzo: {e}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
