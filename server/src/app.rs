@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{broadcast, Semaphore};
 
 use crate::auth::owner::OwnerAuth;
 use crate::auth::passphrase::Passphrase;
@@ -12,7 +12,9 @@ use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::session_tokens::SessionTokens;
 use crate::config::{Config, CookieSecure, ListenAddr};
 use crate::db::Db;
+use crate::repo_config::RepoConfigs;
 use crate::state::InternalTokenStore;
+use crate::tasks::TaskEvent;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,6 +29,10 @@ pub struct AppState {
     /// argon2 is memory-hard: bound how many run at once.
     pub argon_permits: Arc<Semaphore>,
     pub web: Arc<WebPolicy>,
+    /// Task board changes, for watching WebSocket clients.
+    pub task_events: broadcast::Sender<TaskEvent>,
+    /// `.mitzo.json` of each repo, re-read when it changes.
+    pub repo_configs: Arc<RepoConfigs>,
 }
 
 /// What the browser-safety checks compare against.

@@ -379,7 +379,9 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let path = e.path().to_string();
-                Error::Config(format!("{origin}: key `{path}`: {}", e.inner()))
+                let inner = e.inner().to_string();
+                let first = inner.lines().next().unwrap_or_default().trim().to_string();
+                Error::Config(format!("{origin}: key `{path}`: {first}"))
             })?;
         config.validate()?;
         Ok(config)

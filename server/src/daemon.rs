@@ -23,16 +23,18 @@ pub struct Prepared {
     pub state_dir: std::path::PathBuf,
     pub credentials: Credentials,
     pub listeners: Vec<Listener>,
+    pub token: crate::secret::Secret,
+    pub db: Db,
 }
 
-/// Open the token and database (as the service user), then build the state.
-pub fn open_state(
-    config: &Config,
+/// Open the internal token and the database. Runs before the privilege
+/// drop (so a state dir the service user cannot reach by path still works);
+/// as root, whatever it creates is handed to `owner`.
+pub fn open_state_files(
     state_dir: &std::path::Path,
-    credentials: Credentials,
-    listeners: &[Listener],
-) -> Result<AppState> {
-    let (token, repairs) = crate::state::load_or_create_internal_token(state_dir)?;
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> Result<(crate::secret::Secret, Db)> {
+    let (token, repairs) = crate::state::load_or_create_internal_token(state_dir, owner)?;
     for repair in repairs {
         match repair {
             TokenRepair::Created => tracing::info!("created a new internal token"),
@@ -45,7 +47,23 @@ pub fn open_state(
             }
         }
     }
-    let db = Db::open(&state_dir.join(DATABASE_FILE))?;
+    let db_path = state_dir.join(DATABASE_FILE);
+    let db = Db::open(&db_path)?;
+    if let Some((uid, gid)) = owner {
+        for suffix in ["", "-wal", "-shm"] {
+            let p = std::path::PathBuf::from(format!("{}{suffix}", db_path.display()));
+            if p.exists() {
+                nix::unistd::chown(&p, Some(uid), Some(gid))
+                    .map_err(|e| Error::StateDir(format!("chown {}: {e}", p.display())))?;
+            }
+        }
+    }
+    Ok((token, db))
+}
+
+/// Build the shared state from what `main` opened.
+pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
+    let Prepared { config, state_dir, credentials, listeners, token, db } = p;
     let owner = OwnerAuth::new(&credentials.jwt_secret, config.cookie_max_age_hours, db.clone())?;
     let tcp_addrs: Vec<std::net::SocketAddr> = listeners
         .iter()
@@ -54,18 +72,21 @@ pub fn open_state(
             Listener::Unix { .. } => None,
         })
         .collect();
-    Ok(AppState {
-        web: Arc::new(WebPolicy::from_config(config, &tcp_addrs)),
-        config: Arc::new(config.clone()),
-        state_dir: state_dir.to_path_buf(),
+    let state = AppState {
+        web: Arc::new(WebPolicy::from_config(&config, &tcp_addrs)),
+        internal_token: Arc::new(InternalTokenStore::new(state_dir.join(INTERNAL_TOKEN_FILE), token)),
+        config: Arc::new(config),
+        state_dir,
         db,
         owner: Arc::new(owner),
         passphrase: Arc::new(credentials.passphrase),
-        internal_token: Arc::new(InternalTokenStore::new(state_dir.join(INTERNAL_TOKEN_FILE), token)),
         session_tokens: Arc::new(SessionTokens::default()),
         login_limiter: Arc::new(LoginLimiter::default()),
         argon_permits: Arc::new(Semaphore::new(2)),
-    })
+        task_events: tokio::sync::broadcast::channel(256).0,
+        repo_configs: Arc::new(crate::repo_config::RepoConfigs::default()),
+    };
+    Ok((state, listeners))
 }
 
 pub fn run(p: Prepared) -> Result<()> {
@@ -78,8 +99,7 @@ pub fn run(p: Prepared) -> Result<()> {
 }
 
 async fn serve(p: Prepared) -> Result<()> {
-    let Prepared { config, state_dir, credentials, listeners } = p;
-    let state = open_state(&config, &state_dir, credentials, &listeners)?;
+    let (state, listeners) = build_state(p)?;
     let app = crate::http::router(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();

@@ -13,6 +13,8 @@ const MIGRATIONS: &[&str] = &[
     // 1: owner auth
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
      CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);",
+    // 2: the task board
+    crate::tasks::MIGRATION,
 ];
 
 #[derive(Clone)]

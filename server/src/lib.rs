@@ -8,13 +8,16 @@ pub mod daemon;
 pub mod db;
 pub mod dev;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod logging;
 pub mod privileges;
+pub mod repo_config;
 pub mod sandbox;
 pub mod secret;
 pub mod state;
 pub mod systemd;
+pub mod tasks;
 pub mod worktree;
 
 pub use error::{Error, Result};

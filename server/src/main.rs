@@ -114,20 +114,37 @@ fn serve(config_path: Option<PathBuf>, dev_mode: bool, inherited: Vec<systemd::L
         ));
     }
     let state_dir = config.resolved_state_dir()?;
-    // As root: fix the state dir's ownership and read the credentials now;
-    // neither is possible after the drop.
-    state::prepare_state_dir(&state_dir, target.as_ref().map(|t| (t.uid, t.gid)))?;
-    let state_dir_fd = std::fs::File::open(&state_dir).map_err(|e| Error::io(format!("opening {}", state_dir.display()), e))?;
+    // As root: read the credentials and fix the state dir's ownership now;
+    // neither is possible after the drop. Credentials first, so a bad one
+    // stops start-up before anything is touched.
     let credentials = credentials::load(&config)?;
+    let owner = target.as_ref().map(|t| (t.uid, t.gid));
+    let prepared = state::prepare_state_dir(&state_dir, owner)?;
     let listeners = if inherited.is_empty() {
         systemd::bind(&config.listen)?
     } else {
         tracing::info!(count = inherited.len(), "using sockets passed by systemd");
         inherited
     };
+    // Root made the dir: open its files now, handing new ones to the
+    // service user; they stay usable even where that user cannot walk the
+    // path. Otherwise the owner opens them after the drop.
+    let (opened, state_dir_fd) = match prepared {
+        state::Prepared::ByRoot => {
+            let fd = std::fs::File::open(&state_dir).map_err(|e| Error::io(format!("opening {}", state_dir.display()), e))?;
+            (Some(daemon::open_state_files(&state_dir, owner)?), Some(fd))
+        }
+        state::Prepared::ForOwner => (None, None),
+    };
     privileges::drop_privileges(target.as_ref())?;
-    let state_dir = dev::reach_state_dir(&state_dir, &state_dir_fd)?;
-    drop(state_dir_fd);
+    let (state_dir, (token, db)) = match (opened, state_dir_fd) {
+        (Some(files), Some(fd)) => (dev::reach_state_dir(&state_dir, &fd)?, files),
+        _ => {
+            state::tighten_state_dir(&state_dir)?;
+            let files = daemon::open_state_files(&state_dir, None)?;
+            (state_dir, files)
+        }
+    };
     if let Some(t) = &target {
         tracing::info!(user = %t.user, uid = %t.uid, gid = %t.gid, "dropped privileges");
         if dev_mode {
@@ -146,6 +163,8 @@ fn serve(config_path: Option<PathBuf>, dev_mode: bool, inherited: Vec<systemd::L
         state_dir,
         credentials,
         listeners,
+        token,
+        db,
     })
 }
 

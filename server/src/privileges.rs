@@ -70,7 +70,7 @@ pub fn drop_privileges(target: Option<&Target>) -> Result<()> {
         nix::unistd::setresuid(target.uid, target.uid, target.uid).map_err(|e| fail("setresuid", &e))?;
     } else {
         let _ = caps::clear(None, CapSet::Ambient);
-        let _ = caps::clear(None, CapSet::Inheritable);
+        clear_if_held(CapSet::Inheritable)?;
         // Without CAP_SETPCAP the bounding set cannot shrink; NO_NEW_PRIVS
         // below makes it moot, since nothing can be gained by exec.
         if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
@@ -79,11 +79,22 @@ pub fn drop_privileges(target: Option<&Target>) -> Result<()> {
             }
         }
     }
-    caps::clear(None, CapSet::Effective).map_err(|e| fail("clearing effective capabilities", &e))?;
-    caps::clear(None, CapSet::Permitted).map_err(|e| fail("clearing permitted capabilities", &e))?;
+    clear_if_held(CapSet::Effective)?;
+    clear_if_held(CapSet::Permitted)?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| fail("PR_SET_NO_NEW_PRIVS", &e))?;
     nix::sys::prctl::set_dumpable(false).map_err(|e| fail("PR_SET_DUMPABLE", &e))?;
     verify(target)
+}
+
+/// capset(2) only when something is held: a unit started with `User=` may
+/// forbid the call itself (`SystemCallFilter=~@privileged`), and there is
+/// nothing to clear then anyway.
+fn clear_if_held(set: CapSet) -> Result<()> {
+    let held = caps::read(None, set).map_err(|e| Error::Privileges(format!("reading {set:?} capabilities: {e}")))?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    caps::clear(None, set).map_err(|e| Error::Privileges(format!("clearing {set:?} capabilities: {e}")))
 }
 
 /// Prove the drop took: no id is 0, `setuid(0)` fails, no capability left.

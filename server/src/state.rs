@@ -16,11 +16,24 @@ pub const INTERNAL_TOKEN_FILE: &str = "internal-token";
 pub const DATABASE_FILE: &str = "mitzod.db";
 const TOKEN_LEN: usize = 64;
 
-/// Make sure the state dir exists, is 0700 and belongs to `owner`.
+/// What `prepare_state_dir` did, which decides when the files in it are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// Root created the dir or took it over from root: root may open the
+    /// files in it now (and must, when the service user cannot reach it).
+    ByRoot,
+    /// The dir already belongs to the user we run as (or will drop to):
+    /// open it after the drop. A hardened unit grants root no CAP_CHOWN,
+    /// CAP_FOWNER or CAP_DAC_*, so root must not touch it.
+    ForOwner,
+}
+
+/// Make sure the state dir exists and belongs to the user mitzod serves as.
 ///
-/// As root (before the drop) a dir owned by root is handed to `owner`; one
-/// owned by anybody else is refused, as it is when not root.
-pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<()> {
+/// As root: a missing or root-owned dir is created/handed to `owner`; one
+/// already owned by `owner` is left alone until after the drop; any other
+/// owner is refused (as it is when not root).
+pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<Prepared> {
     let me = Uid::effective();
     let want_uid = owner.map(|(u, _)| u).unwrap_or(me);
     match std::fs::symlink_metadata(dir) {
@@ -37,27 +50,41 @@ pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<()> {
         }
         Ok(meta) => {
             let owner_uid = Uid::from_raw(meta.uid());
-            let acceptable = owner_uid == want_uid || (me.is_root() && owner_uid.is_root());
-            if !acceptable {
+            if owner_uid == want_uid {
+                if me != want_uid {
+                    return Ok(Prepared::ForOwner);
+                }
+            } else if !(me.is_root() && owner_uid.is_root()) {
                 return Err(Error::StateDir(format!(
-                    "{} is owned by uid {}, not by uid {} that mitzod runs as; fix its ownership",
+                    "{} is owned by uid {}, not by uid {} that mitzod runs as; fix its ownership \
+                     (e.g. `install -d -m 0700 -o USER -g GROUP {}`)",
                     dir.display(),
                     owner_uid,
-                    want_uid
+                    want_uid,
+                    dir.display()
                 )));
             }
         }
     }
-    let meta = std::fs::metadata(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
-    if meta.mode() & 0o077 != 0 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "state dir was group/world accessible; tightening to 0700");
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::StateDir(format!("chmod 0700 {}: {e}", dir.display())))?;
+    tighten_state_dir(dir)?;
     if let Some((uid, gid)) = owner {
         if me.is_root() {
             chown_tree_shallow(dir, uid, gid)?;
+            return Ok(Prepared::ByRoot);
         }
+    }
+    Ok(Prepared::ForOwner)
+}
+
+/// 0700, with a warning when it was looser. Run by the dir's owner.
+pub fn tighten_state_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
+    if meta.mode() & 0o777 != 0o700 {
+        if meta.mode() & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "state dir was group/world accessible; tightening to 0700");
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::StateDir(format!("chmod 0700 {}: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -172,11 +199,14 @@ fn parse_token(raw: &[u8]) -> std::result::Result<(String, bool), String> {
 /// Read the internal token, creating or repairing it as the rules say:
 /// missing or corrupt → new token; uppercase → lowercased and rewritten;
 /// looser than 0600 → tightened; owned by another user → refused.
-pub fn load_or_create_internal_token(state_dir: &Path) -> Result<(Secret, Vec<TokenRepair>)> {
+///
+/// `owner` is the service user when started as root (files are written for
+/// it); `None` means the current user.
+pub fn load_or_create_internal_token(state_dir: &Path, owner: Option<(Uid, Gid)>) -> Result<(Secret, Vec<TokenRepair>)> {
     let path = state_dir.join(INTERNAL_TOKEN_FILE);
     remove_stale_temps(state_dir, INTERNAL_TOKEN_FILE);
     let mut repairs = Vec::new();
-    let me = Uid::effective();
+    let me = owner.map(|(uid, _)| uid).unwrap_or_else(Uid::effective);
     // Ownership first: a file we cannot even open should say why.
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
         if meta.file_type().is_symlink() || !meta.is_file() {
@@ -194,7 +224,7 @@ pub fn load_or_create_internal_token(state_dir: &Path) -> Result<(Secret, Vec<To
     match existing {
         None => {
             let token = random_hex_token();
-            write_atomic(&path, token.expose(), 0o600, None)?;
+            write_atomic(&path, token.expose(), 0o600, owner)?;
             repairs.push(TokenRepair::Created);
             Ok((token, repairs))
         }
@@ -210,7 +240,7 @@ pub fn load_or_create_internal_token(state_dir: &Path) -> Result<(Secret, Vec<To
             match parse_token(&raw) {
                 Ok((token, needs_rewrite)) => {
                     if needs_rewrite {
-                        write_atomic(&path, token.as_bytes(), 0o600, None)?;
+                        write_atomic(&path, token.as_bytes(), 0o600, owner)?;
                         repairs.push(TokenRepair::Normalised);
                     } else if mode != 0o600 {
                         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
@@ -221,7 +251,7 @@ pub fn load_or_create_internal_token(state_dir: &Path) -> Result<(Secret, Vec<To
                 }
                 Err(reason) => {
                     let token = random_hex_token();
-                    write_atomic(&path, token.expose(), 0o600, None)?;
+                    write_atomic(&path, token.expose(), 0o600, owner)?;
                     repairs.push(TokenRepair::Regenerated(reason));
                     Ok((token, repairs))
                 }
@@ -317,7 +347,7 @@ mod tests {
     #[test]
     fn store_follows_rotation() {
         let dir = tempfile::tempdir().unwrap();
-        let (token, repairs) = load_or_create_internal_token(dir.path()).unwrap();
+        let (token, repairs) = load_or_create_internal_token(dir.path(), None).unwrap();
         assert_eq!(repairs, vec![TokenRepair::Created]);
         let store = InternalTokenStore::new(dir.path().join(INTERNAL_TOKEN_FILE), token.clone());
         assert!(store.verify(token.expose()));

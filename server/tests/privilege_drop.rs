@@ -136,3 +136,39 @@ fn state_dir_owned_by_someone_else_is_refused() {
     assert!(err.contains("is owned by uid 4242"), "{err}");
     assert!(!server.state_dir.join("internal-token").exists(), "nothing created");
 }
+
+#[test]
+fn drop_needs_only_the_units_capabilities() {
+    // As mitzod.service starts it: root, but with the bounding set cut to
+    // CAP_SETUID CAP_SETGID CAP_SETPCAP (no CHOWN, FOWNER or DAC_*), and a
+    // state dir created at install time, owned by the service user.
+    if !require_root("drop_needs_only_the_units_capabilities") {
+        return;
+    }
+    let (uid, gid) = nobody_ids();
+    let mut server = TestServer::new(Options::default());
+    std::fs::create_dir(&server.state_dir).unwrap();
+    std::fs::set_permissions(&server.state_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    nix::unistd::chown(&server.state_dir, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).unwrap();
+    let log = std::fs::File::create(&server.log).unwrap();
+    let child = Command::new("setpriv")
+        .args(["--bounding-set=-all,+setuid,+setgid,+setpcap", "--inh-caps=-all", "--"])
+        .arg(mitzod_bin())
+        .args(["serve", "--config"])
+        .arg(&server.config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    server.child = Some(child);
+    server.wait_ready();
+    let status = proc_status(server.pid());
+    assert!(status["Uid"].split_whitespace().all(|u| u == uid.to_string()));
+    for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(status[key], "0000000000000000", "{key}");
+    }
+    let token = server.internal_token();
+    assert_eq!(token.len(), 64);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(server.token_path()).unwrap().uid(), uid, "created by the service user");
+}

@@ -1,0 +1,403 @@
+//! Every credential kind against every route that exists, the login rate
+//! limit, the browser checks, and what never reaches a log line.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+/// Owner-only routes: (method, path).
+const OWNER_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/auth/check"),
+    ("POST", "/api/auth/logout"),
+    ("POST", "/api/auth/logout-all"),
+];
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn sign(alg: Algorithm, secret: &[u8], claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+fn claims(exp_offset: i64, epoch: u64) -> serde_json::Value {
+    json!({"sub": "owner", "jti": format!("{:032x}", rand_u128()), "iat": now(), "exp": now() + exp_offset, "epoch": epoch})
+}
+
+fn rand_u128() -> u128 {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
+    u128::from_le_bytes(b)
+}
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn call(s: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut h = headers.to_vec();
+    let origin = format!("http://127.0.0.1:{}", s.port);
+    if method != "GET" {
+        h.push(("Origin", &origin));
+        h.push(("Content-Type", "application/json"));
+        return request(s.addr(), method, path, &h, b"{}");
+    }
+    request(s.addr(), method, path, &h, b"")
+}
+
+#[test]
+fn credential_matrix_on_owner_routes() {
+    let s = TestServer::start_default();
+    let internal = s.internal_token();
+    let secret = JWT_SECRET.as_bytes();
+    let expired = sign(Algorithm::HS256, secret, &claims(-3600, 0));
+    let bad_sig = sign(Algorithm::HS256, b"another-secret-another-secret-another-secret", &claims(3600, 0));
+    let hs512 = sign(Algorithm::HS512, secret, &claims(3600, 0));
+    let alg_none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims(3600, 0).to_string().as_bytes())
+    );
+    let no_sub = sign(Algorithm::HS256, secret, &json!({"jti": "x", "iat": now(), "exp": now() + 3600, "epoch": 0}));
+
+    let cases: Vec<(&str, Vec<(&str, String)>, u16)> = vec![
+        ("no credential", vec![], 401),
+        ("wrong internal token", vec![("X-Internal-Token", "ab".repeat(32))], 401),
+        ("wrong bearer hex", vec![("Authorization", format!("Bearer {}", "cd".repeat(32)))], 401),
+        ("garbage bearer", vec![("Authorization", "Bearer garbage".into())], 401),
+        ("basic auth", vec![("Authorization", "Basic YTpi".into())], 401),
+        ("expired JWT", vec![("Authorization", format!("Bearer {expired}"))], 401),
+        ("alg none", vec![("Authorization", format!("Bearer {alg_none}"))], 401),
+        ("bad signature", vec![("Authorization", format!("Bearer {bad_sig}"))], 401),
+        ("HS512 with the right secret", vec![("Authorization", format!("Bearer {hs512}"))], 401),
+        ("no sub claim", vec![("Authorization", format!("Bearer {no_sub}"))], 401),
+        ("expired JWT in cookie", vec![("Cookie", format!("cc_auth={expired}"))], 401),
+        ("unknown session token", vec![("Authorization", format!("Bearer mzs_{}", "00".repeat(32)))], 401),
+        ("internal token (header) on owner route", vec![("X-Internal-Token", internal.clone())], 403),
+        ("internal token (bearer) on owner route", vec![("Authorization", format!("Bearer {internal}"))], 403),
+    ];
+    for (method, path) in OWNER_ROUTES {
+        for (name, headers, want) in &cases {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = call(&s, method, path, &h);
+            assert_eq!(r.status, *want, "{name} on {method} {path}: {}", r.text());
+            assert!(!r.error().is_empty(), "{name}: JSON error body");
+        }
+    }
+}
+
+#[test]
+fn tokens_in_query_strings_are_rejected_everywhere() {
+    let s = TestServer::start_default();
+    let jwt = s.login();
+    let internal = s.internal_token();
+    let paths = [
+        format!("/api/auth/check?token={jwt}"),
+        format!("/api/auth/check?x={jwt}"),
+        format!("/api/version?internal_token={internal}"),
+        format!("/healthz?k={internal}"),
+        "/api/auth/check?access_token=abc".to_string(),
+        "/api/auth/check?%74oken=abc".to_string(),
+        format!("/api/no-such-route?session_token=mzs_{}", "00".repeat(32)),
+        format!("/ws/chat?cc_auth={jwt}"),
+    ];
+    for p in &paths {
+        // Even with a valid header credential: the URL is the problem.
+        let r = s.get(p, &[("Authorization", &format!("Bearer {jwt}"))]);
+        assert_eq!(r.status, 400, "{p}: {}", r.text());
+        assert!(r.error().contains("headers only"), "{p}: {}", r.error());
+    }
+    // A harmless query is fine.
+    assert_eq!(s.get("/api/version?pretty=1", &[]).status, 200);
+}
+
+#[test]
+fn login_logout_and_logout_all_persist_across_restart() {
+    let mut s = TestServer::start_default();
+    let origin = format!("http://127.0.0.1:{}", s.port);
+    let r = s.post("/api/auth/login", &[("Origin", &origin)], &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}"));
+    assert_eq!(r.status, 200);
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(cookie.starts_with("cc_auth="), "{cookie}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=86400"] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http without public_url https: no Secure");
+    let a = r.json()["token"].as_str().unwrap().to_string();
+    let b = s.login();
+    let c = s.login();
+    let bearer = |t: &str| format!("Bearer {t}");
+    for t in [&a, &b, &c] {
+        assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(t))]).status, 200);
+    }
+    // Cookie auth works for GET.
+    let cookie_pair = cookie.split(';').next().unwrap().to_string();
+    assert_eq!(s.get("/api/auth/check", &[("Cookie", &cookie_pair)]).status, 200);
+
+    // Logout revokes only that jti.
+    let r = call(&s, "POST", "/api/auth/logout", &[("Authorization", &bearer(&a))]);
+    assert_eq!(r.status, 200);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&a))]).status, 401);
+    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&b))]).status, 200);
+
+    s.restart();
+    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&a))]).status, 401, "revocation persisted");
+    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&b))]).status, 200);
+
+    // Logout-all kills every earlier token, including the caller's.
+    assert_eq!(call(&s, "POST", "/api/auth/logout-all", &[("Authorization", &bearer(&b))]).status, 200);
+    for t in [&b, &c] {
+        assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(t))]).status, 401);
+    }
+    s.restart();
+    for t in [&b, &c] {
+        assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(t))]).status, 401, "epoch persisted");
+    }
+    let d = s.login();
+    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&d))]).status, 200, "new logins work");
+}
+
+#[test]
+fn wrong_passphrase_and_bad_bodies() {
+    let s = TestServer::start_default();
+    let r = s.post("/api/auth/login", &[], r#"{"passphrase":"wrong"}"#);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "wrong passphrase");
+    let r = s.post("/api/auth/login", &[], "not json");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.error().is_empty());
+    let r = s.post("/api/auth/login", &[], r#"{"passphrase":"x","extra":1}"#);
+    assert!(r.status == 400 || r.status == 422, "{}", r.text());
+    assert!(r.error().contains("extra"), "names the field: {}", r.error());
+    let big = format!("{{\"passphrase\":\"{}\"}}", "a".repeat(1024 * 1024 + 10));
+    let r = s.post("/api/auth/login", &[], &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.error().contains("larger than"), "{}", r.error());
+    let r = s.get("/api/nope", &[]);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "no such route");
+    let r = request(s.addr(), "DELETE", "/api/version", &[], b"");
+    assert_eq!(r.status, 405);
+    assert!(!r.error().is_empty());
+}
+
+#[test]
+fn login_rate_limit_per_client_and_global_backoff() {
+    let s = TestServer::start_default();
+    let wrong = br#"{"passphrase":"wrong"}"#;
+    let post_from = |ip: Ipv4Addr, body: &[u8]| {
+        request_from(ip, s.addr(), "POST", "/api/auth/login", &[("Content-Type", "application/json")], body)
+    };
+    let a = Ipv4Addr::new(127, 0, 0, 11);
+    for i in 0..5 {
+        assert_eq!(post_from(a, wrong).status, 401, "attempt {i}");
+    }
+    let r = post_from(a, wrong);
+    assert_eq!(r.status, 429);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Even the right passphrase waits: the limit counts attempts.
+    let right = format!("{{\"passphrase\":\"{PASSPHRASE}\"}}");
+    assert_eq!(post_from(a, right.as_bytes()).status, 429);
+
+    // Another address is not limited by the first one's bucket...
+    let b = Ipv4Addr::new(127, 0, 0, 12);
+    for _ in 0..4 {
+        assert_eq!(post_from(b, wrong).status, 401);
+    }
+    // ...but 10 failures in a row (5 + 4 + this one) trip the global backoff.
+    let c = Ipv4Addr::new(127, 0, 0, 13);
+    assert_eq!(post_from(c, wrong).status, 401);
+    let d = Ipv4Addr::new(127, 0, 0, 14);
+    let r = post_from(d, right.as_bytes());
+    assert_eq!(r.status, 429, "global backoff applies to a fresh address: {}", r.text());
+    assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn host_allow_list_defeats_dns_rebinding() {
+    let s = TestServer::start_with(Options {
+        extra_toml: "allowed_hosts = [\"box.example.ts.net\"]\n".into(),
+        ..Options::default()
+    });
+    let port = s.port;
+    for ok in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "box.example.ts.net".into(), "BOX.example.ts.net:3100".into()] {
+        assert_eq!(s.get("/healthz", &[("Host", &ok)]).status, 200, "{ok}");
+    }
+    for bad in [format!("evil.example:{port}"), "attacker.test".into(), format!("127.0.0.1.evil.example:{port}")] {
+        let r = s.get("/api/version", &[("Host", &bad)]);
+        assert_eq!(r.status, 403, "{bad}: {}", r.text());
+        assert!(r.error().contains("not allowed"));
+    }
+}
+
+#[test]
+fn origin_checks_on_state_changes() {
+    let s = TestServer::start_default();
+    let jwt = s.login();
+    let cookie = format!("cc_auth={jwt}");
+    let own = format!("http://127.0.0.1:{}", s.port);
+    let post = |headers: &[(&str, &str)]| {
+        let mut h = headers.to_vec();
+        h.push(("Content-Type", "application/json"));
+        request(s.addr(), "POST", "/api/auth/logout", &h, b"{}")
+    };
+    // Cookie without Origin: refused.
+    let r = post(&[("Cookie", &cookie)]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.error().contains("Origin"));
+    // Cookie with a foreign Origin: refused.
+    assert_eq!(post(&[("Cookie", &cookie), ("Origin", "https://evil.example")]).status, 403);
+    assert_eq!(post(&[("Cookie", &cookie), ("Origin", "null")]).status, 403);
+    // A foreign Origin is refused even with a bearer token.
+    assert_eq!(post(&[("Authorization", &format!("Bearer {jwt}")), ("Origin", "https://evil.example")]).status, 403);
+    // WebSocket upgrade with a cookie and no Origin: refused.
+    let r = s.get("/api/auth/check", &[("Cookie", &cookie), ("Upgrade", "websocket"), ("Connection", "Upgrade")]);
+    assert_eq!(r.status, 403);
+    // Sec-Fetch-Site: same-origin stands in for a missing Origin.
+    assert_eq!(post(&[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")]).status, 200);
+    // Our own origin works (a fresh token: the one above was just revoked).
+    let jwt2 = s.login();
+    assert_eq!(post(&[("Cookie", &format!("cc_auth={jwt2}")), ("Origin", &own)]).status, 200);
+    // Bearer without Origin (scripts, curl): fine.
+    let jwt3 = s.login();
+    assert_eq!(post(&[("Authorization", &format!("Bearer {jwt3}"))]).status, 200);
+}
+
+#[test]
+fn public_url_origin_and_tls_headers() {
+    let s = TestServer::start_with(Options {
+        extra_toml: "public_url = \"https://box.example.ts.net:3100\"\n".into(),
+        ..Options::default()
+    });
+    let r = s.post(
+        "/api/auth/login",
+        &[("Origin", "https://box.example.ts.net:3100"), ("Host", "box.example.ts.net:3100")],
+        &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"), "Secure behind https");
+    assert!(r.header("strict-transport-security").is_some(), "HSTS behind https");
+}
+
+#[test]
+fn security_headers_on_every_response() {
+    let s = TestServer::start_default();
+    for (path, status) in [("/healthz", 200), ("/api/version", 200), ("/api/auth/check", 401), ("/nope", 404)] {
+        let r = s.get(path, &[]);
+        assert_eq!(r.status, status, "{path}");
+        assert!(r.header("content-security-policy").unwrap().contains("default-src 'none'"), "{path}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert!(r.header("content-type").unwrap().starts_with("application/json"), "{path}");
+        assert!(r.header("strict-transport-security").is_none(), "no HSTS over plain http");
+    }
+    let v = s.get("/api/version", &[]).json();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, vec!["commit", "version"], "version says nothing else");
+}
+
+#[test]
+fn no_secret_reaches_the_log() {
+    let mut s = TestServer::start_with(Options {
+        env: vec![("MITZO_LOG".into(), "trace".into())],
+        ..Options::default()
+    });
+    let jwt = s.login();
+    let internal = s.internal_token();
+    let _ = s.post("/api/auth/login", &[], r#"{"passphrase":"a-wrong-guess-xyzzy"}"#);
+    let _ = s.get("/api/auth/check", &[("Authorization", &format!("Bearer {jwt}"))]);
+    let _ = s.get("/api/auth/check", &[("Cookie", &format!("cc_auth={jwt}"))]);
+    let _ = s.get("/api/auth/check", &[("X-Internal-Token", &internal)]);
+    let _ = s.get(&format!("/api/auth/check?token={jwt}"), &[]);
+    let _ = s.get(&format!("/api/auth/check?k={internal}"), &[]);
+    s.stop();
+    let log = s.log_text();
+    assert!(log.contains("/api/auth/check"), "requests are logged: {log}");
+    let jwt_sig = jwt.rsplit('.').next().unwrap();
+    for (name, secret) in [
+        ("passphrase", PASSPHRASE),
+        ("wrong passphrase", "a-wrong-guess-xyzzy"),
+        ("JWT signature", jwt_sig),
+        ("internal token", internal.as_str()),
+        ("JWT secret", JWT_SECRET),
+    ] {
+        assert!(!log.contains(secret), "{name} leaked into the log");
+    }
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let s = TestServer::new(Options {
+        extra_toml: "[agent]\ncomand = \"claude\"\n".into(),
+        ..Options::default()
+    });
+    let out = s.cli(&["check-config"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("comand"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+
+    let good = TestServer::new(Options::default());
+    let out = std::process::Command::new(mitzod_bin())
+        .args(["check-config", "--config"])
+        .arg(&good.config)
+        .env("MITZOD_COOKIE_MAX_AGE_HOURS", "99999")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cookie_max_age_hours"));
+}
+
+#[test]
+fn weak_or_example_jwt_secrets_are_refused() {
+    for (content, needle) in [
+        ("short-secret", "at least 32"),
+        ("change-me-to-a-long-random-string-of-at-least-32-bytes", "example value"),
+    ] {
+        let s = TestServer::new(Options::default());
+        std::fs::write(s.dir.path().join("jwt-secret"), content).unwrap();
+        let out = s.command().output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+        assert!(!err.contains(content), "the secret itself is not echoed");
+        assert!(!s.state_dir.exists(), "nothing touched");
+    }
+    let s = TestServer::new(Options::default());
+    std::fs::remove_file(s.dir.path().join("jwt-secret")).unwrap();
+    let out = s.command().output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt_secret_file"));
+}
+
+#[test]
+fn check_config_accepts_a_good_config_and_hash_passphrase_round_trips() {
+    let s = TestServer::new(Options::default());
+    let out = s.cli(&["check-config"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut child = std::process::Command::new(mitzod_bin())
+        .arg("hash-passphrase")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"my new passphrase\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let phc = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    // The printed hash logs in with that passphrase.
+    let s = TestServer::start_with(Options {
+        env: vec![("MITZOD_PASSPHRASE_HASH".into(), phc)],
+        ..Options::default()
+    });
+    assert_eq!(s.post("/api/auth/login", &[], r#"{"passphrase":"my new passphrase"}"#).status, 200);
+    assert_eq!(s.post("/api/auth/login", &[], &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}")).status, 401);
+}
