@@ -246,6 +246,14 @@ def server_factory(mitzod_bin: str) -> Iterator[Any]:
 
 
 @pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A temp dir the service user can traverse (repos, fake agents)."""
+    d = make_shared_tmpdir("mitzo-py-x-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
 def server(server_factory: Any) -> Mitzod:
     m: Mitzod = server_factory()
     return m

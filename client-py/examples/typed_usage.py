@@ -1,0 +1,56 @@
+"""An agent-side script using mitzo_client; checked with `mypy --strict`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mitzo_client import (
+    AuthError,
+    Client,
+    ConnectionError,
+    MitzoError,
+    RateLimitedError,
+    TokenNotFoundError,
+)
+
+
+def report(client: Client, summary: str) -> dict[str, Any]:
+    client.set_tasks([{"title": "run the tests", "priority": 1}, {"title": "open a PR"}])
+    client.add_artifact("log", "tests/output.txt")
+    result: dict[str, Any] = {"status": client.task_status()}
+    client.complete_task(summary)
+    return result
+
+
+def main() -> int:
+    try:
+        client = Client(timeout=5.0)
+    except TokenNotFoundError as e:
+        print(e, file=sys.stderr)
+        return 3
+    version: dict[str, Any] = client.version()
+    print(f"mitzod {version['version']} at {client.url} (token from {client.token_source})")
+    try:
+        session = client.create_session("script", summary="typed example", mode="ask")
+        worktree: str = session["worktrees"]["primary"]["path"]
+        print("worktree:", worktree)
+        print(report(client, "done"))
+        client.resolve_signal("gh_ci", "success", repo="owner/repo", pr=1)
+    except RateLimitedError as e:
+        print(f"slow down: retry after {e.retry_after} s", file=sys.stderr)
+        return 1
+    except AuthError as e:
+        print(f"refused ({e.status}): {e.error}", file=sys.stderr)
+        return 1
+    except ConnectionError as e:
+        print(e, file=sys.stderr)
+        return 3
+    except MitzoError as e:
+        print(f"{e.status}: {e.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build and install mitzo_client into a venv, then run its pytest suite
+# against the real mitzod and `mypy --strict` on the typed example.
+#
+#   client-py/tests/run.sh [pytest args...]
+#
+# Env: MITZOD_BIN (the server binary; default <repo>/target/debug/mitzod,
+# built if missing), MITZO_PY_VENV (default <repo>/target/py-venv),
+# PYTHON (default python3).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+client="$(dirname "$here")"
+repo="$(dirname "$client")"
+venv="${MITZO_PY_VENV:-$repo/target/py-venv}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$(dirname "$venv")"
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest mypy
+# Always rebuild: the installed wheel must be this checkout's code.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$client"
+
+status=0
+# Run from the tests dir so `import mitzo_client` is the installed wheel,
+# not the source tree (which has no compiled _native).
+(cd "$here" && "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfEs "$@") || status=$?
+
+echo "mypy --strict examples/typed_usage.py"
+(cd "$client" && "$venv/bin/python" -m mypy --strict --no-incremental examples/typed_usage.py python/mitzo_client) || status=$?
+exit "$status"

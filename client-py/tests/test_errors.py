@@ -1,0 +1,123 @@
+"""Every error class, each from a real mitzod response."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from mitzo_client import (
+    AuthError,
+    Client,
+    ConflictError,
+    MitzoError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+)
+
+from conftest import Mitzod, git_repo
+
+
+def internal(server: Mitzod) -> Client:
+    return Client(url=server.url, token=server.read_token())
+
+
+def test_401_bad_credential(server: Mitzod) -> None:
+    with pytest.raises(AuthError) as e:
+        Client(url=server.url, token="0" * 64).request("GET", "/api/auth/check")
+    assert e.value.status == 401
+    assert e.value.error
+    assert "401" in str(e.value)
+
+
+def test_401_missing_credential(server: Mitzod) -> None:
+    with pytest.raises(AuthError) as e:
+        internal(server).request("GET", "/api/auth/check", auth=False)
+    assert e.value.status == 401
+
+
+def test_403_credential_lacks_scope(server: Mitzod) -> None:
+    # The internal token is not the owner: owner-only routes refuse it.
+    with pytest.raises(AuthError) as e:
+        internal(server).request("POST", "/api/auth/logout-all", {})
+    assert e.value.status == 403
+    assert e.value.error
+
+
+def test_404_not_found(server: Mitzod) -> None:
+    with pytest.raises(NotFoundError) as e:
+        internal(server).request("GET", "/api/no-such-route")
+    assert e.value.status == 404
+    assert e.value.error
+
+
+def test_400_is_a_plain_mitzo_error(server: Mitzod) -> None:
+    # A token in a query string is refused on every route; the client itself
+    # never puts one there, so this request is built by hand.
+    with pytest.raises(MitzoError) as e:
+        internal(server).request("GET", "/api/auth/check?token=abc")
+    assert type(e.value) is MitzoError
+    assert e.value.status == 400
+    assert e.value.error
+
+
+def test_413_body_too_large(server: Mitzod) -> None:
+    c = Client(url=server.url, token="unused")
+    with pytest.raises(MitzoError) as e:
+        c.request("POST", "/api/auth/login", {"passphrase": "x" * (2 * 1024 * 1024)}, auth=False)
+    assert e.value.status == 413
+
+
+def test_429_rate_limited_with_retry_after(server: Mitzod) -> None:
+    c = Client(url=server.url, token="unused")
+    seen = []
+    for _ in range(12):
+        try:
+            c.request("POST", "/api/auth/login", {"passphrase": "wrong"}, auth=False)
+        except RateLimitedError as e:
+            assert e.status == 429
+            assert e.retry_after is not None and e.retry_after > 0
+            assert e.error
+            seen.append(e)
+            break
+        except AuthError as e:
+            assert e.status == 401
+    assert seen, "no 429 after 12 failed logins"
+
+
+def test_500_server_error(server: Mitzod) -> None:
+    """Hold SQLite's write lock from outside: the server's write (revoking the
+    owner token on logout) times out on the busy lock and answers 500."""
+    owner = Client(url=server.url, token=server.owner_token(), timeout=60.0)
+    db = sqlite3.connect(str(server.state_dir / "mitzod.db"), timeout=0, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        with pytest.raises(ServerError) as e:
+            owner.request("POST", "/api/auth/logout", {})
+        assert e.value.status == 500
+        assert e.value.error
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    # The server is fine again once the lock is gone.
+    assert owner.request("GET", "/api/auth/check") == {"ok": True}
+
+
+def test_409_conflict(server_factory: Callable[..., Mitzod], shared_tmp: Path) -> None:
+    """A compare-and-swap file write with a stale expectedContent (issue 5)."""
+    repo = git_repo(shared_tmp / "repo")
+    server = server_factory(f'repo_path = "{repo}"\n')
+    owner = Client(url=server.url, token=server.owner_token())
+    path = str(repo / "README.md")
+    with pytest.raises(ConflictError) as e:
+        owner.request(
+            "PUT",
+            "/api/files/write",
+            {"path": path, "content": "new\n", "expectedContent": "not what is there\n"},
+        )
+    assert e.value.status == 409
+    assert e.value.error
+    assert Path(path).read_text() == "hello\n"
