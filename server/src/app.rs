@@ -49,7 +49,10 @@ pub struct WebPolicy {
 
 impl WebPolicy {
     pub fn from_config(config: &Config, extra_listen: &[std::net::SocketAddr]) -> WebPolicy {
-        let mut hosts: HashSet<String> = ["localhost", "127.0.0.1", "[::1]"].iter().map(|s| s.to_string()).collect();
+        let mut hosts: HashSet<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if let Ok(name) = nix::unistd::gethostname() {
             let name = name.to_string_lossy().to_ascii_lowercase();
             if !name.is_empty() {

@@ -32,15 +32,23 @@ fn credential_path(name: &str) -> Option<PathBuf> {
 }
 
 fn read_secret_file(path: &Path, key: &str) -> Result<Secret> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::Credential(format!("key `{key}`: cannot read {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::Credential(format!("key `{key}`: cannot read {}: {e}", path.display()))
+    })?;
     if meta.len() > MAX_SECRET_FILE {
-        return Err(Error::Credential(format!("key `{key}`: {} is too large for a secret", path.display())));
+        return Err(Error::Credential(format!(
+            "key `{key}`: {} is too large for a secret",
+            path.display()
+        )));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Credential(format!("key `{key}`: cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::Credential(format!("key `{key}`: cannot read {}: {e}", path.display()))
+    })?;
     // Files written with `echo` end in a newline that is not part of the secret.
-    let trimmed = bytes.strip_suffix(b"\r\n").or_else(|| bytes.strip_suffix(b"\n")).unwrap_or(&bytes);
+    let trimmed = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(&bytes);
     Ok(Secret::new(trimmed.to_vec()))
 }
 
@@ -75,7 +83,10 @@ pub fn check_jwt_secret(secret: &Secret, origin: &Path) -> Result<()> {
             secret.len()
         )));
     }
-    if EXAMPLE_JWT_SECRETS.iter().any(|ex| secret.matches(ex.as_bytes())) {
+    if EXAMPLE_JWT_SECRETS
+        .iter()
+        .any(|ex| secret.matches(ex.as_bytes()))
+    {
         return Err(Error::Credential(format!(
             "key `jwt_secret_file`: {} holds the example value from the documentation; generate a real secret",
             origin.display()
@@ -90,12 +101,18 @@ fn load_passphrase(config: &Config) -> Result<Passphrase> {
     }
     if let Some(path) = &config.passphrase_hash_file {
         let s = read_secret_file(path, "passphrase_hash_file")?;
-        return Passphrase::from_hash(s.expose_str(), &format!("key `passphrase_hash_file` ({})", path.display()));
+        return Passphrase::from_hash(
+            s.expose_str(),
+            &format!("key `passphrase_hash_file` ({})", path.display()),
+        );
     }
     if let Some(path) = &config.passphrase_file {
         let plain = read_secret_file(path, "passphrase_file")?;
         if plain.is_empty() {
-            return Err(Error::Credential(format!("key `passphrase_file`: {} is empty", path.display())));
+            return Err(Error::Credential(format!(
+                "key `passphrase_file`: {} is empty",
+                path.display()
+            )));
         }
         tracing::warn!(
             file = %path.display(),
@@ -106,7 +123,10 @@ fn load_passphrase(config: &Config) -> Result<Passphrase> {
     if let Some(path) = credential_path(PASSPHRASE_HASH) {
         if path.exists() {
             let s = read_secret_file(&path, "passphrase_hash_file")?;
-            return Passphrase::from_hash(s.expose_str(), &format!("credential `{PASSPHRASE_HASH}`"));
+            return Passphrase::from_hash(
+                s.expose_str(),
+                &format!("credential `{PASSPHRASE_HASH}`"),
+            );
         }
     }
     Err(Error::Credential(
@@ -115,7 +135,9 @@ fn load_passphrase(config: &Config) -> Result<Passphrase> {
 }
 
 fn load_ntfy_token(config: &Config) -> Result<Option<Secret>> {
-    let Some(ntfy) = &config.ntfy else { return Ok(None) };
+    let Some(ntfy) = &config.ntfy else {
+        return Ok(None);
+    };
     match &ntfy.token_file {
         Some(p) => read_secret_file(p, "ntfy.token_file").map(Some),
         None => match credential_path(NTFY_TOKEN) {

@@ -41,9 +41,14 @@ pub fn open_state_files(
             TokenRepair::Regenerated(reason) => {
                 tracing::warn!(%reason, "internal token file was corrupt; generated a new token")
             }
-            TokenRepair::Normalised => tracing::warn!("internal token was not lowercase hex; normalised and rewritten"),
+            TokenRepair::Normalised => {
+                tracing::warn!("internal token was not lowercase hex; normalised and rewritten")
+            }
             TokenRepair::Tightened(mode) => {
-                tracing::warn!(mode = format!("{mode:o}"), "internal token file was readable by others; tightened to 0600")
+                tracing::warn!(
+                    mode = format!("{mode:o}"),
+                    "internal token file was readable by others; tightened to 0600"
+                )
             }
         }
     }
@@ -63,8 +68,19 @@ pub fn open_state_files(
 
 /// Build the shared state from what `main` opened.
 pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
-    let Prepared { config, state_dir, credentials, listeners, token, db } = p;
-    let owner = OwnerAuth::new(&credentials.jwt_secret, config.cookie_max_age_hours, db.clone())?;
+    let Prepared {
+        config,
+        state_dir,
+        credentials,
+        listeners,
+        token,
+        db,
+    } = p;
+    let owner = OwnerAuth::new(
+        &credentials.jwt_secret,
+        config.cookie_max_age_hours,
+        db.clone(),
+    )?;
     let tcp_addrs: Vec<std::net::SocketAddr> = listeners
         .iter()
         .filter_map(|l| match l {
@@ -74,7 +90,10 @@ pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
         .collect();
     let state = AppState {
         web: Arc::new(WebPolicy::from_config(&config, &tcp_addrs)),
-        internal_token: Arc::new(InternalTokenStore::new(state_dir.join(INTERNAL_TOKEN_FILE), token)),
+        internal_token: Arc::new(InternalTokenStore::new(
+            state_dir.join(INTERNAL_TOKEN_FILE),
+            token,
+        )),
         config: Arc::new(config),
         state_dir,
         db,
@@ -112,14 +131,20 @@ async fn serve(p: Prepared) -> Result<()> {
         };
         match listener {
             Listener::Tcp { listener, .. } => {
-                let l = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::io("adopting listener", e))?;
+                let l = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| Error::io("adopting listener", e))?;
                 let svc = app.clone().into_make_service_with_connect_info::<Peer>();
-                servers.spawn(async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await });
+                servers.spawn(
+                    async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await },
+                );
             }
             Listener::Unix { listener, .. } => {
-                let l = tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("adopting listener", e))?;
+                let l = tokio::net::UnixListener::from_std(listener)
+                    .map_err(|e| Error::io("adopting listener", e))?;
                 let svc = app.clone().into_make_service_with_connect_info::<Peer>();
-                servers.spawn(async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await });
+                servers.spawn(
+                    async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await },
+                );
             }
         }
     }
@@ -135,7 +160,10 @@ async fn serve(p: Prepared) -> Result<()> {
     let _ = stop_tx.send(true);
     // In-flight requests get a bounded grace period.
     let drain = async { while servers.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 10s; exiting anyway");
     }
     Ok(())
@@ -147,8 +175,13 @@ async fn watchdog(interval: Duration, state: AppState) {
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
-        let alive = tokio::time::timeout(interval, state.db.call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)))
-            .await;
+        let alive = tokio::time::timeout(
+            interval,
+            state
+                .db
+                .call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)),
+        )
+        .await;
         match alive {
             Ok(Ok(1)) => systemd::notify_watchdog(),
             other => tracing::error!(?other, "health check failed; withholding WATCHDOG=1"),

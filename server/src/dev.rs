@@ -25,11 +25,21 @@ pub struct DevSetup {
 pub fn prepare() -> Result<DevSetup> {
     let cwd = std::env::current_dir().map_err(|e| Error::io("current directory", e))?;
     let state_dir = cwd.join(DEV_DIR);
-    let target = if crate::privileges::running_as_root() { Some(dev_target(&cwd)?) } else { None };
+    let target = if crate::privileges::running_as_root() {
+        Some(dev_target(&cwd)?)
+    } else {
+        None
+    };
     std::fs::DirBuilder::new()
         .mode_0700()
         .create(&state_dir)
-        .or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .map_err(|e| Error::StateDir(format!("cannot create {}: {e}", state_dir.display())))?;
     let owner = target.as_ref().map(|t| (t.uid, t.gid));
     let mut new_passphrase = None;
@@ -37,8 +47,7 @@ pub fn prepare() -> Result<DevSetup> {
     if !pass_path.exists() {
         // Six groups of four hex digits: easy to type on a phone once.
         let raw = random_hex_token();
-        let phrase = raw.expose_str()[..24]
-            .as_bytes()
+        let phrase = raw.expose_str().as_bytes()[..24]
             .chunks(4)
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect::<Vec<_>>()
@@ -57,7 +66,11 @@ pub fn prepare() -> Result<DevSetup> {
     if let Some(t) = &target {
         config.user = Some(t.user.clone());
     }
-    Ok(DevSetup { config, target, new_passphrase })
+    Ok(DevSetup {
+        config,
+        target,
+        new_passphrase,
+    })
 }
 
 trait DirBuilderExt2 {
@@ -84,10 +97,9 @@ fn dev_target(cwd: &Path) -> Result<Target> {
     };
     let user = match user {
         Some(u) => u,
-        None => User::from_name("nobody")
-            .ok()
-            .flatten()
-            .ok_or_else(|| Error::Privileges("--dev as root: no user `nobody` to drop to".into()))?,
+        None => User::from_name("nobody").ok().flatten().ok_or_else(|| {
+            Error::Privileges("--dev as root: no user `nobody` to drop to".into())
+        })?,
     };
     let gid: Gid = user.gid;
     crate::privileges::resolve_target(&user.name, None).map(|t| Target { gid, ..t })
@@ -100,8 +112,12 @@ pub fn reach_state_dir(dir: &Path, opened_as_root: &std::fs::File) -> Result<Pat
     if std::fs::read_dir(dir).is_ok() {
         return Ok(dir.to_path_buf());
     }
-    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(opened_as_root))
-        .map_err(|e| Error::StateDir(format!("{} is not reachable after the privilege drop: {e}", dir.display())))?;
+    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(opened_as_root)).map_err(|e| {
+        Error::StateDir(format!(
+            "{} is not reachable after the privilege drop: {e}",
+            dir.display()
+        ))
+    })?;
     tracing::info!(dir = %dir.display(), "state dir is not reachable by path for the dropped user; working from inside it");
     Ok(PathBuf::from("."))
 }

@@ -12,7 +12,10 @@ pub fn init(level: Option<&str>) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
-            let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(journald)
+                .try_init();
             return;
         }
     }

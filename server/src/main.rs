@@ -14,7 +14,11 @@ use mitzod::error::{Error, Result};
 use mitzod::{credentials, daemon, dev, privileges, state, systemd};
 
 #[derive(Parser)]
-#[command(name = "mitzod", version, about = "Hardened server for supervising coding-agent sessions")]
+#[command(
+    name = "mitzod",
+    version,
+    about = "Hardened server for supervising coding-agent sessions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,7 +80,11 @@ fn main() -> ExitCode {
         Command::Serve { config, dev } => inherited.and_then(|fds| serve(config, dev, fds)),
         Command::CheckConfig { config } => check_config(config),
         Command::HashPassphrase => hash_passphrase(),
-        Command::Token { action, config, dev } => token(action, config, dev),
+        Command::Token {
+            action,
+            config,
+            dev,
+        } => token(action, config, dev),
         Command::SandboxExec { policy, command } => {
             return ExitCode::from(mitzod::sandbox::cli::sandbox_exec(&policy, &command));
         }
@@ -95,14 +103,20 @@ fn load_config(path: Option<PathBuf>) -> Result<Config> {
     Config::load(path.as_deref(), &config::process_env())
 }
 
-fn serve(config_path: Option<PathBuf>, dev_mode: bool, inherited: Vec<systemd::Listener>) -> Result<()> {
+fn serve(
+    config_path: Option<PathBuf>,
+    dev_mode: bool,
+    inherited: Vec<systemd::Listener>,
+) -> Result<()> {
     let (config, target, new_passphrase) = if dev_mode {
         let setup = dev::prepare()?;
         (setup.config, setup.target, setup.new_passphrase)
     } else {
         let config = load_config(config_path)?;
         let target = match &config.user {
-            Some(user) if privileges::running_as_root() => Some(privileges::resolve_target(user, config.group.as_deref())?),
+            Some(user) if privileges::running_as_root() => {
+                Some(privileges::resolve_target(user, config.group.as_deref())?)
+            }
             _ => None,
         };
         (config, target, None)
@@ -131,7 +145,8 @@ fn serve(config_path: Option<PathBuf>, dev_mode: bool, inherited: Vec<systemd::L
     // path. Otherwise the owner opens them after the drop.
     let (opened, state_dir_fd) = match prepared {
         state::Prepared::ByRoot => {
-            let fd = std::fs::File::open(&state_dir).map_err(|e| Error::io(format!("opening {}", state_dir.display()), e))?;
+            let fd = std::fs::File::open(&state_dir)
+                .map_err(|e| Error::io(format!("opening {}", state_dir.display()), e))?;
             (Some(daemon::open_state_files(&state_dir, owner)?), Some(fd))
         }
         state::Prepared::ForOwner => (None, None),
@@ -148,12 +163,18 @@ fn serve(config_path: Option<PathBuf>, dev_mode: bool, inherited: Vec<systemd::L
     if let Some(t) = &target {
         tracing::info!(user = %t.user, uid = %t.uid, gid = %t.gid, "dropped privileges");
         if dev_mode {
-            eprintln!("mitzod --dev: started as root; now running as user {} (uid {})", t.user, t.uid);
+            eprintln!(
+                "mitzod --dev: started as root; now running as user {} (uid {})",
+                t.user, t.uid
+            );
         }
     }
     mitzod::sandbox::log_landlock_support(config.sandbox.landlock);
     if let Some(phrase) = new_passphrase {
-        eprintln!("mitzod --dev: owner passphrase (shown once, kept in {}/passphrase): {phrase}", dev::DEV_DIR);
+        eprintln!(
+            "mitzod --dev: owner passphrase (shown once, kept in {}/passphrase): {phrase}",
+            dev::DEV_DIR
+        );
     }
     if dev_mode {
         eprintln!("mitzod --dev: listening on http://127.0.0.1:3100");
@@ -192,7 +213,9 @@ fn hash_passphrase() -> Result<()> {
 
 fn token(action: TokenAction, config_path: Option<PathBuf>, dev_mode: bool) -> Result<()> {
     let state_dir = if dev_mode {
-        std::env::current_dir().map_err(|e| Error::io("current directory", e))?.join(dev::DEV_DIR)
+        std::env::current_dir()
+            .map_err(|e| Error::io("current directory", e))?
+            .join(dev::DEV_DIR)
     } else {
         load_config(config_path)?.resolved_state_dir()?
     };

@@ -58,16 +58,26 @@ pub fn drop_privileges(target: Option<&Target>) -> Result<()> {
             )
         })?;
         nix::unistd::setgroups(&[target.gid]).map_err(|e| fail("setgroups", &e))?;
-        nix::unistd::setresgid(target.gid, target.gid, target.gid).map_err(|e| fail("setresgid", &e))?;
-        caps::clear(None, CapSet::Ambient).map_err(|e| fail("clearing ambient capabilities", &e))?;
-        caps::clear(None, CapSet::Inheritable).map_err(|e| fail("clearing inheritable capabilities", &e))?;
+        nix::unistd::setresgid(target.gid, target.gid, target.gid)
+            .map_err(|e| fail("setresgid", &e))?;
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| fail("clearing ambient capabilities", &e))?;
+        caps::clear(None, CapSet::Inheritable)
+            .map_err(|e| fail("clearing inheritable capabilities", &e))?;
         // Dropping from the bounding set needs CAP_SETPCAP, so it happens
         // while we still are root.
-        for cap in caps::read(None, CapSet::Bounding).map_err(|e| fail("reading bounding set", &e))? {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| fail(&format!("dropping {cap} from the bounding set (is CAP_SETPCAP allowed?)"), &e))?;
+        for cap in
+            caps::read(None, CapSet::Bounding).map_err(|e| fail("reading bounding set", &e))?
+        {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                fail(
+                    &format!("dropping {cap} from the bounding set (is CAP_SETPCAP allowed?)"),
+                    &e,
+                )
+            })?;
         }
-        nix::unistd::setresuid(target.uid, target.uid, target.uid).map_err(|e| fail("setresuid", &e))?;
+        nix::unistd::setresuid(target.uid, target.uid, target.uid)
+            .map_err(|e| fail("setresuid", &e))?;
     } else {
         let _ = caps::clear(None, CapSet::Ambient);
         clear_if_held(CapSet::Inheritable)?;
@@ -90,30 +100,39 @@ pub fn drop_privileges(target: Option<&Target>) -> Result<()> {
 /// forbid the call itself (`SystemCallFilter=~@privileged`), and there is
 /// nothing to clear then anyway.
 fn clear_if_held(set: CapSet) -> Result<()> {
-    let held = caps::read(None, set).map_err(|e| Error::Privileges(format!("reading {set:?} capabilities: {e}")))?;
+    let held = caps::read(None, set)
+        .map_err(|e| Error::Privileges(format!("reading {set:?} capabilities: {e}")))?;
     if held.is_empty() {
         return Ok(());
     }
-    caps::clear(None, set).map_err(|e| Error::Privileges(format!("clearing {set:?} capabilities: {e}")))
+    caps::clear(None, set)
+        .map_err(|e| Error::Privileges(format!("clearing {set:?} capabilities: {e}")))
 }
 
 /// Prove the drop took: no id is 0, `setuid(0)` fails, no capability left.
 fn verify(target: Option<&Target>) -> Result<()> {
     let bad = |what: String| Err(Error::Privileges(format!("verification failed: {what}")));
-    let uids = nix::unistd::getresuid().map_err(|e| Error::Privileges(format!("getresuid: {e}")))?;
-    let gids = nix::unistd::getresgid().map_err(|e| Error::Privileges(format!("getresgid: {e}")))?;
+    let uids =
+        nix::unistd::getresuid().map_err(|e| Error::Privileges(format!("getresuid: {e}")))?;
+    let gids =
+        nix::unistd::getresgid().map_err(|e| Error::Privileges(format!("getresgid: {e}")))?;
     for uid in [uids.real, uids.effective, uids.saved] {
         if uid.is_root() {
             return bad("a uid is still 0; refusing to serve as root".into());
         }
     }
     if let Some(t) = target {
-        if [uids.real, uids.effective, uids.saved].iter().any(|u| *u != t.uid)
-            || [gids.real, gids.effective, gids.saved].iter().any(|g| *g != t.gid)
+        if [uids.real, uids.effective, uids.saved]
+            .iter()
+            .any(|u| *u != t.uid)
+            || [gids.real, gids.effective, gids.saved]
+                .iter()
+                .any(|g| *g != t.gid)
         {
             return bad(format!("ids are not all {}:{}", t.uid, t.gid));
         }
-        let groups = nix::unistd::getgroups().map_err(|e| Error::Privileges(format!("getgroups: {e}")))?;
+        let groups =
+            nix::unistd::getgroups().map_err(|e| Error::Privileges(format!("getgroups: {e}")))?;
         if groups.iter().any(|g| *g != t.gid) {
             return bad(format!("supplementary groups {groups:?} remain"));
         }
@@ -121,14 +140,21 @@ fn verify(target: Option<&Target>) -> Result<()> {
     if nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
         return bad("setuid(0) succeeded".into());
     }
-    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
-        let held = caps::read(None, set).map_err(|e| Error::Privileges(format!("reading {set:?}: {e}")))?;
+    for set in [
+        CapSet::Effective,
+        CapSet::Permitted,
+        CapSet::Inheritable,
+        CapSet::Ambient,
+    ] {
+        let held = caps::read(None, set)
+            .map_err(|e| Error::Privileges(format!("reading {set:?}: {e}")))?;
         if !held.is_empty() {
             return bad(format!("{set:?} capabilities remain: {held:?}"));
         }
     }
     if target.is_some() {
-        let bounding = caps::read(None, CapSet::Bounding).map_err(|e| Error::Privileges(format!("reading bounding: {e}")))?;
+        let bounding = caps::read(None, CapSet::Bounding)
+            .map_err(|e| Error::Privileges(format!("reading bounding: {e}")))?;
         if !bounding.is_empty() {
             return bad(format!("bounding capabilities remain: {bounding:?}"));
         }

@@ -74,7 +74,10 @@ mod tests {
         let a = random_hex_token();
         let b = random_hex_token();
         assert_eq!(a.len(), 64);
-        assert!(a.expose_str().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a
+            .expose_str()
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert!(!a.matches(b.expose()));
     }
 }

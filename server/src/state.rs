@@ -44,9 +44,17 @@ pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<Prepar
                 .create(dir)
                 .map_err(|e| Error::StateDir(format!("cannot create {}: {e}", dir.display())))?;
         }
-        Err(e) => return Err(Error::StateDir(format!("cannot stat {}: {e}", dir.display()))),
+        Err(e) => {
+            return Err(Error::StateDir(format!(
+                "cannot stat {}: {e}",
+                dir.display()
+            )))
+        }
         Ok(meta) if !meta.is_dir() => {
-            return Err(Error::StateDir(format!("{} is not a directory", dir.display())));
+            return Err(Error::StateDir(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
         }
         Ok(meta) => {
             let owner_uid = Uid::from_raw(meta.uid());
@@ -78,7 +86,8 @@ pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<Prepar
 
 /// 0700, with a warning when it was looser. Run by the dir's owner.
 pub fn tighten_state_dir(dir: &Path) -> Result<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
     if meta.mode() & 0o777 != 0o700 {
         if meta.mode() & 0o077 != 0 {
             tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "state dir was group/world accessible; tightening to 0700");
@@ -99,7 +108,8 @@ fn chown_tree_shallow(dir: &Path, uid: Uid, gid: Gid) -> Result<()> {
             .map_err(|e| Error::StateDir(format!("chown {}: {e}", p.display())))
     };
     chown(dir)?;
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
     for entry in entries.flatten() {
         if let Ok(meta) = entry.metadata() {
             if meta.uid() == 0 {
@@ -112,12 +122,23 @@ fn chown_tree_shallow(dir: &Path, uid: Uid, gid: Gid) -> Result<()> {
 
 /// Write `contents` to `path` atomically: temp file in the same dir (0600),
 /// fsync, rename, fsync the dir. A crash leaves the old file or the new one.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<(Uid, Gid)>) -> Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(Uid, Gid)>,
+) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::StateDir(format!("{} has no parent dir", path.display())))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(rand::random::<[u8; 6]>())));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}",
+        hex::encode(rand::random::<[u8; 6]>())
+    ));
     let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", tmp.display()), e);
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -127,7 +148,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<(Uid,
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(|e| io("create", e))?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io("chmod", e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io("chmod", e))?;
         if let Some((uid, gid)) = owner {
             nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(&file), Some(uid), Some(gid))
                 .map_err(|e| io("chown", e.into()))?;
@@ -136,7 +158,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: Option<(Uid,
         file.sync_all().map_err(|e| io("fsync", e))?;
         crate::failpoint("write-atomic-before-rename");
         std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("fsync dir of", e))
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync dir of", e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -166,7 +190,11 @@ pub enum TokenRepair {
 }
 
 fn read_token_file(path: &Path) -> std::io::Result<Option<(Vec<u8>, std::fs::Metadata)>> {
-    let mut file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -186,7 +214,10 @@ fn parse_token(raw: &[u8]) -> std::result::Result<(String, bool), String> {
         return Err("empty".into());
     }
     if trimmed.len() != TOKEN_LEN {
-        return Err(format!("{} characters instead of {TOKEN_LEN}", trimmed.len()));
+        return Err(format!(
+            "{} characters instead of {TOKEN_LEN}",
+            trimmed.len()
+        ));
     }
     if !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("not hexadecimal".into());
@@ -202,7 +233,10 @@ fn parse_token(raw: &[u8]) -> std::result::Result<(String, bool), String> {
 ///
 /// `owner` is the service user when started as root (files are written for
 /// it); `None` means the current user.
-pub fn load_or_create_internal_token(state_dir: &Path, owner: Option<(Uid, Gid)>) -> Result<(Secret, Vec<TokenRepair>)> {
+pub fn load_or_create_internal_token(
+    state_dir: &Path,
+    owner: Option<(Uid, Gid)>,
+) -> Result<(Secret, Vec<TokenRepair>)> {
     let path = state_dir.join(INTERNAL_TOKEN_FILE);
     remove_stale_temps(state_dir, INTERNAL_TOKEN_FILE);
     let mut repairs = Vec::new();
@@ -210,7 +244,10 @@ pub fn load_or_create_internal_token(state_dir: &Path, owner: Option<(Uid, Gid)>
     // Ownership first: a file we cannot even open should say why.
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
         if meta.file_type().is_symlink() || !meta.is_file() {
-            return Err(Error::StateDir(format!("{} is not a regular file; refusing to use it", path.display())));
+            return Err(Error::StateDir(format!(
+                "{} is not a regular file; refusing to use it",
+                path.display()
+            )));
         }
         if meta.uid() != me.as_raw() {
             return Err(Error::StateDir(format!(
@@ -220,7 +257,8 @@ pub fn load_or_create_internal_token(state_dir: &Path, owner: Option<(Uid, Gid)>
             )));
         }
     }
-    let existing = read_token_file(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let existing =
+        read_token_file(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     match existing {
         None => {
             let token = random_hex_token();
@@ -297,7 +335,11 @@ fn stamp(path: &Path) -> Option<FileStamp> {
 
 impl InternalTokenStore {
     pub fn new(path: PathBuf, token: Secret) -> InternalTokenStore {
-        let st = stamp(&path).unwrap_or(FileStamp { ino: 0, mtime_ns: 0, size: 0 });
+        let st = stamp(&path).unwrap_or(FileStamp {
+            ino: 0,
+            mtime_ns: 0,
+            size: 0,
+        });
         InternalTokenStore {
             path,
             inner: Mutex::new((token, st)),
@@ -318,9 +360,13 @@ impl InternalTokenStore {
                             tracing::info!("internal token file changed; using the new token");
                             *guard = (Secret::new(token), now);
                         }
-                        Err(reason) => tracing::warn!(%reason, "internal token file is corrupt; keeping the previous token"),
+                        Err(reason) => {
+                            tracing::warn!(%reason, "internal token file is corrupt; keeping the previous token")
+                        }
                     },
-                    _ => tracing::warn!("internal token file unreadable; keeping the previous token"),
+                    _ => {
+                        tracing::warn!("internal token file unreadable; keeping the previous token")
+                    }
                 }
             }
         }
@@ -336,8 +382,14 @@ mod tests {
     fn parse_rules() {
         let good = "ab".repeat(32);
         assert_eq!(parse_token(good.as_bytes()).unwrap(), (good.clone(), false));
-        assert_eq!(parse_token(format!("{good}\n").as_bytes()).unwrap(), (good.clone(), true));
-        assert_eq!(parse_token(good.to_uppercase().as_bytes()).unwrap(), (good.clone(), true));
+        assert_eq!(
+            parse_token(format!("{good}\n").as_bytes()).unwrap(),
+            (good.clone(), true)
+        );
+        assert_eq!(
+            parse_token(good.to_uppercase().as_bytes()).unwrap(),
+            (good.clone(), true)
+        );
         assert!(parse_token(b"").is_err());
         assert!(parse_token(b"abc").is_err());
         assert!(parse_token("zz".repeat(32).as_bytes()).is_err());
@@ -352,7 +404,10 @@ mod tests {
         let store = InternalTokenStore::new(dir.path().join(INTERNAL_TOKEN_FILE), token.clone());
         assert!(store.verify(token.expose()));
         rotate_internal_token(dir.path()).unwrap();
-        assert!(!store.verify(token.expose()), "old token must die on rotation");
+        assert!(
+            !store.verify(token.expose()),
+            "old token must die on rotation"
+        );
         let new = std::fs::read_to_string(dir.path().join(INTERNAL_TOKEN_FILE)).unwrap();
         assert!(store.verify(new.as_bytes()));
     }

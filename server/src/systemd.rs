@@ -6,7 +6,9 @@
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage};
+use nix::sys::socket::{
+    getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+};
 
 use crate::error::{Error, Result};
 
@@ -59,26 +61,38 @@ fn adopt(fd: RawFd, name: String) -> Result<Listener> {
     // (sd_listen_fds semantics), and nothing else in the process owns them.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let bad = |what: &str| Error::Systemd(format!("inherited fd {fd} ({name}): {what}"));
-    let listening = getsockopt(&owned, sockopt::AcceptConn).map_err(|e| bad(&format!("not a socket: {e}")))?;
+    let listening =
+        getsockopt(&owned, sockopt::AcceptConn).map_err(|e| bad(&format!("not a socket: {e}")))?;
     if !listening {
         return Err(bad("not a listening socket"));
     }
     let ty = getsockopt(&owned, sockopt::SockType).map_err(|e| bad(&e.to_string()))?;
     if ty != SockType::Stream {
-        return Err(bad("not a stream socket (only TCP and Unix stream are served)"));
+        return Err(bad(
+            "not a stream socket (only TCP and Unix stream are served)",
+        ));
     }
-    let addr: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&owned)).map_err(|e| bad(&e.to_string()))?;
-    let name = if name.is_empty() || name == "unknown" { "http".to_string() } else { name.clone() };
+    let addr: SockaddrStorage =
+        getsockname(std::os::fd::AsRawFd::as_raw_fd(&owned)).map_err(|e| bad(&e.to_string()))?;
+    let name = if name.is_empty() || name == "unknown" {
+        "http".to_string()
+    } else {
+        name.clone()
+    };
     // systemd passes blocking sockets; tokio needs non-blocking ones.
     match addr.family() {
         Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
             let listener = std::net::TcpListener::from(owned);
-            listener.set_nonblocking(true).map_err(|e| bad(&e.to_string()))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| bad(&e.to_string()))?;
             Ok(Listener::Tcp { name, listener })
         }
         Some(AddressFamily::Unix) => {
             let listener = std::os::unix::net::UnixListener::from(owned);
-            listener.set_nonblocking(true).map_err(|e| bad(&e.to_string()))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| bad(&e.to_string()))?;
             Ok(Listener::Unix { name, listener })
         }
         other => Err(bad(&format!("unsupported address family {other:?}"))),
@@ -97,7 +111,10 @@ pub fn bind(addrs: &[crate::config::ListenAddr]) -> Result<Vec<Listener>> {
                 listener
                     .set_nonblocking(true)
                     .map_err(|e| Error::io("listen: set_nonblocking", e))?;
-                out.push(Listener::Tcp { name: "http".into(), listener });
+                out.push(Listener::Tcp {
+                    name: "http".into(),
+                    listener,
+                });
             }
             ListenAddr::Unix(path) => {
                 // A stale socket file from an earlier run would make bind fail.
@@ -107,12 +124,16 @@ pub fn bind(addrs: &[crate::config::ListenAddr]) -> Result<Vec<Listener>> {
                         let _ = std::fs::remove_file(path);
                     }
                 }
-                let listener = std::os::unix::net::UnixListener::bind(path)
-                    .map_err(|e| Error::io(format!("listen: cannot bind unix:{}", path.display()), e))?;
+                let listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| {
+                    Error::io(format!("listen: cannot bind unix:{}", path.display()), e)
+                })?;
                 listener
                     .set_nonblocking(true)
                     .map_err(|e| Error::io("listen: set_nonblocking", e))?;
-                out.push(Listener::Unix { name: "unix".into(), listener });
+                out.push(Listener::Unix {
+                    name: "unix".into(),
+                    listener,
+                });
             }
         }
     }
@@ -127,7 +148,10 @@ fn notify(states: &[sd_notify::NotifyState]) {
 }
 
 pub fn notify_ready(status: &str) {
-    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(status)]);
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
 }
 
 pub fn notify_status(status: &str) {
@@ -139,7 +163,10 @@ pub fn notify_watchdog() {
 }
 
 pub fn notify_stopping(status: &str) {
-    notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status(status)]);
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status(status),
+    ]);
 }
 
 /// Half of `WATCHDOG_USEC`, when the watchdog is on for this process.

@@ -17,7 +17,10 @@ const OWNER_ROUTES: &[(&str, &str)] = &[
 ];
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn sign(alg: Algorithm, secret: &[u8], claims: &serde_json::Value) -> String {
@@ -30,7 +33,9 @@ fn claims(exp_offset: i64, epoch: u64) -> serde_json::Value {
 
 fn rand_u128() -> u128 {
     let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
     u128::from_le_bytes(b)
 }
 
@@ -56,30 +61,90 @@ fn credential_matrix_on_owner_routes() {
     let internal = s.internal_token();
     let secret = JWT_SECRET.as_bytes();
     let expired = sign(Algorithm::HS256, secret, &claims(-3600, 0));
-    let bad_sig = sign(Algorithm::HS256, b"another-secret-another-secret-another-secret", &claims(3600, 0));
+    let bad_sig = sign(
+        Algorithm::HS256,
+        b"another-secret-another-secret-another-secret",
+        &claims(3600, 0),
+    );
     let hs512 = sign(Algorithm::HS512, secret, &claims(3600, 0));
     let alg_none = format!(
         "{}.{}.",
         b64(br#"{"alg":"none","typ":"JWT"}"#),
         b64(claims(3600, 0).to_string().as_bytes())
     );
-    let no_sub = sign(Algorithm::HS256, secret, &json!({"jti": "x", "iat": now(), "exp": now() + 3600, "epoch": 0}));
+    let no_sub = sign(
+        Algorithm::HS256,
+        secret,
+        &json!({"jti": "x", "iat": now(), "exp": now() + 3600, "epoch": 0}),
+    );
 
     let cases: Vec<(&str, Vec<(&str, String)>, u16)> = vec![
         ("no credential", vec![], 401),
-        ("wrong internal token", vec![("X-Internal-Token", "ab".repeat(32))], 401),
-        ("wrong bearer hex", vec![("Authorization", format!("Bearer {}", "cd".repeat(32)))], 401),
-        ("garbage bearer", vec![("Authorization", "Bearer garbage".into())], 401),
-        ("basic auth", vec![("Authorization", "Basic YTpi".into())], 401),
-        ("expired JWT", vec![("Authorization", format!("Bearer {expired}"))], 401),
-        ("alg none", vec![("Authorization", format!("Bearer {alg_none}"))], 401),
-        ("bad signature", vec![("Authorization", format!("Bearer {bad_sig}"))], 401),
-        ("HS512 with the right secret", vec![("Authorization", format!("Bearer {hs512}"))], 401),
-        ("no sub claim", vec![("Authorization", format!("Bearer {no_sub}"))], 401),
-        ("expired JWT in cookie", vec![("Cookie", format!("cc_auth={expired}"))], 401),
-        ("unknown session token", vec![("Authorization", format!("Bearer mzs_{}", "00".repeat(32)))], 401),
-        ("internal token (header) on owner route", vec![("X-Internal-Token", internal.clone())], 403),
-        ("internal token (bearer) on owner route", vec![("Authorization", format!("Bearer {internal}"))], 403),
+        (
+            "wrong internal token",
+            vec![("X-Internal-Token", "ab".repeat(32))],
+            401,
+        ),
+        (
+            "wrong bearer hex",
+            vec![("Authorization", format!("Bearer {}", "cd".repeat(32)))],
+            401,
+        ),
+        (
+            "garbage bearer",
+            vec![("Authorization", "Bearer garbage".into())],
+            401,
+        ),
+        (
+            "basic auth",
+            vec![("Authorization", "Basic YTpi".into())],
+            401,
+        ),
+        (
+            "expired JWT",
+            vec![("Authorization", format!("Bearer {expired}"))],
+            401,
+        ),
+        (
+            "alg none",
+            vec![("Authorization", format!("Bearer {alg_none}"))],
+            401,
+        ),
+        (
+            "bad signature",
+            vec![("Authorization", format!("Bearer {bad_sig}"))],
+            401,
+        ),
+        (
+            "HS512 with the right secret",
+            vec![("Authorization", format!("Bearer {hs512}"))],
+            401,
+        ),
+        (
+            "no sub claim",
+            vec![("Authorization", format!("Bearer {no_sub}"))],
+            401,
+        ),
+        (
+            "expired JWT in cookie",
+            vec![("Cookie", format!("cc_auth={expired}"))],
+            401,
+        ),
+        (
+            "unknown session token",
+            vec![("Authorization", format!("Bearer mzs_{}", "00".repeat(32)))],
+            401,
+        ),
+        (
+            "internal token (header) on owner route",
+            vec![("X-Internal-Token", internal.clone())],
+            403,
+        ),
+        (
+            "internal token (bearer) on owner route",
+            vec![("Authorization", format!("Bearer {internal}"))],
+            403,
+        ),
     ];
     for (method, path) in OWNER_ROUTES {
         for (name, headers, want) in &cases {
@@ -120,47 +185,106 @@ fn tokens_in_query_strings_are_rejected_everywhere() {
 fn login_logout_and_logout_all_persist_across_restart() {
     let mut s = TestServer::start_default();
     let origin = format!("http://127.0.0.1:{}", s.port);
-    let r = s.post("/api/auth/login", &[("Origin", &origin)], &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}"));
+    let r = s.post(
+        "/api/auth/login",
+        &[("Origin", &origin)],
+        &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}"),
+    );
     assert_eq!(r.status, 200);
     let cookie = r.header("set-cookie").unwrap().to_string();
     assert!(cookie.starts_with("cc_auth="), "{cookie}");
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=86400"] {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
-    assert!(!cookie.contains("Secure"), "plain http without public_url https: no Secure");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http without public_url https: no Secure"
+    );
     let a = r.json()["token"].as_str().unwrap().to_string();
     let b = s.login();
     let c = s.login();
     let bearer = |t: &str| format!("Bearer {t}");
     for t in [&a, &b, &c] {
-        assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(t))]).status, 200);
+        assert_eq!(
+            s.get("/api/auth/check", &[("Authorization", &bearer(t))])
+                .status,
+            200
+        );
     }
     // Cookie auth works for GET.
     let cookie_pair = cookie.split(';').next().unwrap().to_string();
-    assert_eq!(s.get("/api/auth/check", &[("Cookie", &cookie_pair)]).status, 200);
+    assert_eq!(
+        s.get("/api/auth/check", &[("Cookie", &cookie_pair)]).status,
+        200
+    );
 
     // Logout revokes only that jti.
-    let r = call(&s, "POST", "/api/auth/logout", &[("Authorization", &bearer(&a))]);
+    let r = call(
+        &s,
+        "POST",
+        "/api/auth/logout",
+        &[("Authorization", &bearer(&a))],
+    );
     assert_eq!(r.status, 200);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
-    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&a))]).status, 401);
-    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&b))]).status, 200);
+    assert_eq!(
+        s.get("/api/auth/check", &[("Authorization", &bearer(&a))])
+            .status,
+        401
+    );
+    assert_eq!(
+        s.get("/api/auth/check", &[("Authorization", &bearer(&b))])
+            .status,
+        200
+    );
 
     s.restart();
-    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&a))]).status, 401, "revocation persisted");
-    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&b))]).status, 200);
+    assert_eq!(
+        s.get("/api/auth/check", &[("Authorization", &bearer(&a))])
+            .status,
+        401,
+        "revocation persisted"
+    );
+    assert_eq!(
+        s.get("/api/auth/check", &[("Authorization", &bearer(&b))])
+            .status,
+        200
+    );
 
     // Logout-all kills every earlier token, including the caller's.
-    assert_eq!(call(&s, "POST", "/api/auth/logout-all", &[("Authorization", &bearer(&b))]).status, 200);
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/auth/logout-all",
+            &[("Authorization", &bearer(&b))]
+        )
+        .status,
+        200
+    );
     for t in [&b, &c] {
-        assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(t))]).status, 401);
+        assert_eq!(
+            s.get("/api/auth/check", &[("Authorization", &bearer(t))])
+                .status,
+            401
+        );
     }
     s.restart();
     for t in [&b, &c] {
-        assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(t))]).status, 401, "epoch persisted");
+        assert_eq!(
+            s.get("/api/auth/check", &[("Authorization", &bearer(t))])
+                .status,
+            401,
+            "epoch persisted"
+        );
     }
     let d = s.login();
-    assert_eq!(s.get("/api/auth/check", &[("Authorization", &bearer(&d))]).status, 200, "new logins work");
+    assert_eq!(
+        s.get("/api/auth/check", &[("Authorization", &bearer(&d))])
+            .status,
+        200,
+        "new logins work"
+    );
 }
 
 #[test]
@@ -174,11 +298,27 @@ fn wrong_passphrase_and_bad_bodies() {
     assert!(!r.error().is_empty());
     let r = s.post("/api/auth/login", &[], r#"{"passphrase":"x","extra":1}"#);
     assert!(r.status == 400 || r.status == 422, "{}", r.text());
-    assert!(r.error().contains("extra"), "names the field: {}", r.error());
-    let big = format!("{{\"passphrase\":\"{}\"}}", "a".repeat(1024 * 1024 + 10));
-    let r = s.post("/api/auth/login", &[], &big);
-    assert_eq!(r.status, 413, "{}", r.text());
-    assert!(r.error().contains("larger than"), "{}", r.error());
+    assert!(
+        r.error().contains("extra"),
+        "names the field: {}",
+        r.error()
+    );
+    // Refused on the declared length, before any handler runs, also on a
+    // route that never reads its body.
+    for path in ["/api/auth/login", "/api/auth/logout"] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            s.port,
+            1024 * 1024 + 1
+        );
+        let r = request_raw(s.addr(), head.as_bytes());
+        assert_eq!(r.status, 413, "{path}: {}", r.text());
+        assert!(r.error().contains("larger than"), "{}", r.error());
+    }
+    // Just under the limit is read (and rejected for what it says).
+    let almost = format!("{{\"passphrase\":\"{}\"}}", "a".repeat(1024 * 1024 - 100));
+    let r = s.post("/api/auth/login", &[], &almost);
+    assert_eq!(r.status, 400, "{}", r.text());
     let r = s.get("/api/nope", &[]);
     assert_eq!(r.status, 404);
     assert_eq!(r.error(), "no such route");
@@ -192,7 +332,14 @@ fn login_rate_limit_per_client_and_global_backoff() {
     let s = TestServer::start_default();
     let wrong = br#"{"passphrase":"wrong"}"#;
     let post_from = |ip: Ipv4Addr, body: &[u8]| {
-        request_from(ip, s.addr(), "POST", "/api/auth/login", &[("Content-Type", "application/json")], body)
+        request_from(
+            ip,
+            s.addr(),
+            "POST",
+            "/api/auth/login",
+            &[("Content-Type", "application/json")],
+            body,
+        )
     };
     let a = Ipv4Addr::new(127, 0, 0, 11);
     for i in 0..5 {
@@ -216,7 +363,12 @@ fn login_rate_limit_per_client_and_global_backoff() {
     assert_eq!(post_from(c, wrong).status, 401);
     let d = Ipv4Addr::new(127, 0, 0, 14);
     let r = post_from(d, right.as_bytes());
-    assert_eq!(r.status, 429, "global backoff applies to a fresh address: {}", r.text());
+    assert_eq!(
+        r.status,
+        429,
+        "global backoff applies to a fresh address: {}",
+        r.text()
+    );
     assert!(r.header("retry-after").is_some());
 }
 
@@ -227,10 +379,19 @@ fn host_allow_list_defeats_dns_rebinding() {
         ..Options::default()
     });
     let port = s.port;
-    for ok in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "box.example.ts.net".into(), "BOX.example.ts.net:3100".into()] {
+    for ok in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "box.example.ts.net".into(),
+        "BOX.example.ts.net:3100".into(),
+    ] {
         assert_eq!(s.get("/healthz", &[("Host", &ok)]).status, 200, "{ok}");
     }
-    for bad in [format!("evil.example:{port}"), "attacker.test".into(), format!("127.0.0.1.evil.example:{port}")] {
+    for bad in [
+        format!("evil.example:{port}"),
+        "attacker.test".into(),
+        format!("127.0.0.1.evil.example:{port}"),
+    ] {
         let r = s.get("/api/version", &[("Host", &bad)]);
         assert_eq!(r.status, 403, "{bad}: {}", r.text());
         assert!(r.error().contains("not allowed"));
@@ -253,21 +414,47 @@ fn origin_checks_on_state_changes() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.error().contains("Origin"));
     // Cookie with a foreign Origin: refused.
-    assert_eq!(post(&[("Cookie", &cookie), ("Origin", "https://evil.example")]).status, 403);
+    assert_eq!(
+        post(&[("Cookie", &cookie), ("Origin", "https://evil.example")]).status,
+        403
+    );
     assert_eq!(post(&[("Cookie", &cookie), ("Origin", "null")]).status, 403);
     // A foreign Origin is refused even with a bearer token.
-    assert_eq!(post(&[("Authorization", &format!("Bearer {jwt}")), ("Origin", "https://evil.example")]).status, 403);
+    assert_eq!(
+        post(&[
+            ("Authorization", &format!("Bearer {jwt}")),
+            ("Origin", "https://evil.example")
+        ])
+        .status,
+        403
+    );
     // WebSocket upgrade with a cookie and no Origin: refused.
-    let r = s.get("/api/auth/check", &[("Cookie", &cookie), ("Upgrade", "websocket"), ("Connection", "Upgrade")]);
+    let r = s.get(
+        "/api/auth/check",
+        &[
+            ("Cookie", &cookie),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+        ],
+    );
     assert_eq!(r.status, 403);
     // Sec-Fetch-Site: same-origin stands in for a missing Origin.
-    assert_eq!(post(&[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")]).status, 200);
+    assert_eq!(
+        post(&[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")]).status,
+        200
+    );
     // Our own origin works (a fresh token: the one above was just revoked).
     let jwt2 = s.login();
-    assert_eq!(post(&[("Cookie", &format!("cc_auth={jwt2}")), ("Origin", &own)]).status, 200);
+    assert_eq!(
+        post(&[("Cookie", &format!("cc_auth={jwt2}")), ("Origin", &own)]).status,
+        200
+    );
     // Bearer without Origin (scripts, curl): fine.
     let jwt3 = s.login();
-    assert_eq!(post(&[("Authorization", &format!("Bearer {jwt3}"))]).status, 200);
+    assert_eq!(
+        post(&[("Authorization", &format!("Bearer {jwt3}"))]).status,
+        200
+    );
 }
 
 #[test]
@@ -278,26 +465,57 @@ fn public_url_origin_and_tls_headers() {
     });
     let r = s.post(
         "/api/auth/login",
-        &[("Origin", "https://box.example.ts.net:3100"), ("Host", "box.example.ts.net:3100")],
+        &[
+            ("Origin", "https://box.example.ts.net:3100"),
+            ("Host", "box.example.ts.net:3100"),
+        ],
         &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.header("set-cookie").unwrap().contains("; Secure"), "Secure behind https");
-    assert!(r.header("strict-transport-security").is_some(), "HSTS behind https");
+    assert!(
+        r.header("set-cookie").unwrap().contains("; Secure"),
+        "Secure behind https"
+    );
+    assert!(
+        r.header("strict-transport-security").is_some(),
+        "HSTS behind https"
+    );
 }
 
 #[test]
 fn security_headers_on_every_response() {
     let s = TestServer::start_default();
-    for (path, status) in [("/healthz", 200), ("/api/version", 200), ("/api/auth/check", 401), ("/nope", 404)] {
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/api/version", 200),
+        ("/api/auth/check", 401),
+        ("/nope", 404),
+    ] {
         let r = s.get(path, &[]);
         assert_eq!(r.status, status, "{path}");
-        assert!(r.header("content-security-policy").unwrap().contains("default-src 'none'"), "{path}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(
+            r.header("content-security-policy")
+                .unwrap()
+                .contains("default-src 'none'"),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
         assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
-        assert!(r.header("content-type").unwrap().starts_with("application/json"), "{path}");
-        assert!(r.header("strict-transport-security").is_none(), "no HSTS over plain http");
+        assert!(
+            r.header("content-type")
+                .unwrap()
+                .starts_with("application/json"),
+            "{path}"
+        );
+        assert!(
+            r.header("strict-transport-security").is_none(),
+            "no HSTS over plain http"
+        );
     }
     let v = s.get("/api/version", &[]).json();
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
@@ -312,15 +530,25 @@ fn no_secret_reaches_the_log() {
     });
     let jwt = s.login();
     let internal = s.internal_token();
-    let _ = s.post("/api/auth/login", &[], r#"{"passphrase":"a-wrong-guess-xyzzy"}"#);
-    let _ = s.get("/api/auth/check", &[("Authorization", &format!("Bearer {jwt}"))]);
+    let _ = s.post(
+        "/api/auth/login",
+        &[],
+        r#"{"passphrase":"a-wrong-guess-xyzzy"}"#,
+    );
+    let _ = s.get(
+        "/api/auth/check",
+        &[("Authorization", &format!("Bearer {jwt}"))],
+    );
     let _ = s.get("/api/auth/check", &[("Cookie", &format!("cc_auth={jwt}"))]);
     let _ = s.get("/api/auth/check", &[("X-Internal-Token", &internal)]);
     let _ = s.get(&format!("/api/auth/check?token={jwt}"), &[]);
     let _ = s.get(&format!("/api/auth/check?k={internal}"), &[]);
     s.stop();
     let log = s.log_text();
-    assert!(log.contains("/api/auth/check"), "requests are logged: {log}");
+    assert!(
+        log.contains("/api/auth/check"),
+        "requests are logged: {log}"
+    );
     let jwt_sig = jwt.rsplit('.').next().unwrap();
     for (name, secret) in [
         ("passphrase", PASSPHRASE),
@@ -360,7 +588,10 @@ fn config_errors_name_the_key() {
 fn weak_or_example_jwt_secrets_are_refused() {
     for (content, needle) in [
         ("short-secret", "at least 32"),
-        ("change-me-to-a-long-random-string-of-at-least-32-bytes", "example value"),
+        (
+            "change-me-to-a-long-random-string-of-at-least-32-bytes",
+            "example value",
+        ),
     ] {
         let s = TestServer::new(Options::default());
         std::fs::write(s.dir.path().join("jwt-secret"), content).unwrap();
@@ -382,7 +613,11 @@ fn weak_or_example_jwt_secrets_are_refused() {
 fn check_config_accepts_a_good_config_and_hash_passphrase_round_trips() {
     let s = TestServer::new(Options::default());
     let out = s.cli(&["check-config"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut child = std::process::Command::new(mitzod_bin())
         .arg("hash-passphrase")
         .stdin(std::process::Stdio::piped())
@@ -398,6 +633,22 @@ fn check_config_accepts_a_good_config_and_hash_passphrase_round_trips() {
         env: vec![("MITZOD_PASSPHRASE_HASH".into(), phc)],
         ..Options::default()
     });
-    assert_eq!(s.post("/api/auth/login", &[], r#"{"passphrase":"my new passphrase"}"#).status, 200);
-    assert_eq!(s.post("/api/auth/login", &[], &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}")).status, 401);
+    assert_eq!(
+        s.post(
+            "/api/auth/login",
+            &[],
+            r#"{"passphrase":"my new passphrase"}"#
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        s.post(
+            "/api/auth/login",
+            &[],
+            &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}")
+        )
+        .status,
+        401
+    );
 }

@@ -44,11 +44,18 @@ fn start_dev(dir: &std::path::Path) -> Dev {
     }
     // Keep draining so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
-    Dev { child, stderr_lines: lines }
+    Dev {
+        child,
+        stderr_lines: lines,
+    }
 }
 
 fn stop(mut dev: Dev) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(dev.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dev.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = wait_timeout(&mut dev.child, Duration::from_secs(15)).expect("stops");
     assert!(status.success(), "{status}: {:#?}", dev.stderr_lines);
 }
@@ -57,14 +64,22 @@ fn stop(mut dev: Dev) {
 fn dev_mode_runs_with_generated_secrets() {
     let _port = PORT_3100.lock().unwrap_or_else(|p| p.into_inner());
     let dir = open_tempdir();
-    assert!(Command::new("git").args(["init", "-q"]).current_dir(dir.path()).status().unwrap().success());
+    assert!(Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap()
+        .success());
     let addr: std::net::SocketAddr = "127.0.0.1:3100".parse().unwrap();
 
     let dev = start_dev(dir.path());
     let text = dev.stderr_lines.join("");
     let phrase = text
         .lines()
-        .find_map(|l| l.split("(shown once, kept in .mitzo-dev/passphrase): ").nth(1))
+        .find_map(|l| {
+            l.split("(shown once, kept in .mitzo-dev/passphrase): ")
+                .nth(1)
+        })
         .unwrap_or_else(|| panic!("passphrase printed once: {text}"))
         .trim()
         .to_string();
@@ -78,8 +93,18 @@ fn dev_mode_runs_with_generated_secrets() {
         let (uid, _) = nobody_ids();
         assert!(text.contains("now running as user nobody"), "{text}");
         let status = proc_status(dev.child.id());
-        assert!(status["Uid"].split_whitespace().all(|u| u == uid.to_string()), "{:?}", status["Uid"]);
-        assert_eq!(std::fs::metadata(&state).unwrap().uid(), uid, "state handed to nobody");
+        assert!(
+            status["Uid"]
+                .split_whitespace()
+                .all(|u| u == uid.to_string()),
+            "{:?}",
+            status["Uid"]
+        );
+        assert_eq!(
+            std::fs::metadata(&state).unwrap().uid(),
+            uid,
+            "state handed to nobody"
+        );
     }
     let login = |p: &str| {
         request(
@@ -124,7 +149,13 @@ fn dev_state_dir_under_an_unreachable_path_still_works_as_root() {
     let inner = outer.path().join("checkout");
     std::fs::create_dir(&inner).unwrap();
     let dev = start_dev(&inner);
-    let r = request("127.0.0.1:3100".parse().unwrap(), "GET", "/healthz", &[], b"");
+    let r = request(
+        "127.0.0.1:3100".parse().unwrap(),
+        "GET",
+        "/healthz",
+        &[],
+        b"",
+    );
     assert_eq!(r.status, 200);
     stop(dev);
 }

@@ -13,7 +13,11 @@ fn mode(path: &std::path::Path) -> u32 {
 
 fn assert_valid_token(t: &str) {
     assert_eq!(t.len(), 64, "{t:?}");
-    assert!(t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{t:?}");
+    assert!(
+        t.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{t:?}"
+    );
 }
 
 /// A server that is stopped and has run once, so the state dir exists.
@@ -36,7 +40,12 @@ fn created_private_and_persists_across_20_restarts() {
         assert_eq!(s.internal_token(), token, "changed on restart {i}");
         // A caller holding the old token keeps working.
         let r = s.get("/api/auth/check", &auth);
-        assert_eq!(r.status, 403, "token accepted (but not owner) after restart {i}: {}", r.text());
+        assert_eq!(
+            r.status,
+            403,
+            "token accepted (but not owner) after restart {i}: {}",
+            r.text()
+        );
     }
     assert!(!s.log_text().contains("generated a new token"));
 }
@@ -58,7 +67,10 @@ fn corrupt_files_are_regenerated_with_a_warning() {
         let token = s.internal_token();
         assert_valid_token(&token);
         let log = s.log_text()[before_log..].to_string();
-        assert!(log.contains("internal token file was corrupt"), "{name}: {log}");
+        assert!(
+            log.contains("internal token file was corrupt"),
+            "{name}: {log}"
+        );
         assert_eq!(mode(&s.token_path()), 0o600, "{name}");
         assert!(s.stop().success());
     }
@@ -71,7 +83,11 @@ fn uppercase_is_normalised_not_replaced() {
     std::fs::write(s.token_path(), format!("{}\n", token.to_uppercase())).unwrap();
     s.start();
     assert_eq!(s.internal_token(), token, "same token, lowercased");
-    assert_eq!(std::fs::read_to_string(s.token_path()).unwrap(), token, "rewritten without newline");
+    assert_eq!(
+        std::fs::read_to_string(s.token_path()).unwrap(),
+        token,
+        "rewritten without newline"
+    );
     assert!(s.log_text().contains("normalised and rewritten"));
 }
 
@@ -94,12 +110,21 @@ fn file_owned_by_another_user_is_refused() {
         return;
     }
     let mut s = initialised();
-    nix::unistd::chown(&s.token_path(), Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+    nix::unistd::chown(
+        &s.token_path(),
+        Some(nix::unistd::Uid::from_raw(4242)),
+        None,
+    )
+    .unwrap();
     let out = s.command().output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("owned by uid 4242"), "{err}");
-    assert_eq!(std::fs::metadata(s.token_path()).unwrap().uid(), 4242, "left alone");
+    assert_eq!(
+        std::fs::metadata(s.token_path()).unwrap().uid(),
+        4242,
+        "left alone"
+    );
     s.child = None;
 }
 
@@ -114,7 +139,10 @@ fn interrupted_rotation_leaves_the_old_token() {
         .env("MITZO_TEST_FAILPOINT", "write-atomic-before-rename")
         .output()
         .unwrap();
-    assert!(!out.status.success(), "the failpoint must abort the process");
+    assert!(
+        !out.status.success(),
+        "the failpoint must abort the process"
+    );
     assert_eq!(s.internal_token(), token, "old token intact");
     let leftovers: Vec<_> = std::fs::read_dir(&s.state_dir)
         .unwrap()
@@ -137,16 +165,37 @@ fn rotation_takes_effect_at_once_on_a_running_server() {
     let s = TestServer::start_default();
     let old = s.internal_token();
     let out = s.cli(&["token", "path"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), s.token_path().to_str().unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        s.token_path().to_str().unwrap()
+    );
     let out = s.cli(&["token", "rotate"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let new = s.internal_token();
     assert_valid_token(&new);
     assert_ne!(new, old);
-    assert_eq!(s.get("/api/auth/check", &[("X-Internal-Token", &old)]).status, 401, "old token dead");
-    assert_eq!(s.get("/api/auth/check", &[("X-Internal-Token", &new)]).status, 403, "new token known (not owner)");
+    assert_eq!(
+        s.get("/api/auth/check", &[("X-Internal-Token", &old)])
+            .status,
+        401,
+        "old token dead"
+    );
+    assert_eq!(
+        s.get("/api/auth/check", &[("X-Internal-Token", &new)])
+            .status,
+        403,
+        "new token known (not owner)"
+    );
     if is_root() {
         let (uid, _) = nobody_ids();
-        assert_eq!(std::fs::metadata(s.token_path()).unwrap().uid(), uid, "rotated as root, still the service user's");
+        assert_eq!(
+            std::fs::metadata(s.token_path()).unwrap().uid(),
+            uid,
+            "rotated as root, still the service user's"
+        );
     }
 }

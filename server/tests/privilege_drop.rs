@@ -17,10 +17,21 @@ fn root_start_drops_to_configured_user() {
     let server = TestServer::start_default();
     let (uid, gid) = nobody_ids();
     let status = proc_status(server.pid());
-    let ids = |key: &str| -> Vec<u32> { status[key].split_whitespace().map(|x| x.parse().unwrap()).collect() };
+    let ids = |key: &str| -> Vec<u32> {
+        status[key]
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect()
+    };
     assert_eq!(ids("Uid"), vec![uid; 4], "real, effective, saved, fs uid");
     assert_eq!(ids("Gid"), vec![gid; 4], "real, effective, saved, fs gid");
-    assert_eq!(status["Groups"].split_whitespace().map(|g| g.parse::<u32>().unwrap()).collect::<Vec<_>>(), vec![gid]);
+    assert_eq!(
+        status["Groups"]
+            .split_whitespace()
+            .map(|g| g.parse::<u32>().unwrap())
+            .collect::<Vec<_>>(),
+        vec![gid]
+    );
     for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(status[key], "0000000000000000", "{key} must be empty");
     }
@@ -34,7 +45,10 @@ fn root_start_drops_to_configured_user() {
         .stdout(Stdio::null())
         .output()
         .unwrap();
-    assert!(!out.status.success(), "environ must be unreadable to uid {uid}");
+    assert!(
+        !out.status.success(),
+        "environ must be unreadable to uid {uid}"
+    );
 
     // And it still serves.
     assert_eq!(server.get("/healthz", &[]).status, 200);
@@ -65,13 +79,21 @@ fn root_without_user_refuses() {
         return;
     }
     let server = TestServer::new(Options::default());
-    let text = std::fs::read_to_string(&server.config).unwrap().replace("user = \"nobody\"\n", "");
+    let text = std::fs::read_to_string(&server.config)
+        .unwrap()
+        .replace("user = \"nobody\"\n", "");
     std::fs::write(&server.config, text).unwrap();
     let out = server.command().output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("started as root but no `user` is configured"), "{err}");
-    assert!(!server.state_dir.exists(), "refused before touching anything");
+    assert!(
+        err.contains("started as root but no `user` is configured"),
+        "{err}"
+    );
+    assert!(
+        !server.state_dir.exists(),
+        "refused before touching anything"
+    );
 }
 
 #[test]
@@ -80,7 +102,9 @@ fn root_user_is_refused() {
         return;
     }
     let server = TestServer::new(Options::default());
-    let text = std::fs::read_to_string(&server.config).unwrap().replace("user = \"nobody\"", "user = \"root\"");
+    let text = std::fs::read_to_string(&server.config)
+        .unwrap()
+        .replace("user = \"nobody\"", "user = \"root\"");
     std::fs::write(&server.config, text).unwrap();
     let out = server.command().output().unwrap();
     assert!(!out.status.success());
@@ -96,12 +120,22 @@ fn unprivileged_start_clears_caps_and_sets_no_new_privs() {
     }
     let (uid, gid) = nobody_ids();
     let mut server = TestServer::new(Options::default());
-    let text = std::fs::read_to_string(&server.config).unwrap().replace("user = \"nobody\"\n", "");
+    let text = std::fs::read_to_string(&server.config)
+        .unwrap()
+        .replace("user = \"nobody\"\n", "");
     std::fs::write(&server.config, text).unwrap();
     // The service user owns its state dir and can read its secrets.
     std::fs::create_dir(&server.state_dir).unwrap();
-    for p in [server.state_dir.clone(), server.dir.path().join("jwt-secret")] {
-        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).unwrap();
+    for p in [
+        server.state_dir.clone(),
+        server.dir.path().join("jwt-secret"),
+    ] {
+        nix::unistd::chown(
+            &p,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .unwrap();
     }
     let log = std::fs::File::create(&server.log).unwrap();
     let mut cmd = server.command();
@@ -119,7 +153,10 @@ fn unprivileged_start_clears_caps_and_sets_no_new_privs() {
         .gid(gid)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "not dumpable: environ unreadable to the same user");
+    assert!(
+        !out.status.success(),
+        "not dumpable: environ unreadable to the same user"
+    );
 }
 
 #[test]
@@ -129,12 +166,20 @@ fn state_dir_owned_by_someone_else_is_refused() {
     }
     let server = TestServer::new(Options::default());
     std::fs::create_dir(&server.state_dir).unwrap();
-    nix::unistd::chown(&server.state_dir, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+    nix::unistd::chown(
+        &server.state_dir,
+        Some(nix::unistd::Uid::from_raw(4242)),
+        None,
+    )
+    .unwrap();
     let out = server.command().output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is owned by uid 4242"), "{err}");
-    assert!(!server.state_dir.join("internal-token").exists(), "nothing created");
+    assert!(
+        !server.state_dir.join("internal-token").exists(),
+        "nothing created"
+    );
 }
 
 #[test]
@@ -148,11 +193,24 @@ fn drop_needs_only_the_units_capabilities() {
     let (uid, gid) = nobody_ids();
     let mut server = TestServer::new(Options::default());
     std::fs::create_dir(&server.state_dir).unwrap();
-    std::fs::set_permissions(&server.state_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    nix::unistd::chown(&server.state_dir, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).unwrap();
+    std::fs::set_permissions(
+        &server.state_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    nix::unistd::chown(
+        &server.state_dir,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .unwrap();
     let log = std::fs::File::create(&server.log).unwrap();
     let child = Command::new("setpriv")
-        .args(["--bounding-set=-all,+setuid,+setgid,+setpcap", "--inh-caps=-all", "--"])
+        .args([
+            "--bounding-set=-all,+setuid,+setgid,+setpcap",
+            "--inh-caps=-all",
+            "--",
+        ])
         .arg(mitzod_bin())
         .args(["serve", "--config"])
         .arg(&server.config)
@@ -163,12 +221,18 @@ fn drop_needs_only_the_units_capabilities() {
     server.child = Some(child);
     server.wait_ready();
     let status = proc_status(server.pid());
-    assert!(status["Uid"].split_whitespace().all(|u| u == uid.to_string()));
+    assert!(status["Uid"]
+        .split_whitespace()
+        .all(|u| u == uid.to_string()));
     for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(status[key], "0000000000000000", "{key}");
     }
     let token = server.internal_token();
     assert_eq!(token.len(), 64);
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(server.token_path()).unwrap().uid(), uid, "created by the service user");
+    assert_eq!(
+        std::fs::metadata(server.token_path()).unwrap().uid(),
+        uid,
+        "created by the service user"
+    );
 }

@@ -26,8 +26,13 @@ impl Notify {
         let sock = UnixDatagram::bind(&path).unwrap();
         // The server sends after dropping to `nobody`.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        Notify { sock, path, seen: Vec::new() }
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Notify {
+            sock,
+            path,
+            seen: Vec::new(),
+        }
     }
 
     /// Wait until a datagram contains `needle`; returns that datagram.
@@ -52,7 +57,12 @@ impl Notify {
 
 /// Spawn mitzod with `fds` placed at 3, 4, ... and LISTEN_* set as systemd
 /// would. `sh` sets LISTEN_PID to its own pid, which `exec` hands to mitzod.
-fn spawn_activated(server: &TestServer, fds: &[RawFd], names: &str, notify: &Notify) -> std::process::Child {
+fn spawn_activated(
+    server: &TestServer,
+    fds: &[RawFd],
+    names: &str,
+    notify: &Notify,
+) -> std::process::Child {
     let fds: Vec<RawFd> = fds.to_vec();
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -105,11 +115,25 @@ fn serves_on_inherited_sockets_and_notifies() {
     std::fs::set_permissions(&unix_path, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut notify = Notify::new(server.dir.path());
 
-    let mut child = spawn_activated(&server, &[tcp.as_raw_fd(), unix.as_raw_fd()], "http:unix", &notify);
+    let mut child = spawn_activated(
+        &server,
+        &[tcp.as_raw_fd(), unix.as_raw_fd()],
+        "http:unix",
+        &notify,
+    );
     let ready = notify.wait_for("READY=1", Duration::from_secs(20));
-    assert!(ready.contains("STATUS="), "READY=1 comes with a STATUS= line: {ready:?}");
-    assert!(ready.contains("http=127.0.0.1:"), "status names the inherited TCP socket: {ready:?}");
-    assert!(ready.contains("unix=unix:"), "status names the inherited Unix socket: {ready:?}");
+    assert!(
+        ready.contains("STATUS="),
+        "READY=1 comes with a STATUS= line: {ready:?}"
+    );
+    assert!(
+        ready.contains("http=127.0.0.1:"),
+        "status names the inherited TCP socket: {ready:?}"
+    );
+    assert!(
+        ready.contains("unix=unix:"),
+        "status names the inherited Unix socket: {ready:?}"
+    );
     notify.wait_for("WATCHDOG=1", Duration::from_secs(5));
 
     // TCP, on the socket the test bound.
@@ -121,10 +145,18 @@ fn serves_on_inherited_sockets_and_notifies() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["version"].is_string());
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     notify.wait_for("STOPPING=1", Duration::from_secs(10));
     let status = wait_timeout(&mut child, Duration::from_secs(15)).expect("exits after SIGTERM");
-    assert!(status.success(), "graceful exit: {status}; log:\n{}", server.log_text());
+    assert!(
+        status.success(),
+        "graceful exit: {status}; log:\n{}",
+        server.log_text()
+    );
 }
 
 #[test]
@@ -144,7 +176,11 @@ fn silent_without_notify_socket() {
     let mut server = TestServer::start_default();
     assert_eq!(server.get("/healthz", &[]).status, 200);
     assert!(server.stop().success());
-    assert!(!server.log_text().contains("sd_notify failed"), "{}", server.log_text());
+    assert!(
+        !server.log_text().contains("sd_notify failed"),
+        "{}",
+        server.log_text()
+    );
 }
 
 #[test]
@@ -182,14 +218,20 @@ fn through_systemd_socket_activate() {
                 let _ = e;
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => panic!("no answer through systemd-socket-activate: {e}; log:\n{}", server.log_text()),
+            Err(e) => panic!(
+                "no answer through systemd-socket-activate: {e}; log:\n{}",
+                server.log_text()
+            ),
         }
     };
     assert_eq!(r.status, 200);
     assert_eq!(request(addr, "GET", "/api/version", &[], b"").status, 200);
     let log = server.log_text();
     assert!(log.contains("using sockets passed by systemd"), "{log}");
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let status = wait_timeout(&mut child, Duration::from_secs(15)).expect("exits");
     assert!(status.success(), "{status}; log:\n{}", server.log_text());
 }

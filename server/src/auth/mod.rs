@@ -27,7 +27,11 @@ pub const CLIENT_ID_HEADER: &str = "x-client-id";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// The owner, through a login JWT (cookie or bearer).
-    Owner { jti: String, exp: i64, via_cookie: bool },
+    Owner {
+        jti: String,
+        exp: i64,
+        via_cookie: bool,
+    },
     /// Hooks and scripts holding the persisted internal token; `client_id`
     /// is the `X-Client-ID` header, naming a session when the caller acts for one.
     Internal { client_id: Option<String> },
@@ -85,10 +89,16 @@ impl<S: Scope> Authed<S> {
 impl<S: Scope> FromRequestParts<AppState> for Authed<S> {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(&parts.headers, state)?;
         if !S::allows(&caller) {
-            return Err(Error::Forbidden(format!("this route needs the {} scope", S::NAME)));
+            return Err(Error::Forbidden(format!(
+                "this route needs the {} scope",
+                S::NAME
+            )));
         }
         Ok(Authed(caller, PhantomData))
     }
@@ -105,15 +115,21 @@ pub enum Source {
 /// The credential a request presents, in order of precedence.
 pub fn presented(headers: &HeaderMap) -> Result<Option<(Source, String)>, Error> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let text = value.to_str().map_err(|_| Error::Unauthorized("malformed Authorization header"))?;
+        let text = value
+            .to_str()
+            .map_err(|_| Error::Unauthorized("malformed Authorization header"))?;
         let token = text
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))
-            .ok_or(Error::Unauthorized("Authorization must be `Bearer <token>`"))?;
+            .ok_or(Error::Unauthorized(
+                "Authorization must be `Bearer <token>`",
+            ))?;
         return Ok(Some((Source::Bearer, token.trim().to_string())));
     }
     if let Some(value) = headers.get(INTERNAL_TOKEN_HEADER) {
-        let text = value.to_str().map_err(|_| Error::Unauthorized("malformed X-Internal-Token header"))?;
+        let text = value
+            .to_str()
+            .map_err(|_| Error::Unauthorized("malformed X-Internal-Token header"))?;
         return Ok(Some((Source::InternalHeader, text.trim().to_string())));
     }
     if let Some(token) = cookie_value(headers, COOKIE_NAME) {
@@ -138,7 +154,8 @@ fn looks_like_internal_token(t: &str) -> bool {
 }
 
 pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, Error> {
-    let (source, token) = presented(headers)?.ok_or(Error::Unauthorized("authentication required"))?;
+    let (source, token) =
+        presented(headers)?.ok_or(Error::Unauthorized("authentication required"))?;
     let client_id = headers
         .get(CLIENT_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -146,7 +163,10 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, Err
         .filter(|s| !s.is_empty());
     match source {
         Source::InternalHeader => {
-            if state.internal_token.verify(token.to_ascii_lowercase().as_bytes()) {
+            if state
+                .internal_token
+                .verify(token.to_ascii_lowercase().as_bytes())
+            {
                 Ok(Caller::Internal { client_id })
             } else {
                 Err(Error::Unauthorized("invalid internal token"))
@@ -158,7 +178,10 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, Err
             via_cookie: true,
         }),
         Source::Bearer if looks_like_internal_token(&token) => {
-            if state.internal_token.verify(token.to_ascii_lowercase().as_bytes()) {
+            if state
+                .internal_token
+                .verify(token.to_ascii_lowercase().as_bytes())
+            {
                 Ok(Caller::Internal { client_id })
             } else {
                 Err(Error::Unauthorized("invalid token"))

@@ -45,8 +45,13 @@ pub fn now_secs() -> i64 {
 impl OwnerAuth {
     pub fn new(secret: &Secret, max_age_hours: u32, db: Db) -> Result<OwnerAuth> {
         let (epoch, revoked) = db.with(|conn| {
-            let epoch = meta_get(conn, EPOCH_KEY)?.and_then(|v| v.parse().ok()).unwrap_or(0u64);
-            conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now_secs()])?;
+            let epoch = meta_get(conn, EPOCH_KEY)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0u64);
+            conn.execute(
+                "DELETE FROM revoked_tokens WHERE expires_at < ?1",
+                [now_secs()],
+            )?;
             let mut stmt = conn.prepare("SELECT jti, expires_at FROM revoked_tokens")?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
@@ -88,16 +93,21 @@ impl OwnerAuth {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::ExpiredSignature => Error::Unauthorized("session expired; log in again"),
-                _ => Error::Unauthorized("invalid session token"),
-            }
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        Error::Unauthorized("session expired; log in again")
+                    }
+                    _ => Error::Unauthorized("invalid session token"),
+                }
+            })?;
         let claims = data.claims;
         if claims.epoch < self.epoch.load(Ordering::SeqCst) {
-            return Err(Error::Unauthorized("session was logged out everywhere; log in again"));
+            return Err(Error::Unauthorized(
+                "session was logged out everywhere; log in again",
+            ));
         }
         let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         if revoked.contains_key(&claims.jti) {

@@ -20,15 +20,20 @@ impl Passphrase {
     /// From a PHC string; only argon2id is accepted.
     pub fn from_hash(phc: &str, origin: &str) -> Result<Passphrase> {
         let phc = phc.trim();
-        let parsed = PasswordHash::new(phc)
-            .map_err(|e| Error::Credential(format!("{origin}: not a PHC hash string ({e}); make one with `mitzod hash-passphrase`")))?;
+        let parsed = PasswordHash::new(phc).map_err(|e| {
+            Error::Credential(format!(
+                "{origin}: not a PHC hash string ({e}); make one with `mitzod hash-passphrase`"
+            ))
+        })?;
         if parsed.algorithm.as_str() != "argon2id" {
             return Err(Error::Credential(format!(
                 "{origin}: hash algorithm is {}, expected argon2id",
                 parsed.algorithm
             )));
         }
-        Ok(Passphrase { phc: phc.to_string() })
+        Ok(Passphrase {
+            phc: phc.to_string(),
+        })
     }
 
     /// From plaintext: hashed in memory now.
@@ -40,7 +45,9 @@ impl Passphrase {
     /// and wrong answers take the same time.
     pub fn verify(&self, candidate: &[u8]) -> bool {
         match PasswordHash::new(&self.phc) {
-            Ok(parsed) => Argon2::default().verify_password(candidate, &parsed).is_ok(),
+            Ok(parsed) => Argon2::default()
+                .verify_password(candidate, &parsed)
+                .is_ok(),
             Err(_) => false,
         }
     }
@@ -72,7 +79,11 @@ mod tests {
 
     #[test]
     fn non_argon2id_refused() {
-        let err = Passphrase::from_hash("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY", "x").unwrap_err();
+        let err = Passphrase::from_hash(
+            "$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",
+            "x",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("argon2id"), "{err}");
         assert!(Passphrase::from_hash("hunter2", "x").is_err());
     }

@@ -47,7 +47,9 @@ impl LoginLimiter {
             }
         }
         if inner.attempts.len() >= MAX_TRACKED_CLIENTS && !inner.attempts.contains_key(client) {
-            inner.attempts.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            inner
+                .attempts
+                .retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < WINDOW));
             if inner.attempts.len() >= MAX_TRACKED_CLIENTS {
                 // Still full of live entries: under a spread-out attack, every
                 // newcomer shares one bucket rather than growing the map.
@@ -99,7 +101,10 @@ mod tests {
         }
         let wait = l.check_at("a", t0).unwrap_err();
         assert!(wait <= WINDOW && wait > Duration::from_secs(50));
-        assert!(l.check_at("b", t0).is_ok(), "other clients are not affected");
+        assert!(
+            l.check_at("b", t0).is_ok(),
+            "other clients are not affected"
+        );
         assert!(l.check_at("a", t0 + WINDOW).is_ok(), "window slides");
     }
 

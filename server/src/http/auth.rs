@@ -40,7 +40,9 @@ async fn login(
         .map_err(|retry_after| Error::RateLimited { retry_after })?;
     if body.passphrase.is_empty() || body.passphrase.len() > MAX_PASSPHRASE {
         state.login_limiter.record_failure();
-        return Err(Error::BadRequest(format!("passphrase must be 1..={MAX_PASSPHRASE} bytes")));
+        return Err(Error::BadRequest(format!(
+            "passphrase must be 1..={MAX_PASSPHRASE} bytes"
+        )));
     }
     let candidate = crate::secret::Secret::new(body.passphrase);
     let permit = state
@@ -72,13 +74,17 @@ async fn login(
 
 fn set_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let text = format!("{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
+    let text = format!(
+        "{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("cc_auth=; Max-Age=0"))
 }
 
 fn cleared(state: &AppState) -> Response {
     let mut response = Json(json!({ "ok": true })).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, set_cookie("", 0, state.web.tls));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie("", 0, state.web.tls));
     response
 }
 
@@ -90,7 +96,10 @@ async fn logout(State(state): State<AppState>, auth: Authed<scope::Owner>) -> Re
     Ok(cleared(&state))
 }
 
-async fn logout_all(State(state): State<AppState>, _auth: Authed<scope::Owner>) -> Result<Response> {
+async fn logout_all(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Owner>,
+) -> Result<Response> {
     let epoch = state.owner.bump_epoch().await?;
     tracing::info!(epoch, "owner logged out everywhere");
     Ok(cleared(&state))

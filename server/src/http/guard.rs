@@ -27,10 +27,19 @@ pub async fn response_hygiene(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let mut response = normalise_error(response).await;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -98,7 +107,30 @@ const CREDENTIAL_PARAMS: &[&str] = &[
     "x-approval-token",
 ];
 
-pub async fn reject_query_credentials(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Routes that take more than the default body limit (they set their own
+/// `DefaultBodyLimit` too); everything else is refused above `BODY_LIMIT`
+/// before a handler runs, whether or not it reads its body.
+const LARGE_BODY_ROUTES: &[(&str, usize)] = &[("/api/files/write", 6 * 1024 * 1024)];
+
+pub async fn reject_query_credentials(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = LARGE_BODY_ROUTES
+        .iter()
+        .find(|(path, _)| *path == req.uri().path())
+        .map(|(_, limit)| *limit)
+        .unwrap_or(super::BODY_LIMIT);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Error::PayloadTooLarge(format!("request body larger than {limit} bytes"))
+            .into_response();
+    }
     if let Some(query) = req.uri().query() {
         if let Some(problem) = query_credential(query, &state) {
             return Error::BadRequest(format!(
@@ -121,7 +153,10 @@ fn query_credential(query: &str, state: &AppState) -> Option<String> {
         let v = value.trim();
         let jwt_shaped = v.starts_with("eyJ") && v.matches('.').count() == 2;
         let session_shaped = v.starts_with(crate::auth::session_tokens::PREFIX);
-        let is_internal = v.len() == 64 && state.internal_token.verify(v.to_ascii_lowercase().as_bytes());
+        let is_internal = v.len() == 64
+            && state
+                .internal_token
+                .verify(v.to_ascii_lowercase().as_bytes());
         if jwt_shaped || session_shaped || is_internal {
             return Some(format!("query parameter `{name}` carries a token"));
         }
@@ -137,7 +172,10 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 3;
@@ -189,7 +227,8 @@ fn check_host(state: &AppState, peer: &Peer, headers: &HeaderMap) -> Result<(), 
     if peer.unix {
         return Ok(());
     }
-    let host = request_host(headers).ok_or_else(|| Error::BadRequest("missing Host header".into()))?;
+    let host =
+        request_host(headers).ok_or_else(|| Error::BadRequest("missing Host header".into()))?;
     let name = crate::config::host_without_port(&host);
     if state.web.allowed_hosts.contains(name) {
         return Ok(());
@@ -221,13 +260,18 @@ fn check_origin(state: &AppState, method: &Method, headers: &HeaderMap) -> Resul
     if safe && !websocket {
         return Ok(());
     }
-    match headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("")) {
+    match headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
         Some(origin) => {
             let origin = origin.trim().to_ascii_lowercase();
             if origin_allowed(state, &origin, headers) {
                 Ok(())
             } else {
-                Err(Error::Forbidden(format!("cross-origin request refused: Origin {origin:?} is not allowed")))
+                Err(Error::Forbidden(format!(
+                    "cross-origin request refused: Origin {origin:?} is not allowed"
+                )))
             }
         }
         None => {

@@ -36,12 +36,19 @@ pub fn require_root(test: &str) -> bool {
 
 /// A free loopback port (bound then released: racy only in theory).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A temp dir that the dropped user (`nobody`) can traverse.
 pub fn open_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("mitzod-test-").tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("mitzod-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
@@ -89,7 +96,10 @@ impl TestServer {
         let dir = open_tempdir();
         let state_dir = dir.path().join("state");
         let port = free_port();
-        let listen = opts.listen.clone().unwrap_or_else(|| format!("127.0.0.1:{port}"));
+        let listen = opts
+            .listen
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{port}"));
         let jwt = dir.path().join("jwt-secret");
         std::fs::write(&jwt, JWT_SECRET).unwrap();
         std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -128,7 +138,9 @@ impl TestServer {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(mitzod_bin());
         cmd.arg("serve").arg("--config").arg(&self.config);
-        cmd.env_remove("NOTIFY_SOCKET").env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
+        cmd.env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID");
         cmd.env("MITZO_LOG", "info");
         for (k, v) in &self.opts_env {
             cmd.env(k, v);
@@ -138,7 +150,11 @@ impl TestServer {
 
     /// Start the server and wait until `/healthz` answers.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = self
             .command()
             .stdin(Stdio::null())
@@ -163,7 +179,11 @@ impl TestServer {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "mitzod not ready; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "mitzod not ready; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -179,7 +199,8 @@ impl TestServer {
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        wait_timeout(&mut child, Duration::from_secs(15)).expect("mitzod did not stop after SIGTERM")
+        wait_timeout(&mut child, Duration::from_secs(15))
+            .expect("mitzod did not stop after SIGTERM")
     }
 
     pub fn kill9(&mut self) {
@@ -207,7 +228,10 @@ impl TestServer {
     }
 
     pub fn internal_token(&self) -> String {
-        std::fs::read_to_string(self.token_path()).unwrap().trim().to_string()
+        std::fs::read_to_string(self.token_path())
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
@@ -222,7 +246,11 @@ impl TestServer {
 
     /// Log in; returns the JWT.
     pub fn login(&self) -> String {
-        let r = self.post("/api/auth/login", &[], &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}"));
+        let r = self.post(
+            "/api/auth/login",
+            &[],
+            &format!("{{\"passphrase\":\"{PASSPHRASE}\"}}"),
+        );
         assert_eq!(r.status, 200, "login failed: {}", r.text());
         r.json()["token"].as_str().unwrap().to_string()
     }
@@ -268,22 +296,36 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).and_then(|v| v.first()).map(|s| s.as_str())
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .and_then(|v| v.first())
+            .map(|s| s.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
 /// One request on a fresh connection. A `Host` header is added unless given.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 pub fn try_request(
@@ -307,12 +349,33 @@ pub fn request_from(
     body: &[u8],
 ) -> Response {
     use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0))).unwrap();
-    let SocketAddr::V4(v4) = addr else { panic!("v4 only") };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+    )
+    .unwrap();
+    let SocketAddr::V4(v4) = addr else {
+        panic!("v4 only")
+    };
     connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4)).unwrap();
     let stream = TcpStream::from(fd);
     exchange(stream, &addr.to_string(), method, path, headers, body).unwrap()
+}
+
+/// Send raw bytes, read the whole answer.
+pub fn request_raw(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    parse_response(&out).unwrap()
 }
 
 pub fn exchange<S: Read + Write>(
@@ -340,7 +403,10 @@ pub fn exchange<S: Read + Write>(
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("header not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("empty"))?;
@@ -352,21 +418,35 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {
-            headers.entry(k.trim().to_ascii_lowercase()).or_default().push(v.trim().to_string());
+            headers
+                .entry(k.trim().to_ascii_lowercase())
+                .or_default()
+                .push(v.trim().to_string());
         }
     }
     let mut body = raw[split + 4..].to_vec();
-    if headers.get("transfer-encoding").is_some_and(|v| v.iter().any(|x| x.contains("chunked"))) {
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.iter().any(|x| x.contains("chunked")))
+    {
         body = dechunk(&body);
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap_or("0").trim(), 16)
+                .unwrap_or(0);
         if size == 0 {
             break;
         }
