@@ -133,7 +133,10 @@ pub enum WorktreeCleanup {
 pub struct SessionConfig {
     #[serde(default = "default_buffer_events")]
     pub buffer_events: usize,
-    #[serde(default = "default_detach_ttl", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_detach_ttl",
+        deserialize_with = "de_duration"
+    )]
     pub detach_ttl: Duration,
     #[serde(default = "default_stale_hours")]
     pub worktree_stale_hours: u64,
@@ -352,9 +355,7 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(
     if s.is_empty() || s == "never" {
         return Ok(None);
     }
-    parse_duration(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
 impl Config {
@@ -375,8 +376,8 @@ impl Config {
         let origin = file
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "configuration".into());
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let path = e.path().to_string();
                 Error::Config(format!("{origin}: key `{path}`: {}", e.inner()))
             })?;
@@ -412,21 +413,11 @@ impl Config {
             }
         }
         for (name, path) in &self.repos {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return bad(
-                    "repos",
-                    format!("repo name {name:?} must be [A-Za-z0-9._-]+"),
-                );
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return bad("repos", format!("repo name {name:?} must be [A-Za-z0-9._-]+"));
             }
             if !path.is_absolute() {
-                return bad(
-                    &format!("repos.{name}"),
-                    format!("must be absolute: {}", path.display()),
-                );
+                return bad(&format!("repos.{name}"), format!("must be absolute: {}", path.display()));
             }
         }
         if let Some(p) = &self.repo_path {
@@ -436,44 +427,28 @@ impl Config {
         }
         for (i, p) in self.agent.extra_write_paths.iter().enumerate() {
             if !p.is_absolute() {
-                return bad(
-                    &format!("agent.extra_write_paths[{i}]"),
-                    format!("must be absolute: {}", p.display()),
-                );
+                return bad(&format!("agent.extra_write_paths[{i}]"), format!("must be absolute: {}", p.display()));
             }
             if p == Path::new("/") {
-                return bad(
-                    &format!("agent.extra_write_paths[{i}]"),
-                    "`/` would defeat the sandbox".into(),
-                );
+                return bad(&format!("agent.extra_write_paths[{i}]"), "`/` would defeat the sandbox".into());
             }
         }
         for (i, p) in self.agent.extra_read_paths.iter().enumerate() {
             if !p.is_absolute() {
-                return bad(
-                    &format!("agent.extra_read_paths[{i}]"),
-                    format!("must be absolute: {}", p.display()),
-                );
+                return bad(&format!("agent.extra_read_paths[{i}]"), format!("must be absolute: {}", p.display()));
             }
         }
         if self.session.buffer_events == 0 || self.session.buffer_events > 100_000 {
-            return bad(
-                "session.buffer_events",
-                format!("must be 1..=100000, got {}", self.session.buffer_events),
-            );
+            return bad("session.buffer_events", format!("must be 1..=100000, got {}", self.session.buffer_events));
         }
         if self.permissions.timeout_secs == 0 {
             return bad("permissions.timeout_secs", "must be at least 1".into());
         }
         for o in &self.allowed_origins {
-            PublicUrl::parse(o)
-                .map_err(|e| Error::Config(format!("key `allowed_origins`: {e}")))?;
+            PublicUrl::parse(o).map_err(|e| Error::Config(format!("key `allowed_origins`: {e}")))?;
         }
         if let Some(level) = &self.log_level {
-            if level
-                .parse::<tracing_subscriber::filter::EnvFilter>()
-                .is_err()
-            {
+            if level.parse::<tracing_subscriber::filter::EnvFilter>().is_err() {
                 return bad("log_level", format!("not a tracing filter: {level:?}"));
             }
         }
@@ -487,12 +462,7 @@ impl Config {
         }
         if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
             // systemd may pass several, colon-separated; the first is ours.
-            let first = d
-                .to_string_lossy()
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_string();
             if !first.is_empty() {
                 return Ok(PathBuf::from(first));
             }
@@ -523,9 +493,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
         }
         let parts: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(Error::Config(format!(
-                "environment variable {name}: empty key segment"
-            )));
+            return Err(Error::Config(format!("environment variable {name}: empty key segment")));
         }
         let value = parse_env_value(raw);
         let mut cursor = &mut *table;
@@ -555,9 +523,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
 fn parse_env_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&doc) {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -577,10 +543,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let env: Vec<(String, String)> =
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         Config::load(Some(&path), &env)
     }
 
@@ -597,25 +561,17 @@ mod tests {
     fn unknown_key_is_named() {
         let err = load_str("usr = \"alice\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("usr"), "{err}");
-        let err = load_str("[agent]\ncomand = \"x\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load_str("[agent]\ncomand = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("comand"), "{err}");
     }
 
     #[test]
     fn bad_value_is_named() {
-        let err = load_str("cookie_max_age_hours = 9000\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load_str("cookie_max_age_hours = 9000\n", &[]).unwrap_err().to_string();
         assert!(err.contains("cookie_max_age_hours"), "{err}");
-        let err = load_str("listen = [\"nonsense\"]\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load_str("listen = [\"nonsense\"]\n", &[]).unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
-        let err = load_str("[session]\ndetach_ttl = \"soon\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load_str("[session]\ndetach_ttl = \"soon\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("session.detach_ttl"), "{err}");
     }
 
@@ -640,17 +596,13 @@ mod tests {
 
     #[test]
     fn unknown_env_key_is_refused() {
-        let err = load_str("", &[("MITZOD_LISTN", "x")])
-            .unwrap_err()
-            .to_string();
+        let err = load_str("", &[("MITZOD_LISTN", "x")]).unwrap_err().to_string();
         assert!(err.contains("listn"), "{err}");
     }
 
     #[test]
     fn extra_write_root_is_refused() {
-        let err = load_str("[agent]\nextra_write_paths = [\"/\"]\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load_str("[agent]\nextra_write_paths = [\"/\"]\n", &[]).unwrap_err().to_string();
         assert!(err.contains("agent.extra_write_paths[0]"), "{err}");
     }
 
