@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod error;
+pub mod git;
 pub mod sandbox;
 pub mod worktree;
 
