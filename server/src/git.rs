@@ -210,6 +210,11 @@ impl Git {
             };
             if is_program_key(key) {
                 v.push((key.to_string(), String::new()));
+                // A "required" filter with no command would make git fail;
+                // content is checked out unfiltered instead.
+                if let Some(driver) = key.strip_prefix("filter.").and_then(|r| r.rsplit_once('.')) {
+                    v.push((format!("filter.{}.required", driver.0), "false".into()));
+                }
             }
         }
         Ok(v)
