@@ -64,9 +64,11 @@ impl Fx {
 
         let allowed_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let other_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut agent = AgentConfig::default();
-        agent.allowed_connect_ports = vec![allowed_listener.local_addr().unwrap().port()];
-        agent.extra_read_paths = vec![shared.clone()];
+        let agent = AgentConfig {
+            allowed_connect_ports: vec![allowed_listener.local_addr().unwrap().port()],
+            extra_read_paths: vec![shared.clone()],
+            ..AgentConfig::default()
+        };
         let hidden = vec![shared.join("credentials")];
         let policy = agent_policy(&AgentPolicyInputs {
             repo: &repo,

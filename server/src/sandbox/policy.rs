@@ -371,8 +371,10 @@ mod tests {
     #[test]
     fn write_grant_containing_state_dir_is_refused() {
         let d = setup();
-        let mut agent = AgentConfig::default();
-        agent.extra_write_paths = vec![d.path().to_path_buf()];
+        let mut agent = AgentConfig {
+            extra_write_paths: vec![d.path().to_path_buf()],
+            ..AgentConfig::default()
+        };
         let err = agent_policy(&inputs(d.path(), &agent, &[]))
             .unwrap_err()
             .to_string();
@@ -389,8 +391,10 @@ mod tests {
     #[test]
     fn read_grant_is_carved_around_hidden_files() {
         let d = setup();
-        let mut agent = AgentConfig::default();
-        agent.extra_read_paths = vec![d.path().join("etc")];
+        let agent = AgentConfig {
+            extra_read_paths: vec![d.path().join("etc")],
+            ..AgentConfig::default()
+        };
         let hidden = vec![d.path().join("etc/mitzod/jwt")];
         let p = agent_policy(&inputs(d.path(), &agent, &hidden)).unwrap();
         let root = std::fs::canonicalize(d.path()).unwrap();
