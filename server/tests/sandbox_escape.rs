@@ -846,3 +846,36 @@ fn landlock_abi_is_reported() {
         landlock_or_skip("landlock_abi_is_reported");
     }
 }
+
+#[tokio::test]
+// Held across the await on purpose: kill_orphans in another test must not
+// see this child.
+#[allow(clippy::await_holding_lock)]
+async fn tokio_spawn_is_confined() {
+    let _g = serial();
+    if !landlock_or_skip("tokio_spawn_is_confined") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let policy = Policy {
+        read_write: vec![d.clone(), "/dev/null".into()],
+        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        ..Policy::default()
+    };
+    let out = SandboxedCommand::new("/bin/sh", &policy, build_env(std::env::vars_os(), &[], &[]))
+        .unwrap()
+        .args(["-c", "echo in > ok && cat /etc/hostname; echo $?"])
+        .current_dir(&d)
+        .into_tokio()
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(d.join("ok").exists());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "/etc must be unreadable"
+    );
+}
