@@ -118,6 +118,7 @@ pub fn run(p: Prepared) -> Result<()> {
 }
 
 async fn serve(p: Prepared) -> Result<()> {
+    let stop_requested = stop_signal()?;
     let (state, listeners) = build_state(p)?;
     let app = crate::http::router(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -154,7 +155,7 @@ async fn serve(p: Prepared) -> Result<()> {
     if let Some(interval) = systemd::watchdog_interval() {
         tokio::spawn(watchdog(interval, state.clone()));
     }
-    wait_for_stop_signal().await;
+    stop_requested.await;
     systemd::notify_stopping("shutting down");
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -189,21 +190,18 @@ async fn watchdog(interval: Duration, state: AppState) {
     }
 }
 
-async fn wait_for_stop_signal() {
+/// Resolves on SIGTERM or SIGINT. Installed before READY=1, so a stop
+/// request that comes right after start-up is never lost.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Error::io("installing the SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Error::io("installing the SIGINT handler", e))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    let mut int = match signal(SignalKind::interrupt()) {
-        Ok(s) => s,
-        Err(_) => return term.recv().await.unwrap_or(()),
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    })
 }

@@ -9,6 +9,7 @@ pub mod db;
 pub mod dev;
 pub mod error;
 pub mod files;
+pub mod git;
 pub mod http;
 pub mod logging;
 pub mod privileges;

@@ -86,7 +86,10 @@ fn main() -> ExitCode {
             dev,
         } => token(action, config, dev),
         Command::SandboxExec { policy, command } => {
-            return ExitCode::from(mitzod::sandbox::cli::sandbox_exec(&policy, &command));
+            // Warnings (best-effort enforcement) go to stderr, where the caller sees them.
+            mitzod::logging::init(Some("warn"));
+            let code = mitzod::sandbox::cli::sandbox_exec(&policy, &command);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
     };
     match result {
@@ -169,7 +172,23 @@ fn serve(
             );
         }
     }
-    mitzod::sandbox::log_landlock_support(config.sandbox.landlock);
+    let landlock = mitzod::sandbox::landlock_abi();
+    if landlock.supported() {
+        tracing::info!("{landlock}");
+    } else {
+        match config.sandbox.landlock {
+            config::LandlockMode::Required => tracing::error!(
+                "{landlock}; agents will not start (sandbox.landlock = \"required\")"
+            ),
+            config::LandlockMode::BestEffort => tracing::warn!(
+                "{landlock}; agents will run UNSANDBOXED (sandbox.landlock = \"best-effort\")"
+            ),
+        }
+    }
+    // Orphans of agents are reparented to us, so they can be found and killed.
+    if let Err(e) = mitzod::sandbox::set_child_subreaper() {
+        tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
+    }
     if let Some(phrase) = new_passphrase {
         eprintln!(
             "mitzod --dev: owner passphrase (shown once, kept in {}/passphrase): {phrase}",

@@ -1,0 +1,293 @@
+//! mitzod's own git commands, run so that nothing an agent planted in a repo
+//! (`.git/hooks`, `.git/config`, `.gitattributes`) can execute outside the
+//! sandbox.
+//!
+//! Two layers, both always on:
+//! 1. every git command runs under a Landlock policy (read-write on the repo
+//!    only, no network), so even a program git does run stays confined;
+//! 2. git itself is told to run nothing: hooks, fsmonitor, filters, diff and
+//!    merge drivers, pagers, editors, credential helpers, ssh, signing
+//!    programs and transports are disabled through command-line-level
+//!    config (`GIT_CONFIG_COUNT`, which beats any file), and the system and
+//!    global config and attributes are not read at all.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use crate::error::{Error, Result};
+use crate::sandbox::{system_read_exec_paths, Enforcement, Policy, SandboxedCommand, Scopes};
+
+/// Config that names programs git would run, each set to nothing.
+const HARDENING: &[(&str, &str)] = &[
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("core.untrackedCache", "false"),
+    ("core.attributesFile", "/dev/null"),
+    ("core.excludesFile", "/dev/null"),
+    ("core.pager", "cat"),
+    ("core.editor", "false"),
+    ("sequence.editor", "false"),
+    ("core.askPass", "false"),
+    ("core.sshCommand", "false"),
+    ("core.gitProxy", ""),
+    ("core.alternateRefsCommand", ""),
+    ("credential.helper", ""),
+    ("diff.external", ""),
+    ("gpg.program", "false"),
+    ("gpg.openpgp.program", "false"),
+    ("gpg.x509.program", "false"),
+    ("gpg.ssh.program", "false"),
+    ("commit.gpgSign", "false"),
+    ("tag.gpgSign", "false"),
+    ("protocol.allow", "never"),
+    ("submodule.recurse", "false"),
+    ("fetch.recurseSubmodules", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("uploadpack.packObjectsHook", ""),
+];
+
+/// Per-driver keys that name a program; the drivers are found in the repo's
+/// config and each key is overridden with an empty value (git treats an
+/// empty command as "no filter").
+fn is_program_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let (section, rest) = match k.split_once('.') {
+        Some(x) => x,
+        None => return false,
+    };
+    let Some((_, name)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    matches!(
+        (section, name),
+        ("filter", "clean" | "smudge" | "process")
+            | ("diff", "textconv" | "command")
+            | ("merge", "driver")
+    )
+}
+
+/// Runs git confined to one repo.
+#[derive(Debug, Clone)]
+pub struct Git {
+    git: PathBuf,
+    landlock: Enforcement,
+    extra_exec: Vec<PathBuf>,
+}
+
+impl Git {
+    /// Find `git` on `PATH`.
+    pub fn new(landlock: Enforcement) -> Result<Git> {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        let git = std::env::split_paths(&path)
+            .map(|d| d.join("git"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| Error::Worktree("git not found on PATH".into()))?;
+        Git::with_binary(&git, landlock)
+    }
+
+    pub fn with_binary(git: &Path, landlock: Enforcement) -> Result<Git> {
+        let canonical = std::fs::canonicalize(git)
+            .map_err(|e| Error::Worktree(format!("git binary {}: {e}", git.display())))?;
+        let mut extra_exec = Vec::new();
+        if let Some(bin) = canonical.parent() {
+            extra_exec.push(bin.to_path_buf());
+            // git's helpers live in <prefix>/libexec/git-core.
+            if let Some(core) = bin.parent().map(|p| p.join("libexec/git-core")) {
+                if core.is_dir() {
+                    extra_exec.push(core);
+                }
+            }
+        }
+        Ok(Git {
+            git: canonical,
+            landlock,
+            extra_exec,
+        })
+    }
+
+    /// The policy git (and anything it starts) runs under: the repo
+    /// read-write, system paths read/exec, no network, scoped.
+    pub fn policy(&self, repo: &Path) -> Policy {
+        let mut read_exec = system_read_exec_paths();
+        read_exec.extend(self.extra_exec.iter().cloned());
+        let mut read_write = vec![repo.to_path_buf()];
+        read_write.extend(
+            ["/dev/null"]
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists()),
+        );
+        Policy {
+            read_write,
+            read_only: ["/etc/passwd", "/etc/group", "/etc/localtime"]
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+                .collect(),
+            read_exec,
+            connect_tcp: Vec::new(),
+            bind_tcp: Vec::new(),
+            scopes: Scopes::default(),
+            landlock: self.landlock,
+        }
+    }
+
+    fn env(overrides: &[(String, String)]) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = [
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("HOME", "/nonexistent"),
+            ("XDG_CONFIG_HOME", "/nonexistent"),
+            ("LC_ALL", "C"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_ATTR_NOSYSTEM", "1"),
+            ("GIT_TERMINAL_PROMPT", "0"),
+            ("GIT_OPTIONAL_LOCKS", "0"),
+            ("GIT_NO_REPLACE_OBJECTS", "1"),
+            ("GIT_PROTOCOL_FROM_USER", "0"),
+            ("GIT_PAGER", "cat"),
+            ("PAGER", "cat"),
+            ("GIT_EDITOR", "false"),
+        ]
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+        let all: Vec<(String, String)> = HARDENING
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(overrides.iter().cloned())
+            .collect();
+        env.push(("GIT_CONFIG_COUNT".into(), all.len().to_string().into()));
+        for (i, (k, v)) in all.into_iter().enumerate() {
+            env.push((format!("GIT_CONFIG_KEY_{i}").into(), k.into()));
+            env.push((format!("GIT_CONFIG_VALUE_{i}").into(), v.into()));
+        }
+        env
+    }
+
+    fn raw(
+        &self,
+        repo: &Path,
+        cwd: &Path,
+        args: &[&OsStr],
+        overrides: &[(String, String)],
+    ) -> Result<Output> {
+        let cmd = SandboxedCommand::new(&self.git, &self.policy(repo), Git::env(overrides))?
+            .args(["--no-pager", "--no-replace-objects", "--literal-pathspecs"])
+            .args(args)
+            .current_dir(cwd);
+        cmd.into_std()
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io("running git", e))
+    }
+
+    /// The repo's program-naming driver keys, each overridden to empty.
+    fn driver_overrides(&self, repo: &Path, cwd: &Path) -> Result<Vec<(String, String)>> {
+        let out = self.raw(
+            repo,
+            cwd,
+            &["config".as_ref(), "--list".as_ref(), "-z".as_ref()],
+            &[],
+        )?;
+        if !out.status.success() {
+            // No config to read (e.g. not a repo): the command that follows
+            // reports the real error.
+            return Ok(Vec::new());
+        }
+        let mut v = Vec::new();
+        for entry in out.stdout.split(|&b| b == 0) {
+            let key_end = entry
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(entry.len());
+            let Ok(key) = std::str::from_utf8(&entry[..key_end]) else {
+                return Err(Error::Worktree(
+                    "repo config has a key that is not UTF-8; refusing to run git in it".into(),
+                ));
+            };
+            if is_program_key(key) {
+                v.push((key.to_string(), String::new()));
+                // A "required" filter with no command would make git fail;
+                // content is checked out unfiltered instead.
+                if let Some(driver) = key.strip_prefix("filter.").and_then(|r| r.rsplit_once('.')) {
+                    v.push((format!("filter.{}.required", driver.0), "false".into()));
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Run `git <args>` in `cwd` (inside `repo`); stdout on success, an
+    /// error with git's stderr otherwise.
+    pub fn run<S: AsRef<OsStr>>(&self, repo: &Path, cwd: &Path, args: &[S]) -> Result<String> {
+        let out = self.output(repo, cwd, args)?;
+        if !out.status.success() {
+            return Err(Error::Worktree(format!(
+                "git {} failed: {}",
+                args.iter()
+                    .map(|a| a.as_ref().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Like [`Git::run`], but returns the raw output whatever the status.
+    pub fn output<S: AsRef<OsStr>>(&self, repo: &Path, cwd: &Path, args: &[S]) -> Result<Output> {
+        let overrides = self.driver_overrides(repo, cwd)?;
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        self.raw(repo, cwd, &args, &overrides)
+    }
+
+    /// `rm -rf` of a path inside `repo`, under the same policy: a symlink
+    /// planted on the way cannot make it delete anything outside the repo.
+    pub fn remove_dir(&self, repo: &Path, path: &Path) -> Result<()> {
+        let rm = ["/usr/bin/rm", "/bin/rm"]
+            .iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+            .ok_or_else(|| Error::Worktree("rm not found".into()))?;
+        let out = SandboxedCommand::new(rm, &self.policy(repo), Git::env(&[]))?
+            .args([
+                OsStr::new("-rf"),
+                OsStr::new("--one-file-system"),
+                OsStr::new("--"),
+            ])
+            .arg(path)
+            .current_dir(repo)
+            .into_std()
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io("running rm", e))?;
+        if !out.status.success() {
+            return Err(Error::Worktree(format!(
+                "removing {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_keys() {
+        assert!(is_program_key("filter.lfs.clean"));
+        assert!(is_program_key("filter.a.b.smudge"));
+        assert!(is_program_key("filter.x.process"));
+        assert!(is_program_key("diff.foo.textconv"));
+        assert!(is_program_key("merge.m.driver"));
+        assert!(!is_program_key("filter.x.required"));
+        assert!(!is_program_key("core.editor"));
+        assert!(!is_program_key("filter.clean"));
+    }
+}

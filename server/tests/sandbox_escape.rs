@@ -1,0 +1,890 @@
+//! Escape tests: real commands under the default agent policy on the real
+//! kernel, each with its expected outcome. Every "denied" row whose denial
+//! could come from somewhere else is first run without Landlock (same
+//! uid, same empty capability set) to show it would succeed there.
+
+mod sandbox_common;
+
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use mitzod::config::AgentConfig;
+use mitzod::git::Git;
+use mitzod::sandbox::{
+    agent_policy, build_env, kill_orphans, set_child_subreaper, terminate_session,
+    AgentPolicyInputs, Enforcement, Policy, SandboxedCommand,
+};
+use sandbox_common::*;
+
+struct Fx {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    wt: PathBuf,
+    owner_home: PathBuf,
+    state: PathBuf,
+    shared: PathBuf,
+    policy: Policy,
+    env: Vec<(OsString, OsString)>,
+    allowed_listener: TcpListener,
+    other_listener: TcpListener,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        // mitzod makes itself non-dumpable and a subreaper at start-up.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        set_child_subreaper().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let repo = root.join("repo");
+        init_repo(&repo);
+        let git = Git::new(Enforcement::Required).unwrap();
+        let id = mitzod::worktree::new_session_id();
+        let wt = mitzod::worktree::prepare_session_dir(&git, &repo, &id, true).unwrap();
+        let owner_home = root.join("owner-home");
+        std::fs::create_dir_all(&owner_home).unwrap();
+        std::fs::write(owner_home.join("notes"), "owner's\n").unwrap();
+        let state = root.join("state");
+        for d in ["agent-home", "tmp/s1"] {
+            std::fs::create_dir_all(state.join(d)).unwrap();
+        }
+        std::fs::write(state.join("internal-token"), "tok\n").unwrap();
+        std::fs::write(state.join("mitzod.sqlite"), "db\n").unwrap();
+        // A read-granted tree holding a credentials dir: the grant must be
+        // carved around it.
+        let shared = root.join("shared");
+        std::fs::create_dir_all(shared.join("credentials")).unwrap();
+        std::fs::write(shared.join("readme"), "public\n").unwrap();
+        std::fs::write(shared.join("credentials/jwt-secret"), "s3cret\n").unwrap();
+
+        let allowed_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let other_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let agent = AgentConfig {
+            allowed_connect_ports: vec![allowed_listener.local_addr().unwrap().port()],
+            extra_read_paths: vec![shared.clone()],
+            ..AgentConfig::default()
+        };
+        let hidden = vec![shared.join("credentials")];
+        let policy = agent_policy(&AgentPolicyInputs {
+            repo: &repo,
+            worktrees: std::slice::from_ref(&wt),
+            agent_home: &state.join("agent-home"),
+            session_tmp: &state.join("tmp/s1"),
+            state_dir: &state,
+            hidden: &hidden,
+            agent_binary: Path::new("/bin/sh"),
+            own_port: None,
+            agent: &agent,
+            landlock: Enforcement::Required,
+        })
+        .unwrap();
+        let session = vec![
+            (
+                "HOME".to_string(),
+                state.join("agent-home").display().to_string(),
+            ),
+            (
+                "TMPDIR".to_string(),
+                state.join("tmp/s1").display().to_string(),
+            ),
+        ];
+        let env = build_env(std::env::vars_os(), &[], &session);
+        Fx {
+            _dir: dir,
+            root,
+            repo,
+            wt,
+            owner_home,
+            state,
+            shared,
+            policy,
+            env,
+            allowed_listener,
+            other_listener,
+        }
+    }
+
+    fn sandboxed(&self, script: &str) -> Output {
+        SandboxedCommand::new("/bin/sh", &self.policy, self.env.clone())
+            .unwrap()
+            .args(["-c", script])
+            .current_dir(&self.repo)
+            .into_std()
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Expect {
+    Allowed,
+    Denied,
+}
+
+struct Row {
+    name: &'static str,
+    script: String,
+    expect: Expect,
+    /// Run without Landlock first and require success (for denials that
+    /// must be Landlock's, not DAC's or the kernel's).
+    control: bool,
+    /// A path that must not exist after the sandboxed run.
+    absent: Option<PathBuf>,
+    /// Undo the control run's effect.
+    cleanup: Option<PathBuf>,
+}
+
+fn row(name: &'static str, script: String, expect: Expect) -> Row {
+    Row {
+        name,
+        script,
+        expect,
+        control: false,
+        absent: None,
+        cleanup: None,
+    }
+}
+
+impl Row {
+    fn control(mut self) -> Self {
+        self.control = true;
+        self
+    }
+    fn absent(mut self, p: PathBuf) -> Self {
+        self.absent = Some(p);
+        self
+    }
+    fn cleanup(mut self, p: PathBuf) -> Self {
+        self.cleanup = Some(p);
+        self
+    }
+}
+
+fn remove(p: &Path) {
+    let _ = std::fs::remove_file(p);
+    let _ = std::fs::remove_dir_all(p);
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+#[test]
+fn escape_table() {
+    let _g = serial();
+    if !landlock_or_skip("escape_table") {
+        return;
+    }
+    let fx = Fx::new();
+    let q = |p: &Path| sh_quote(p);
+    let me = std::process::id();
+    let uniq = format!("mitzod-escape-{me}");
+    let tmp_out = PathBuf::from("/tmp").join(&uniq);
+    let etc_out = PathBuf::from("/etc").join(&uniq);
+    let real_home =
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(&uniq);
+    let allowed_port = fx.allowed_listener.local_addr().unwrap().port();
+    let other_port = fx.other_listener.local_addr().unwrap().port();
+    let free_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // A dumpable sibling outside the sandbox with the same uid and the same
+    // (empty) capabilities, for /proc/<pid>/mem and kill.
+    let mut sibling = control_sh("exec sleep 1000").spawn().unwrap();
+    let sib = sibling.id();
+
+    // Outside files for the link/rename rows.
+    std::fs::write(fx.repo.join("to-move"), "x\n").unwrap();
+    std::fs::write(fx.repo.join("to-move-ctl"), "x\n").unwrap();
+    let link_target = fx.owner_home.join("link-target");
+    std::os::unix::fs::symlink(&link_target, fx.repo.join("link-out")).unwrap();
+    let connect = |port: u16| format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+
+    let rows = vec![
+        row("write inside the repo", format!("echo ok > {}/ok.txt", q(&fx.repo)), Expect::Allowed),
+        row("write inside the worktree", format!("echo ok > {}/ok.txt", q(&fx.wt)), Expect::Allowed),
+        row(
+            "git add + commit inside the worktree",
+            format!(
+                "cd {} && git add ok.txt && git -c user.name=a -c user.email=a@b commit -qm agent",
+                q(&fx.wt)
+            ),
+            Expect::Allowed,
+        ),
+        row("write the session tmp dir", "echo ok > \"$TMPDIR/x\"".into(), Expect::Allowed),
+        row("write the agent home", "echo ok > \"$HOME/x\"".into(), Expect::Allowed),
+        row("write /tmp", format!("echo x > {}", q(&tmp_out)), Expect::Denied)
+            .control()
+            .absent(tmp_out.clone())
+            .cleanup(tmp_out.clone()),
+        row("write the owner's home (fixture)", format!("echo x > {}/pwn", q(&fx.owner_home)), Expect::Denied)
+            .control()
+            .absent(fx.owner_home.join("pwn"))
+            .cleanup(fx.owner_home.join("pwn")),
+        row("write the real $HOME", format!("echo x > {}", q(&real_home)), Expect::Denied)
+            .control()
+            .absent(real_home.clone())
+            .cleanup(real_home.clone()),
+        row("write /etc", format!("echo x > {}", q(&etc_out)), Expect::Denied)
+            .control()
+            .absent(etc_out.clone())
+            .cleanup(etc_out.clone()),
+        row("write the state dir", format!("echo x > {}/pwn", q(&fx.state)), Expect::Denied)
+            .control()
+            .absent(fx.state.join("pwn"))
+            .cleanup(fx.state.join("pwn")),
+        row("read <state>/internal-token", format!("cat {}/internal-token", q(&fx.state)), Expect::Denied).control(),
+        row("read the SQLite file", format!("cat {}/mitzod.sqlite", q(&fx.state)), Expect::Denied).control(),
+        row("list the state dir", format!("ls {}", q(&fx.state)), Expect::Denied).control(),
+        row(
+            "read a credentials dir inside a read grant",
+            format!("cat {}/credentials/jwt-secret", q(&fx.shared)),
+            Expect::Denied,
+        )
+        .control(),
+        row("read a sibling of that credentials dir", format!("cat {}/readme", q(&fx.shared)), Expect::Allowed),
+        row("read /etc/passwd", "cat /etc/passwd".into(), Expect::Allowed),
+        row("read the owner's files", format!("cat {}/notes", q(&fx.owner_home)), Expect::Denied).control(),
+        row(
+            "write through a symlink in the repo pointing outside",
+            format!("echo pwn >> {}/link-out", q(&fx.repo)),
+            Expect::Denied,
+        )
+        .control(),
+        row(
+            "hard link an outside file into the repo",
+            format!("ln {}/notes {}/hl", q(&fx.owner_home), q(&fx.repo)),
+            Expect::Denied,
+        )
+        .absent(fx.repo.join("hl")),
+        row(
+            "rename a repo file to outside",
+            format!("mv {}/to-move {}/moved", q(&fx.repo), q(&fx.owner_home)),
+            Expect::Denied,
+        )
+        .absent(fx.owner_home.join("moved")),
+        row("read /proc/<mitzod>/environ", format!("cat /proc/{me}/environ"), Expect::Denied),
+        row("read /proc/<mitzod>/mem", format!("exec 3</proc/{me}/mem"), Expect::Denied),
+        row(
+            "read /proc/<outside dumpable process>/mem",
+            format!("exec 3</proc/{sib}/mem"),
+            Expect::Denied,
+        )
+        .control(),
+        row("kill -0 <mitzod>", format!("kill -0 {me}"), Expect::Denied).control(),
+        row("kill -0 <outside process>", format!("kill -0 {sib}"), Expect::Denied).control(),
+        row("TCP connect to an allowed port", format!("bash -c '{}'", connect(allowed_port)), Expect::Allowed),
+        row(
+            "TCP connect to a loopback port not in the allow-list",
+            format!("bash -c '{}'", connect(other_port)),
+            Expect::Denied,
+        )
+        .control(),
+        row(
+            "bind a TCP port",
+            format!(
+                "perl -MIO::Socket::INET -e 'IO::Socket::INET->new(LocalAddr=>\"127.0.0.1\",LocalPort=>{free_port},Listen=>1,ReuseAddr=>1) or die \"bind: $!\\n\"'"
+            ),
+            Expect::Denied,
+        )
+        .control(),
+    ];
+
+    let mut failures = Vec::new();
+    for r in &rows {
+        if r.control {
+            // The control of the rename row would move the file; use a copy.
+            let script = r.script.replace("/to-move ", "/to-move-ctl ");
+            let out = control_sh(&script).current_dir(&fx.repo).output().unwrap();
+            if !out.status.success() {
+                failures.push(format!(
+                    "{}: control run without Landlock failed, so the test proves nothing: {}",
+                    r.name,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            if let Some(p) = &r.cleanup {
+                remove(p);
+            }
+        }
+        std::fs::write(&link_target, "orig\n").unwrap();
+        let out = fx.sandboxed(&r.script);
+        let got = if out.status.success() {
+            Expect::Allowed
+        } else {
+            Expect::Denied
+        };
+        eprintln!(
+            "{:<60} expected {:?}, got {:?}{}",
+            r.name,
+            r.expect,
+            got,
+            if got == Expect::Denied {
+                format!(" ({})", String::from_utf8_lossy(&out.stderr).trim())
+            } else {
+                String::new()
+            }
+        );
+        if got != r.expect {
+            failures.push(format!(
+                "{}: expected {:?}, got {:?}; stderr: {}",
+                r.name,
+                r.expect,
+                got,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        if std::fs::read_to_string(&link_target).unwrap() != "orig\n" {
+            failures.push(format!(
+                "{}: the file behind the symlink was modified",
+                r.name
+            ));
+        }
+        if let Some(p) = &r.absent {
+            if std::fs::symlink_metadata(p).is_ok() {
+                failures.push(format!("{}: {} exists after the run", r.name, p.display()));
+                remove(p);
+            }
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(fx.owner_home.join("notes")).unwrap(),
+        "owner's\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&link_target).unwrap(),
+        "orig\n",
+        "written through the symlink"
+    );
+    assert!(
+        fx.repo.join("to-move").exists(),
+        "rename out of the repo moved the file"
+    );
+    // Known gap, reported not asserted: on this kernel Landlock does not
+    // deny PTRACE_MODE_READ opens (/proc/<pid>/environ, maps) of a dumpable
+    // same-uid process outside the sandbox; mitzod itself is protected by
+    // PR_SET_DUMPABLE=0 plus the child's empty capability set.
+    let out = fx.sandboxed(&format!("cat /proc/{sib}/environ >/dev/null"));
+    eprintln!(
+        "info: /proc/<dumpable same-uid outside process>/environ is {}",
+        if out.status.success() {
+            "READABLE (not covered by Landlock)"
+        } else {
+            "denied"
+        }
+    );
+    let _ = sibling.kill();
+    let _ = sibling.wait();
+    assert!(
+        failures.is_empty(),
+        "escape table failures:\n{}",
+        failures.join("\n")
+    );
+    let _ = &fx.root;
+}
+
+#[test]
+fn forbidden_env_never_reaches_the_child() {
+    let _g = serial();
+    if !landlock_or_skip("forbidden_env_never_reaches_the_child") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let forbidden = [
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "CREDENTIALS_DIRECTORY",
+        "INVOCATION_ID",
+        "JOURNAL_STREAM",
+        "MITZOD_JWT_SECRET_FILE",
+        "MITZO_INTERNAL_TOKEN",
+    ];
+    let spec = serde_json::json!({
+        "policy": {
+            "read_exec": mitzod::sandbox::system_read_exec_paths(),
+            "read_write": ["/dev/null"],
+        },
+        // The operator lists them all; none may pass.
+        "env_passthrough": forbidden.iter().chain(["EDITOR", "ANTHROPIC_API_KEY"].iter()).collect::<Vec<_>>(),
+        "env": { "LISTEN_FDS": "9", "SESSION_VALUE": "yes" },
+    });
+    let file = dir.path().join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let mut cmd = Command::new(mitzod_bin());
+    cmd.args(["sandbox-exec", "--policy"])
+        .arg(&file)
+        .args(["--", "/usr/bin/env"]);
+    for name in forbidden {
+        cmd.env(name, "leak");
+    }
+    cmd.env("EDITOR", "vi")
+        .env("LC_ALL", "C")
+        .env("ANTHROPIC_API_KEY", "sk-agent-credential")
+        .env("UNLISTED_SECRET", "leak");
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|x| x.0))
+        .collect();
+    for name in forbidden {
+        assert!(!names.contains(&name), "{name} reached the child: {env}");
+    }
+    assert!(!env.contains("leak"), "{env}");
+    // The agent's own credential passes only because the operator listed it.
+    for name in [
+        "PATH",
+        "LC_ALL",
+        "EDITOR",
+        "SESSION_VALUE",
+        "ANTHROPIC_API_KEY",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {env}");
+    }
+}
+
+/// Plant every program git could run, check that planting works with a
+/// plain git, then let mitzod create and remove a worktree.
+#[test]
+fn planted_git_programs_never_run() {
+    let _g = serial();
+    if !landlock_or_skip("planted_git_programs_never_run") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let markers = root.join("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    let evil_hooks = root.join("evil-hooks");
+    std::fs::create_dir_all(&evil_hooks).unwrap();
+
+    // A program that leaves a marker outside the repo and one inside it
+    // (the inner one shows whether it ran at all, even confined).
+    let plant = |repo: &Path, path: &Path, tag: &str| {
+        let script = format!(
+            "#!/bin/sh\ntouch {out}/{tag}\ntouch {inner}/.ran-{tag}\ncat\n",
+            out = markers.display(),
+            inner = repo.display()
+        );
+        std::fs::write(path, script).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+
+    // Repo A: hooks in .git/hooks, fsmonitor, clean/smudge/process filters.
+    let a = root.join("repo-a");
+    init_repo(&a);
+    std::fs::write(a.join(".gitattributes"), "* filter=evil\n").unwrap();
+    std::fs::write(a.join("file.txt"), "content\n").unwrap();
+    git(&a, &["add", "."]);
+    git(&a, &["commit", "-qm", "attrs"]);
+    for hook in [
+        "post-checkout",
+        "reference-transaction",
+        "pre-auto-gc",
+        "post-index-change",
+    ] {
+        plant(
+            &a,
+            &a.join(".git/hooks").join(hook),
+            &format!("hook-{hook}"),
+        );
+    }
+    plant(&a, &root.join("fsmonitor"), "fsmonitor");
+    plant(&a, &root.join("filter"), "filter");
+    let f = root.join("filter").display().to_string();
+    git(
+        &a,
+        &[
+            "config",
+            "core.fsmonitor",
+            &root.join("fsmonitor").display().to_string(),
+        ],
+    );
+    git(&a, &["config", "filter.evil.clean", &f]);
+    git(&a, &["config", "filter.evil.smudge", &f]);
+    git(&a, &["config", "filter.evil.required", "true"]);
+
+    // Repo B: core.hooksPath pointing outside the repo.
+    let b = root.join("repo-b");
+    init_repo(&b);
+    plant(&b, &evil_hooks.join("post-checkout"), "hookspath");
+    git(
+        &b,
+        &[
+            "config",
+            "core.hooksPath",
+            &evil_hooks.display().to_string(),
+        ],
+    );
+
+    // The plants work: a plain git runs them.
+    git(
+        &a,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            &root.join("ctl-a").display().to_string(),
+        ],
+    );
+    git(
+        &b,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            &root.join("ctl-b").display().to_string(),
+        ],
+    );
+    for tag in ["hook-post-checkout", "filter", "hookspath"] {
+        assert!(
+            markers.join(tag).exists(),
+            "control: planted {tag} did not run under plain git"
+        );
+    }
+    git(
+        &a,
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            &root.join("ctl-a").display().to_string(),
+        ],
+    );
+    git(
+        &b,
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            &root.join("ctl-b").display().to_string(),
+        ],
+    );
+    std::fs::remove_dir_all(&markers).unwrap();
+    std::fs::create_dir_all(&markers).unwrap();
+    for repo in [&a, &b] {
+        for e in std::fs::read_dir(repo).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().starts_with(".ran-") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+
+    let g = Git::new(Enforcement::Required).unwrap();
+    for repo in [&a, &b] {
+        let id = mitzod::worktree::new_session_id();
+        let wt = mitzod::worktree::prepare_session_dir(&g, repo, &id, true).unwrap();
+        assert!(wt.join("README").exists());
+        std::fs::write(wt.join("scratch"), "x").unwrap();
+        // Status (fsmonitor's trigger), then a forced removal.
+        assert!(mitzod::worktree::is_dirty(&g, repo, &wt).unwrap());
+        mitzod::worktree::remove_worktree(&g, repo, &id, true).unwrap();
+        assert!(!wt.exists());
+    }
+    let ran: Vec<_> = std::fs::read_dir(&markers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "planted programs ran outside the sandbox: {ran:?}"
+    );
+    for repo in [&a, &b] {
+        let inner: Vec<_> = std::fs::read_dir(repo)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".ran-"))
+            .collect();
+        assert!(
+            inner.is_empty(),
+            "planted programs ran (confined): {inner:?}"
+        );
+    }
+}
+
+fn spawn_agent(script: &str, dir: &Path) -> std::process::Child {
+    let policy = Policy {
+        read_write: vec![dir.to_path_buf(), "/dev/null".into()],
+        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        ..Policy::default()
+    };
+    SandboxedCommand::new("/bin/sh", &policy, build_env(std::env::vars_os(), &[], &[]))
+        .unwrap()
+        .args(["-c", script])
+        .into_std()
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn session_end_kills_setsid_double_forked_grandchild() {
+    let _g = serial();
+    if !landlock_or_skip("session_end_kills_setsid_double_forked_grandchild") {
+        return;
+    }
+    set_child_subreaper().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let pidfile = d.join("gc.pid");
+    // The grandchild: double fork, new session, ignores SIGTERM.
+    let script = format!(
+        "(setsid sh -c 'trap \"\" TERM; echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 1000' &); exec sleep 1000",
+        p = pidfile.display()
+    );
+    let mut child = spawn_agent(&script, &d);
+    let root = child.id() as i32;
+    let gc: i32 = wait_for_file_plain(&pidfile).trim().parse().unwrap();
+    assert!(alive(gc));
+    let sid = unsafe { libc::getsid(gc) };
+    assert_ne!(
+        sid, root,
+        "the grandchild did not leave the agent's session"
+    );
+    assert_ne!(unsafe { libc::getpgid(gc) }, root);
+
+    let report = terminate_session(child.id(), Duration::from_millis(300), true);
+    child.wait().unwrap();
+    assert!(report.members.contains(&gc), "{report:?}");
+    assert!(
+        report.killed.contains(&gc),
+        "a TERM-ignoring grandchild must be SIGKILLed: {report:?}"
+    );
+    assert!(report.survivors.is_empty(), "{report:?}");
+    assert!(!alive(gc), "grandchild {gc} survived the session");
+}
+
+#[test]
+fn orphans_left_by_a_dead_agent_are_killed() {
+    let _g = serial();
+    if !landlock_or_skip("orphans_left_by_a_dead_agent_are_killed") {
+        return;
+    }
+    set_child_subreaper().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let pidfile = d.join("gc.pid");
+    let script = format!(
+        "(setsid sh -c 'trap \"\" TERM; echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 1000' &); exit 0",
+        p = pidfile.display()
+    );
+    let mut child = spawn_agent(&script, &d);
+    let gc: i32 = wait_for_file_plain(&pidfile).trim().parse().unwrap();
+    child.wait().unwrap();
+    // The agent is gone; as subreaper we inherited its orphan.
+    let ppid = std::fs::read_to_string(format!("/proc/{gc}/stat")).unwrap();
+    let ppid: i32 = ppid
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        ppid,
+        std::process::id() as i32,
+        "orphan was not reparented to the subreaper"
+    );
+    let killed = kill_orphans(&[]);
+    assert!(killed.contains(&gc), "{killed:?}");
+    assert!(!alive(gc));
+}
+
+fn wait_for_file_plain(p: &Path) -> String {
+    for _ in 0..1000 {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} never appeared", p.display());
+}
+
+/// A seccomp filter that makes the three landlock syscalls fail with EPERM,
+/// as systemd's SystemCallFilter=@system-service does on systemd 252.
+fn block_landlock(cmd: &mut Command) {
+    unsafe {
+        cmd.pre_exec(|| {
+            const NRS: [u32; 3] = [444, 445, 446];
+            let ld_nr = libc::sock_filter {
+                code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            };
+            let jeq = |nr: u32, jt: u8| libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt,
+                jf: 0,
+                k: nr,
+            };
+            let allow = libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ALLOW,
+            };
+            let deny = libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32),
+            };
+            let prog = [
+                ld_nr,
+                jeq(NRS[0], 3),
+                jeq(NRS[1], 2),
+                jeq(NRS[2], 1),
+                allow,
+                deny,
+            ];
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut _,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &fprog as *const _ as usize,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn blocked_landlock_required_refuses_best_effort_warns() {
+    let _g = serial();
+    if !landlock_or_skip("blocked_landlock_required_refuses_best_effort_warns") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |mode: &str| {
+        let spec = serde_json::json!({
+            "policy": { "read_exec": mitzod::sandbox::system_read_exec_paths(), "landlock": mode },
+        });
+        let file = dir.path().join(format!("{mode}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let mut cmd = Command::new(mitzod_bin());
+        cmd.args(["sandbox-exec", "--policy"])
+            .arg(&file)
+            .args(["--", "/bin/sh", "-c", "echo ran"]);
+        block_landlock(&mut cmd);
+        cmd.output().unwrap()
+    };
+
+    let out = run("required");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "required must refuse: {stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+    assert!(stderr.contains("EPERM"), "{stderr}");
+    assert!(
+        stderr.contains("SystemCallFilter=@system-service"),
+        "{stderr}"
+    );
+
+    let out = run("best-effort");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "best-effort must run: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran");
+    assert!(
+        stderr.contains("SANDBOX NOT ENFORCED"),
+        "best-effort must warn: {stderr}"
+    );
+
+    // And without the filter, the same required policy runs confined.
+    let spec =
+        serde_json::json!({ "policy": { "read_exec": mitzod::sandbox::system_read_exec_paths() } });
+    let file = dir.path().join("plain.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let out = Command::new(mitzod_bin())
+        .args(["sandbox-exec", "--policy"])
+        .arg(&file)
+        .args(["--", "/bin/sh", "-c", "echo ran; cat /etc/hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran");
+    assert!(
+        !out.status.success(),
+        "/etc is not granted: reading it must fail"
+    );
+}
+
+#[test]
+fn landlock_abi_is_reported() {
+    let probe = mitzod::sandbox::landlock_abi();
+    eprintln!("{probe}");
+    if probe.supported() {
+        assert!(probe.to_string().starts_with("Landlock ABI "));
+    } else {
+        assert!(probe.to_string().contains("unavailable"));
+        landlock_or_skip("landlock_abi_is_reported");
+    }
+}
+
+#[tokio::test]
+// Held across the await on purpose: kill_orphans in another test must not
+// see this child.
+#[allow(clippy::await_holding_lock)]
+async fn tokio_spawn_is_confined() {
+    let _g = serial();
+    if !landlock_or_skip("tokio_spawn_is_confined") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let policy = Policy {
+        read_write: vec![d.clone(), "/dev/null".into()],
+        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        ..Policy::default()
+    };
+    let out = SandboxedCommand::new("/bin/sh", &policy, build_env(std::env::vars_os(), &[], &[]))
+        .unwrap()
+        .args(["-c", "echo in > ok && cat /etc/hostname; echo $?"])
+        .current_dir(&d)
+        .into_tokio()
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(d.join("ok").exists());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "/etc must be unreadable"
+    );
+}
