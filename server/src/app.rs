@@ -33,6 +33,8 @@ pub struct AppState {
     pub task_events: broadcast::Sender<TaskEvent>,
     /// `.mitzo.json` of each repo, re-read when it changes.
     pub repo_configs: Arc<RepoConfigs>,
+    /// Agent sessions and their permission broker.
+    pub sessions: Arc<crate::sessions::SessionManager>,
 }
 
 /// What the browser-safety checks compare against.

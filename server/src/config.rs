@@ -467,6 +467,9 @@ impl Config {
         if self.permissions.timeout_secs == 0 {
             return bad("permissions.timeout_secs", "must be at least 1".into());
         }
+        if self.ntfy.is_some() && self.public_url.is_none() {
+            return bad("public_url", "required when [ntfy] is set: notification actions call back to it".into());
+        }
         for o in &self.allowed_origins {
             PublicUrl::parse(o)
                 .map_err(|e| Error::Config(format!("key `allowed_origins`: {e}")))?;

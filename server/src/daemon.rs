@@ -25,6 +25,8 @@ pub struct Prepared {
     pub listeners: Vec<Listener>,
     pub token: crate::secret::Secret,
     pub db: Db,
+    /// The config file, which agents must not read.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// Open the internal token and the database. Runs before the privilege
@@ -75,6 +77,7 @@ pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
         listeners,
         token,
         db,
+        config_file,
     } = p;
     let owner = OwnerAuth::new(
         &credentials.jwt_secret,
@@ -88,24 +91,76 @@ pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
             Listener::Unix { .. } => None,
         })
         .collect();
+    let config = Arc::new(config);
+    let session_tokens = Arc::new(SessionTokens::default());
+    let repo_configs = Arc::new(crate::repo_config::RepoConfigs::default());
+    let hidden: Vec<std::path::PathBuf> = [
+        config.jwt_secret_file.clone(),
+        config.passphrase_hash_file.clone(),
+        config.passphrase_file.clone(),
+        config.ntfy.as_ref().and_then(|n| n.token_file.clone()),
+        config_file,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let (own_url, own_port) = own_address(&listeners, &config);
+    let ntfy = match (&config.ntfy, &config.public_url) {
+        (Some(n), Some(url)) => Some(crate::ntfy::Ntfy::new(n, credentials.ntfy_token.clone(), url.origin.clone())),
+        _ => None,
+    };
+    let sessions = crate::sessions::SessionManager::new(crate::sessions::Deps {
+        config: config.clone(),
+        state_dir: state_dir.clone(),
+        db: db.clone(),
+        session_tokens: session_tokens.clone(),
+        repo_configs: repo_configs.clone(),
+        hidden,
+        own_url,
+        own_port,
+        approval_key: credentials.jwt_secret.clone(),
+        ntfy,
+    })?;
     let state = AppState {
+        sessions,
         web: Arc::new(WebPolicy::from_config(&config, &tcp_addrs)),
         internal_token: Arc::new(InternalTokenStore::new(
             state_dir.join(INTERNAL_TOKEN_FILE),
             token,
         )),
-        config: Arc::new(config),
+        config,
         state_dir,
         db,
         owner: Arc::new(owner),
         passphrase: Arc::new(credentials.passphrase),
-        session_tokens: Arc::new(SessionTokens::default()),
+        session_tokens,
         login_limiter: Arc::new(LoginLimiter::default()),
         argon_permits: Arc::new(Semaphore::new(2)),
         task_events: tokio::sync::broadcast::channel(256).0,
-        repo_configs: Arc::new(crate::repo_config::RepoConfigs::default()),
+        repo_configs,
     };
     Ok((state, listeners))
+}
+
+/// Where agents reach mitzod: the first TCP listener (loopback when it
+/// listens on every address), else `public_url`.
+fn own_address(listeners: &[Listener], config: &Config) -> (String, Option<u16>) {
+    for l in listeners {
+        if let Listener::Tcp { listener, .. } = l {
+            if let Ok(addr) = listener.local_addr() {
+                let ip = if addr.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    addr.ip()
+                };
+                return (format!("http://{}", std::net::SocketAddr::new(ip, addr.port())), Some(addr.port()));
+            }
+        }
+    }
+    match &config.public_url {
+        Some(u) => (u.origin.clone(), None),
+        None => ("http://127.0.0.1:3100".into(), None),
+    }
 }
 
 pub fn run(p: Prepared) -> Result<()> {
@@ -155,10 +210,15 @@ async fn serve(p: Prepared) -> Result<()> {
     if let Some(interval) = systemd::watchdog_interval() {
         tokio::spawn(watchdog(interval, state.clone()));
     }
-    stop_requested.await;
-    systemd::notify_stopping("shutting down");
-    tracing::info!("shutting down");
+    tokio::spawn(state.sessions.clone().supervise());
+    let reason = tokio::select! {
+        _ = stop_requested => "shutting down",
+        _ = state.sessions.idle.notified() => "idle; exiting until the next connection",
+    };
+    systemd::notify_stopping(reason);
+    tracing::info!("{reason}");
     let _ = stop_tx.send(true);
+    state.sessions.stop_all().await;
     // In-flight requests get a bounded grace period.
     let drain = async { while servers.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)
@@ -170,8 +230,8 @@ async fn serve(p: Prepared) -> Result<()> {
     Ok(())
 }
 
-/// WATCHDOG=1 only while the runtime schedules tasks and the database
-/// answers through the blocking pool.
+/// WATCHDOG=1 only while the runtime schedules tasks, the database answers
+/// through the blocking pool, and the session supervisor keeps beating.
 async fn watchdog(interval: Duration, state: AppState) {
     let mut tick = tokio::time::interval(interval);
     loop {
@@ -183,8 +243,9 @@ async fn watchdog(interval: Duration, state: AppState) {
                 .call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)),
         )
         .await;
+        let supervisor = state.sessions.supervisor_alive(interval.max(Duration::from_secs(3)));
         match alive {
-            Ok(Ok(1)) => systemd::notify_watchdog(),
+            Ok(Ok(1)) if supervisor => systemd::notify_watchdog(),
             other => tracing::error!(?other, "health check failed; withholding WATCHDOG=1"),
         }
     }

@@ -15,6 +15,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);",
     // 2: the task board
     crate::tasks::MIGRATION,
+    // 3: agent sessions, their events, the permission audit log
+    crate::sessions::store::MIGRATION,
 ];
 
 #[derive(Clone)]

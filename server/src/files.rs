@@ -50,7 +50,9 @@ pub fn confined() -> ResolveFlag {
 /// concurrent rename it could not rule out) is retried a few times.
 pub fn open_beneath(dir: RawFd, rel: &str, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
     let rel = if rel.is_empty() { "." } else { rel };
-    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY).resolve(confined());
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(confined());
     let mut last = Errno::EAGAIN;
     for _ in 0..16 {
         match nix::fcntl::openat2(dir, rel, how) {
@@ -81,13 +83,19 @@ pub fn errno_error(e: Errno, shown: &str) -> Error {
         Errno::ENOENT => Error::NotFound(format!("{shown}: no such file or directory")),
         Errno::ENOTDIR => Error::NotFound(format!("{shown}: a component is not a directory")),
         Errno::EXDEV => Error::Forbidden(format!("{shown}: outside its root")),
-        Errno::ELOOP => Error::Forbidden(format!("{shown}: symlink not allowed here (loop, magic link, or it leaves the root)")),
+        Errno::ELOOP => Error::Forbidden(format!(
+            "{shown}: symlink not allowed here (loop, magic link, or it leaves the root)"
+        )),
         Errno::EACCES | Errno::EPERM => Error::Forbidden(format!("{shown}: permission denied")),
         Errno::ENAMETOOLONG => Error::BadRequest(format!("{shown}: name too long")),
         Errno::EINVAL => Error::BadRequest(format!("{shown}: invalid path")),
         Errno::EISDIR => Error::BadRequest(format!("{shown}: is a directory")),
-        Errno::EAGAIN => Error::Conflict(format!("{shown}: the tree changed while resolving; retry")),
-        Errno::ENOSYS => Error::Internal("openat2 is unavailable (Linux >= 5.6 is required)".into()),
+        Errno::EAGAIN => {
+            Error::Conflict(format!("{shown}: the tree changed while resolving; retry"))
+        }
+        Errno::ENOSYS => {
+            Error::Internal("openat2 is unavailable (Linux >= 5.6 is required)".into())
+        }
         other => Error::Internal(format!("resolving a path: {other}")),
     }
 }
@@ -95,7 +103,9 @@ pub fn errno_error(e: Errno, shown: &str) -> Error {
 /// Syntactic checks on a caller-named relative path before the kernel sees it.
 pub fn check_path_text(path: &str) -> Result<()> {
     if path.len() > MAX_PATH_BYTES {
-        return Err(Error::BadRequest(format!("path longer than {MAX_PATH_BYTES} bytes")));
+        return Err(Error::BadRequest(format!(
+            "path longer than {MAX_PATH_BYTES} bytes"
+        )));
     }
     if path.as_bytes().contains(&0) {
         return Err(Error::BadRequest("path contains a NUL byte".into()));
@@ -155,10 +165,8 @@ pub fn display_join(base: &Path, rel: &str) -> PathBuf {
     for c in Path::new(rel).components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if out != base {
-                    out.pop();
-                }
+            Component::ParentDir if out != base => {
+                out.pop();
             }
             _ => {}
         }
@@ -172,7 +180,10 @@ pub fn display_join(base: &Path, rel: &str) -> PathBuf {
 pub fn roots_of(repo: &Path, config_roots: &[(String, String)]) -> Vec<Root> {
     let canonical = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
     let alias = (canonical != repo).then(|| repo.to_path_buf());
-    let label = canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+    let label = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".into());
     let mut roots = vec![Root {
         label,
         path: canonical.clone(),
@@ -207,7 +218,11 @@ pub fn roots_of(repo: &Path, config_roots: &[(String, String)]) -> Vec<Root> {
             Err(_) => path.clone(),
         };
         // The kernel decides whether it lies inside the repo.
-        match open_beneath(repo_fd.as_raw_fd(), &rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+        match open_beneath(
+            repo_fd.as_raw_fd(),
+            &rel,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        ) {
             Ok(_) => roots.push(Root {
                 label: label.clone(),
                 path: display_join(&canonical, &rel),
@@ -216,7 +231,9 @@ pub fn roots_of(repo: &Path, config_roots: &[(String, String)]) -> Vec<Root> {
                 sub: Some(rel),
                 alias: None,
             }),
-            Err(e) => tracing::warn!(root = %path, error = %e, "ignoring a .mitzo.json root that is not a directory inside the repo"),
+            Err(e) => {
+                tracing::warn!(root = %path, error = %e, "ignoring a .mitzo.json root that is not a directory inside the repo")
+            }
         }
     }
     roots
@@ -234,7 +251,9 @@ fn list_subdirs(dir: RawFd, rel: &str) -> std::result::Result<Vec<String>, Errno
             continue;
         }
         let Ok(text) = name.to_str() else { continue };
-        if let Ok(st) = nix::sys::stat::fstatat(Some(raw), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        if let Ok(st) =
+            nix::sys::stat::fstatat(Some(raw), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        {
             if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
                 out.push(text.to_string());
             }
@@ -284,10 +303,13 @@ pub fn locate<'a>(roots: &'a [Root], root: Option<&str>, path: &str) -> Result<(
                 }
             }
         }
-        let (r, rel, _) = best.ok_or_else(|| Error::Forbidden(format!("{path}: outside every file root")))?;
+        let (r, rel, _) =
+            best.ok_or_else(|| Error::Forbidden(format!("{path}: outside every file root")))?;
         return Ok((r, rel.to_string_lossy().into_owned()));
     }
-    let first = roots.first().ok_or_else(|| Error::NotFound("no file roots are configured (set repo_path)".into()))?;
+    let first = roots
+        .first()
+        .ok_or_else(|| Error::NotFound("no file roots are configured (set repo_path)".into()))?;
     Ok((first, path.to_string()))
 }
 
@@ -314,7 +336,8 @@ pub struct Listing {
 /// target resolves beneath the root; otherwise as a zero-size entry.
 pub fn list(root: RawFd, rel: &str, hidden: bool) -> Result<Listing> {
     let shown = if rel.is_empty() { "." } else { rel };
-    let fd = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| errno_error(e, shown))?;
+    let fd = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .map_err(|e| errno_error(e, shown))?;
     let mut d = nix::dir::Dir::from_fd(fd.into_raw_fd()).map_err(|e| errno_error(e, shown))?;
     let raw = d.as_raw_fd();
     let mut entries = Vec::new();
@@ -329,7 +352,9 @@ pub fn list(root: RawFd, rel: &str, hidden: bool) -> Result<Listing> {
             truncated = true;
             break;
         }
-        let Ok(st) = nix::sys::stat::fstatat(Some(raw), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else {
+        let Ok(st) =
+            nix::sys::stat::fstatat(Some(raw), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        else {
             continue;
         };
         let text = String::from_utf8_lossy(name.to_bytes()).into_owned();
@@ -344,9 +369,12 @@ pub fn list(root: RawFd, rel: &str, hidden: bool) -> Result<Listing> {
         if e.is_symlink {
             let target = Path::new(rel).join(OsStr::from_bytes(name.to_bytes()));
             let target = target.to_string_lossy();
-            match open_beneath(root, &target, OFlag::O_PATH).map(|f| nix::sys::stat::fstat(f.as_raw_fd())) {
+            match open_beneath(root, &target, OFlag::O_PATH)
+                .map(|f| nix::sys::stat::fstat(f.as_raw_fd()))
+            {
                 Ok(Ok(t)) => {
-                    e.is_dir = SFlag::from_bits_truncate(t.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+                    e.is_dir =
+                        SFlag::from_bits_truncate(t.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
                     e.size = t.st_size.max(0) as u64;
                     e.mtime = t.st_mtime * 1000 + t.st_mtime_nsec / 1_000_000;
                 }
@@ -370,7 +398,8 @@ pub fn list(root: RawFd, rel: &str, hidden: bool) -> Result<Listing> {
 pub fn open_regular(root: RawFd, rel: &str) -> Result<(File, std::fs::Metadata)> {
     let shown = if rel.is_empty() { "." } else { rel };
     // O_NONBLOCK: opening a FIFO must not hang the worker.
-    let fd = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK).map_err(|e| errno_error(e, shown))?;
+    let fd = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+        .map_err(|e| errno_error(e, shown))?;
     let file = File::from(fd);
     let meta = file.metadata().map_err(|e| Error::io("stat", e))?;
     if meta.is_dir() {
@@ -393,7 +422,9 @@ fn read_capped(file: File, len: u64, shown: &str) -> Result<Vec<u8>> {
         return Err(too_large(shown));
     }
     let mut buf = Vec::with_capacity(len as usize);
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf).map_err(|e| Error::io("reading a file", e))?;
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("reading a file", e))?;
     if buf.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(shown));
     }
@@ -413,7 +444,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub enum WriteError {
     /// The file no longer holds `expected`; carries the SHA-256 (hex) of
     /// what it holds now.
-    Conflict { current_sha256: String },
+    Conflict {
+        current_sha256: String,
+    },
     Other(Error),
 }
 
@@ -431,7 +464,12 @@ static WRITE_LOCK: Mutex<()> = Mutex::new(());
 /// still holds `expected` (when given). Atomic: a temp file in the same
 /// directory, written, chmod'ed to the old mode, fsynced, renamed over the
 /// old name, and the directory fsynced.
-pub fn write(root: RawFd, rel: &str, content: &[u8], expected: Option<&[u8]>) -> std::result::Result<(), WriteError> {
+pub fn write(
+    root: RawFd,
+    rel: &str,
+    content: &[u8],
+    expected: Option<&[u8]>,
+) -> std::result::Result<(), WriteError> {
     if content.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(rel).into());
     }
@@ -440,8 +478,12 @@ pub fn write(root: RawFd, rel: &str, content: &[u8], expected: Option<&[u8]>) ->
         Some(Component::Normal(n)) => n,
         _ => return Err(Error::BadRequest(format!("{rel}: not a file path")).into()),
     };
-    let parent = path.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-    let dir = open_beneath(root, &parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| errno_error(e, rel))?;
+    let parent = path
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = open_beneath(root, &parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .map_err(|e| errno_error(e, rel))?;
     let dirfd = dir.as_raw_fd();
 
     let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
@@ -450,7 +492,11 @@ pub fn write(root: RawFd, rel: &str, content: &[u8], expected: Option<&[u8]>) ->
     let existing = nix::fcntl::openat(
         Some(dirfd),
         name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY,
         Mode::empty(),
     )
     .map_err(|e| match e {
@@ -494,12 +540,17 @@ pub fn write(root: RawFd, rel: &str, content: &[u8], expected: Option<&[u8]>) ->
         );
         tmp.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o1777))?;
         tmp.sync_all()?;
-        nix::fcntl::renameat(Some(dirfd), tmp_name.as_str(), Some(dirfd), name).map_err(std::io::Error::from)?;
+        nix::fcntl::renameat(Some(dirfd), tmp_name.as_str(), Some(dirfd), name)
+            .map_err(std::io::Error::from)?;
         nix::unistd::fsync(dirfd).map_err(std::io::Error::from)?;
         Ok(())
     })();
     if let Err(e) = finish {
-        let _ = nix::unistd::unlinkat(Some(dirfd), tmp_name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let _ = nix::unistd::unlinkat(
+            Some(dirfd),
+            tmp_name.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
         return Err(Error::io("writing a file", e).into());
     }
     Ok(())
@@ -513,7 +564,9 @@ fn read_all_hashing(mut file: File, len: u64, expected: &[u8]) -> Result<Option<
     let mut offset = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io("reading a file", e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("reading a file", e))?;
         if n == 0 {
             break;
         }
@@ -569,12 +622,18 @@ impl WriteBody {
                     .map_err(|e| Error::BadRequest(format!("{field}: invalid base64: {e}")))?,
             };
             if bytes.len() as u64 > MAX_FILE_BYTES {
-                return Err(Error::PayloadTooLarge(format!("{field}: larger than {MAX_FILE_BYTES} bytes")));
+                return Err(Error::PayloadTooLarge(format!(
+                    "{field}: larger than {MAX_FILE_BYTES} bytes"
+                )));
             }
             Ok(bytes)
         };
         let content = dec("content", &self.content)?;
-        let expected = self.expected_content.as_deref().map(|e| dec("expectedContent", e)).transpose()?;
+        let expected = self
+            .expected_content
+            .as_deref()
+            .map(|e| dec("expectedContent", e))
+            .transpose()?;
         Ok((content, expected))
     }
 }
@@ -603,9 +662,19 @@ mod tests {
         assert_eq!(read(r, "a.txt").unwrap(), b"hello");
         assert_eq!(read(r, "sub/../a.txt").unwrap(), b"hello");
         assert_eq!(read(r, "in").unwrap(), b"hello");
-        for bad in ["../secret", "out", "abs", "/etc/hostname", "sub/../../secret", "/proc/self/root/etc/hostname"] {
+        for bad in [
+            "../secret",
+            "out",
+            "abs",
+            "/etc/hostname",
+            "sub/../../secret",
+            "/proc/self/root/etc/hostname",
+        ] {
             let e = read(r, bad).unwrap_err();
-            assert!(matches!(e, Error::Forbidden(_) | Error::NotFound(_)), "{bad}: {e:?}");
+            assert!(
+                matches!(e, Error::Forbidden(_) | Error::NotFound(_)),
+                "{bad}: {e:?}"
+            );
         }
         assert!(matches!(read(r, "sub").unwrap_err(), Error::BadRequest(_)));
         assert!(matches!(read(r, "nope").unwrap_err(), Error::NotFound(_)));
@@ -618,12 +687,23 @@ mod tests {
         write(r, "a.txt", b"new", Some(b"hello")).unwrap();
         assert_eq!(std::fs::read(d.path().join("repo/a.txt")).unwrap(), b"new");
         match write(r, "a.txt", b"x", Some(b"hello")) {
-            Err(WriteError::Conflict { current_sha256 }) => assert_eq!(current_sha256, sha256_hex(b"new")),
+            Err(WriteError::Conflict { current_sha256 }) => {
+                assert_eq!(current_sha256, sha256_hex(b"new"))
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(write(r, "in", b"x", None), Err(WriteError::Other(Error::BadRequest(_)))));
-        assert!(matches!(write(r, "out", b"x", None), Err(WriteError::Other(Error::BadRequest(_)))));
-        assert!(matches!(write(r, "../secret", b"x", None), Err(WriteError::Other(Error::Forbidden(_)))));
+        assert!(matches!(
+            write(r, "in", b"x", None),
+            Err(WriteError::Other(Error::BadRequest(_)))
+        ));
+        assert!(matches!(
+            write(r, "out", b"x", None),
+            Err(WriteError::Other(Error::BadRequest(_)))
+        ));
+        assert!(matches!(
+            write(r, "../secret", b"x", None),
+            Err(WriteError::Other(Error::Forbidden(_)))
+        ));
         assert_eq!(std::fs::read(d.path().join("secret")).unwrap(), b"outside");
     }
 

@@ -1,5 +1,6 @@
 //! mitzod: a hardened, self-hosted server for supervising coding-agent sessions.
 
+pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -12,10 +13,13 @@ pub mod files;
 pub mod git;
 pub mod http;
 pub mod logging;
+pub mod ntfy;
+pub mod permissions;
 pub mod privileges;
 pub mod repo_config;
 pub mod sandbox;
 pub mod secret;
+pub mod sessions;
 pub mod state;
 pub mod systemd;
 pub mod tasks;

@@ -111,6 +111,9 @@ fn serve(
     dev_mode: bool,
     inherited: Vec<systemd::Listener>,
 ) -> Result<()> {
+    let config_file = config_path
+        .as_ref()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
     let (config, target, new_passphrase) = if dev_mode {
         let setup = dev::prepare()?;
         (setup.config, setup.target, setup.new_passphrase)
@@ -205,6 +208,7 @@ fn serve(
         listeners,
         token,
         db,
+        config_file,
     })
 }
 

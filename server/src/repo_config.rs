@@ -189,7 +189,13 @@ impl RepoConfigs {
         };
         let config = Arc::new(config);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(repo.to_path_buf(), Cached { stamp, config: config.clone() });
+        cache.insert(
+            repo.to_path_buf(),
+            Cached {
+                stamp,
+                config: config.clone(),
+            },
+        );
         config
     }
 }
@@ -199,7 +205,11 @@ impl RepoConfigs {
 /// only when it opens).
 fn open(repo: &Path) -> Option<(std::fs::File, Stamp)> {
     let dir = files::open_root_dir(repo).ok()?;
-    let fd = match files::open_beneath(dir.as_raw_fd(), FILE_NAME, OFlag::O_RDONLY | OFlag::O_NONBLOCK) {
+    let fd = match files::open_beneath(
+        dir.as_raw_fd(),
+        FILE_NAME,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+    ) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) => return None,
         Err(e) => {
@@ -228,7 +238,9 @@ fn load(file: std::fs::File, stamp: Stamp) -> Result<RepoConfig, String> {
         return Err(format!("larger than {MAX_BYTES} bytes"));
     }
     let mut buf = Vec::new();
-    file.take(MAX_BYTES + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
     if buf.len() as u64 > MAX_BYTES {
         return Err(format!("larger than {MAX_BYTES} bytes"));
     }
@@ -247,12 +259,17 @@ mod tests {
         let c = RepoConfig::parse(ok).unwrap();
         assert_eq!(c.tool_tier_overrides["Bash"], ToolTier::Elevated);
         assert_eq!(c.isolation, Some(false));
-        let e = RepoConfig::parse(br#"{"quickActions":[{"label":"t","desc":"d","run":"rm -rf /"}]}"#).unwrap_err();
+        let e =
+            RepoConfig::parse(br#"{"quickActions":[{"label":"t","desc":"d","run":"rm -rf /"}]}"#)
+                .unwrap_err();
         assert!(e.contains("run"), "{e}");
         let e = RepoConfig::parse(br#"{"toolTierOverrides":{"Bash":"root"}}"#).unwrap_err();
         assert!(e.contains("toolTierOverrides"), "{e}");
         assert!(RepoConfig::parse(b"{").is_err());
-        let long = format!(r#"{{"roots":[{{"label":"{}","path":"x"}}]}}"#, "x".repeat(300));
+        let long = format!(
+            r#"{{"roots":[{{"label":"{}","path":"x"}}]}}"#,
+            "x".repeat(300)
+        );
         assert!(RepoConfig::parse(long.as_bytes()).is_err());
     }
 

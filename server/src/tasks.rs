@@ -122,7 +122,9 @@ pub struct CreateTask {
 }
 
 /// `null` vs absent, for fields a PATCH may clear.
-fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -230,10 +232,14 @@ pub struct SignalBody {
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.chars().count() > max {
-        return Err(Error::BadRequest(format!("{field}: longer than {max} characters")));
+        return Err(Error::BadRequest(format!(
+            "{field}: longer than {max} characters"
+        )));
     }
     if value.contains('\0') {
-        return Err(Error::BadRequest(format!("{field}: contains a NUL character")));
+        return Err(Error::BadRequest(format!(
+            "{field}: contains a NUL character"
+        )));
     }
     Ok(())
 }
@@ -247,7 +253,9 @@ fn check_title(title: &str) -> Result<()> {
 
 fn check_priority(p: i64) -> Result<()> {
     if !(0..=MAX_PRIORITY).contains(&p) {
-        return Err(Error::BadRequest(format!("priority: must be 0..={MAX_PRIORITY}")));
+        return Err(Error::BadRequest(format!(
+            "priority: must be 0..={MAX_PRIORITY}"
+        )));
     }
     Ok(())
 }
@@ -255,7 +263,9 @@ fn check_priority(p: i64) -> Result<()> {
 pub fn check_session_id(id: &str) -> Result<()> {
     if id.is_empty()
         || id.len() > MAX_SESSION_ID
-        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         return Err(Error::BadRequest(format!(
             "session id must be 1..={MAX_SESSION_ID} characters of [A-Za-z0-9._-]"
@@ -269,12 +279,18 @@ fn check_artifact(key: &str, value: &str) -> Result<()> {
         return Err(Error::BadRequest("artifact key: must not be empty".into()));
     }
     check_text("artifact key", key, MAX_KEY)?;
-    check_text(&format!("artifacts.{}", truncate(key, 40)), value, MAX_VALUE)
+    check_text(
+        &format!("artifacts.{}", truncate(key, 40)),
+        value,
+        MAX_VALUE,
+    )
 }
 
 fn check_artifact_count(map: &BTreeMap<String, String>) -> Result<()> {
     if map.len() > MAX_ARTIFACTS {
-        return Err(Error::BadRequest(format!("a task holds at most {MAX_ARTIFACTS} artifacts")));
+        return Err(Error::BadRequest(format!(
+            "a task holds at most {MAX_ARTIFACTS} artifacts"
+        )));
     }
     Ok(())
 }
@@ -323,7 +339,9 @@ impl PatchTask {
         }
         if let Some(a) = &self.artifacts {
             if a.len() > MAX_ARTIFACTS {
-                return Err(Error::BadRequest(format!("a task holds at most {MAX_ARTIFACTS} artifacts")));
+                return Err(Error::BadRequest(format!(
+                    "a task holds at most {MAX_ARTIFACTS} artifacts"
+                )));
             }
             for (k, v) in a {
                 check_artifact(k, v.as_deref().unwrap_or(""))?;
@@ -363,7 +381,11 @@ impl SignalBody {
     pub fn outcome(&self) -> Result<Outcome> {
         let (allowed, positive, negative): (&str, &[&str], &[&str]) = match self.kind {
             SignalType::GhCi => ("success, failure", &["success"], &["failure"]),
-            SignalType::GhReview => ("approved, changes_requested", &["approved"], &["changes_requested"]),
+            SignalType::GhReview => (
+                "approved, changes_requested",
+                &["approved"],
+                &["changes_requested"],
+            ),
             SignalType::HumanApproval => ("approved, rejected", &["approved"], &["rejected"]),
         };
         let s = self.status.as_str();
@@ -391,7 +413,9 @@ impl SignalBody {
             check_text("pr_url", u, MAX_VALUE)?;
         }
         if self.pr_url.is_none() && (self.repo.is_none() || self.pr.is_none()) {
-            return Err(Error::BadRequest("a signal names its PR: pr_url, or repo and pr".into()));
+            return Err(Error::BadRequest(
+                "a signal names its PR: pr_url, or repo and pr".into(),
+            ));
         }
         if let Some(a) = &self.artifacts {
             check_artifact_count(a)?;
@@ -420,10 +444,14 @@ pub const MIGRATION: &str = "CREATE TABLE tasks (
 );
 CREATE INDEX tasks_session ON tasks (session_id, position);";
 
-const COLUMNS: &str = "id, title, description, status, priority, session_id, artifacts, created_at, updated_at";
+const COLUMNS: &str =
+    "id, title, description, status, priority, session_id, artifacts, created_at, updated_at";
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -457,7 +485,11 @@ fn artifacts_json(a: &BTreeMap<String, String>) -> String {
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Task>> {
     Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"), [id], from_row)
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"),
+            [id],
+            from_row,
+        )
         .optional()?)
 }
 
@@ -503,7 +535,11 @@ fn session_tasks(conn: &Connection, session: &str) -> Result<Vec<Task>> {
 }
 
 fn next_position(tx: &Transaction<'_>) -> Result<i64> {
-    Ok(tx.query_row("SELECT COALESCE(MAX(position), 0) + 1 FROM tasks", [], |r| r.get(0))?)
+    Ok(tx.query_row(
+        "SELECT COALESCE(MAX(position), 0) + 1 FROM tasks",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -541,7 +577,12 @@ fn updated(t: Task) -> TaskEvent {
 
 pub fn create(conn: &mut Connection, body: &CreateTask) -> Result<(Task, Vec<TaskEvent>)> {
     body.validate()?;
-    let status = body.status.as_ref().map(|s| Status::parse(&s.0)).transpose()?.unwrap_or(Status::Todo);
+    let status = body
+        .status
+        .as_ref()
+        .map(|s| Status::parse(&s.0))
+        .transpose()?
+        .unwrap_or(Status::Todo);
     let tx = conn.transaction()?;
     let task = insert(
         &tx,
@@ -606,20 +647,28 @@ pub fn delete(conn: &mut Connection, id: &str) -> Result<Vec<TaskEvent>> {
 
 /// The owner's decision on a task in review: approve → done; reject →
 /// back to in_progress with the feedback as an artifact.
-pub fn decide(conn: &mut Connection, id: &str, feedback: Option<&str>) -> Result<(Task, Vec<TaskEvent>)> {
+pub fn decide(
+    conn: &mut Connection,
+    id: &str,
+    feedback: Option<&str>,
+) -> Result<(Task, Vec<TaskEvent>)> {
     if let Some(f) = feedback {
         check_text("feedback", f, MAX_TEXT)?;
     }
     let tx = conn.transaction()?;
     let mut t = must_get(&tx, id)?;
     if t.status != Status::Review {
-        return Err(Error::Conflict(format!("task is {}, not review", t.status.as_str())));
+        return Err(Error::Conflict(format!(
+            "task is {}, not review",
+            t.status.as_str()
+        )));
     }
     match feedback {
         None => t.status = Status::Done,
         Some(f) => {
             t.status = Status::InProgress;
-            t.artifacts.insert("feedback".into(), truncate(f, MAX_VALUE).to_string());
+            t.artifacts
+                .insert("feedback".into(), truncate(f, MAX_VALUE).to_string());
         }
     }
     let t = save(&tx, &t, now_ms())?;
@@ -652,7 +701,11 @@ pub fn summary(tasks: &[Task]) -> String {
 
 /// `set`: replace the session's not-yet-started (todo) tasks with `body`;
 /// the first becomes in_progress when nothing is.
-pub fn tool_set(conn: &mut Connection, session: &str, body: &SetBody) -> Result<(String, Vec<TaskEvent>)> {
+pub fn tool_set(
+    conn: &mut Connection,
+    session: &str,
+    body: &SetBody,
+) -> Result<(String, Vec<TaskEvent>)> {
     body.validate()?;
     let tx = conn.transaction()?;
     let mut events = Vec::new();
@@ -664,7 +717,11 @@ pub fn tool_set(conn: &mut Connection, session: &str, body: &SetBody) -> Result<
     let mut started = before.iter().any(|t| t.status == Status::InProgress);
     let now = now_ms();
     for nt in &body.tasks {
-        let status = if started { Status::Todo } else { Status::InProgress };
+        let status = if started {
+            Status::Todo
+        } else {
+            Status::InProgress
+        };
         started = true;
         let t = insert(
             &tx,
@@ -680,23 +737,38 @@ pub fn tool_set(conn: &mut Connection, session: &str, body: &SetBody) -> Result<
     }
     let after = session_tasks(&tx, session)?;
     tx.commit()?;
-    Ok((format!("Set {} task(s).\n{}", body.tasks.len(), summary(&after)), events))
+    Ok((
+        format!("Set {} task(s).\n{}", body.tasks.len(), summary(&after)),
+        events,
+    ))
 }
 
 /// `complete`: the current task goes to review with the summary; the next
 /// todo task starts.
-pub fn tool_complete(conn: &mut Connection, session: &str, body: &CompleteBody) -> Result<(String, Vec<TaskEvent>)> {
+pub fn tool_complete(
+    conn: &mut Connection,
+    session: &str,
+    body: &CompleteBody,
+) -> Result<(String, Vec<TaskEvent>)> {
     check_text("summary", &body.summary, MAX_TEXT)?;
     let tx = conn.transaction()?;
     let tasks = session_tasks(&tx, session)?;
-    let mut t = current(&tasks).cloned().ok_or_else(|| Error::Conflict("this session has no open task to complete".into()))?;
+    let mut t = current(&tasks)
+        .cloned()
+        .ok_or_else(|| Error::Conflict("this session has no open task to complete".into()))?;
     let now = now_ms();
     t.status = Status::Review;
-    t.artifacts.insert("summary".into(), truncate(&body.summary, MAX_VALUE).to_string());
+    t.artifacts.insert(
+        "summary".into(),
+        truncate(&body.summary, MAX_VALUE).to_string(),
+    );
     let done = save(&tx, &t, now)?;
     let mut events = vec![updated(done.clone())];
     let mut result = format!("Completed \"{}\"; it awaits review.", done.title);
-    if let Some(next) = tasks.iter().find(|n| n.status == Status::Todo && n.id != done.id) {
+    if let Some(next) = tasks
+        .iter()
+        .find(|n| n.status == Status::Todo && n.id != done.id)
+    {
         let mut n = next.clone();
         n.status = Status::InProgress;
         let n = save(&tx, &n, now)?;
@@ -709,32 +781,50 @@ pub fn tool_complete(conn: &mut Connection, session: &str, body: &CompleteBody) 
     Ok((result, events))
 }
 
-pub fn tool_block(conn: &mut Connection, session: &str, body: &BlockBody) -> Result<(String, Vec<TaskEvent>)> {
+pub fn tool_block(
+    conn: &mut Connection,
+    session: &str,
+    body: &BlockBody,
+) -> Result<(String, Vec<TaskEvent>)> {
     check_text("reason", &body.reason, MAX_TEXT)?;
     let tx = conn.transaction()?;
     let tasks = session_tasks(&tx, session)?;
-    let mut t = current(&tasks).cloned().ok_or_else(|| Error::Conflict("this session has no open task to block".into()))?;
+    let mut t = current(&tasks)
+        .cloned()
+        .ok_or_else(|| Error::Conflict("this session has no open task to block".into()))?;
     t.status = Status::Blocked;
-    t.artifacts.insert("blockedReason".into(), truncate(&body.reason, MAX_VALUE).to_string());
+    t.artifacts.insert(
+        "blockedReason".into(),
+        truncate(&body.reason, MAX_VALUE).to_string(),
+    );
     let t = save(&tx, &t, now_ms())?;
     tx.commit()?;
     Ok((format!("Blocked \"{}\".", t.title), vec![updated(t)]))
 }
 
 /// `artifact`: on the current task, else the session's latest open one.
-pub fn tool_artifact(conn: &mut Connection, session: &str, body: &ArtifactBody) -> Result<(String, Vec<TaskEvent>)> {
+pub fn tool_artifact(
+    conn: &mut Connection,
+    session: &str,
+    body: &ArtifactBody,
+) -> Result<(String, Vec<TaskEvent>)> {
     check_artifact(&body.key, &body.value)?;
     let tx = conn.transaction()?;
     let tasks = session_tasks(&tx, session)?;
     let target = current(&tasks)
         .or_else(|| tasks.iter().rev().find(|t| t.status != Status::Done))
         .cloned();
-    let mut t = target.ok_or_else(|| Error::Conflict("this session has no open task to attach an artifact to".into()))?;
+    let mut t = target.ok_or_else(|| {
+        Error::Conflict("this session has no open task to attach an artifact to".into())
+    })?;
     t.artifacts.insert(body.key.clone(), body.value.clone());
     check_artifact_count(&t.artifacts)?;
     let t = save(&tx, &t, now_ms())?;
     tx.commit()?;
-    Ok((format!("Recorded {} on \"{}\".", body.key, t.title), vec![updated(t)]))
+    Ok((
+        format!("Recorded {} on \"{}\".", body.key, t.title),
+        vec![updated(t)],
+    ))
 }
 
 pub fn tool_status(conn: &Connection, session: &str) -> Result<(String, Vec<Task>)> {
@@ -754,7 +844,11 @@ pub fn tool_status(conn: &Connection, session: &str) -> Result<(String, Vec<Task
 /// | human_approval (approved/rejected) | review, blocked → done | review, blocked → in_progress |
 ///
 /// `scope`: only this session's tasks (a session-token caller).
-pub fn resolve_signal(conn: &mut Connection, body: &SignalBody, scope: Option<&str>) -> Result<(usize, Vec<TaskEvent>)> {
+pub fn resolve_signal(
+    conn: &mut Connection,
+    body: &SignalBody,
+    scope: Option<&str>,
+) -> Result<(usize, Vec<TaskEvent>)> {
     body.validate()?;
     let outcome = body.outcome()?;
     let pr_url = body.pr_url.as_deref().map(str::trim);
@@ -777,7 +871,10 @@ pub fn resolve_signal(conn: &mut Connection, body: &SignalBody, scope: Option<&s
         let by_repo_pr = match (repo, pr.as_deref()) {
             (Some(r), Some(p)) => {
                 t.artifacts.get("repo").map(|v| v.trim()) == Some(r)
-                    && t.artifacts.get("pr").map(|v| v.trim().trim_start_matches('#')) == Some(p)
+                    && t.artifacts
+                        .get("pr")
+                        .map(|v| v.trim().trim_start_matches('#'))
+                        == Some(p)
             }
             _ => false,
         };
@@ -800,8 +897,12 @@ pub fn resolve_signal(conn: &mut Connection, body: &SignalBody, scope: Option<&s
             (SignalType::GhCi, _, Status::Blocked) => Status::InProgress,
             (SignalType::GhReview, Outcome::Positive, Status::Review) => Status::Done,
             (SignalType::GhReview, Outcome::Negative, Status::Review) => Status::InProgress,
-            (SignalType::HumanApproval, Outcome::Positive, Status::Review | Status::Blocked) => Status::Done,
-            (SignalType::HumanApproval, Outcome::Negative, Status::Review | Status::Blocked) => Status::InProgress,
+            (SignalType::HumanApproval, Outcome::Positive, Status::Review | Status::Blocked) => {
+                Status::Done
+            }
+            (SignalType::HumanApproval, Outcome::Negative, Status::Review | Status::Blocked) => {
+                Status::InProgress
+            }
             (_, _, s) => s,
         };
         events.push(updated(save(&tx, &t, now)?));
@@ -825,23 +926,53 @@ mod tests {
         let mut c = conn();
         let set = SetBody {
             tasks: vec![
-                NewToolTask { title: "a".into(), description: None, priority: None },
-                NewToolTask { title: "b".into(), description: None, priority: Some(3) },
+                NewToolTask {
+                    title: "a".into(),
+                    description: None,
+                    priority: None,
+                },
+                NewToolTask {
+                    title: "b".into(),
+                    description: None,
+                    priority: Some(3),
+                },
             ],
         };
         tool_set(&mut c, "s1", &set).unwrap();
         let (_, tasks) = tool_status(&c, "s1").unwrap();
-        assert_eq!(tasks.iter().map(|t| t.status).collect::<Vec<_>>(), vec![Status::InProgress, Status::Todo]);
-        tool_artifact(&mut c, "s1", &ArtifactBody { key: "pr_url".into(), value: "https://x/pr/1".into() }).unwrap();
-        tool_complete(&mut c, "s1", &CompleteBody { summary: "did a".into() }).unwrap();
+        assert_eq!(
+            tasks.iter().map(|t| t.status).collect::<Vec<_>>(),
+            vec![Status::InProgress, Status::Todo]
+        );
+        tool_artifact(
+            &mut c,
+            "s1",
+            &ArtifactBody {
+                key: "pr_url".into(),
+                value: "https://x/pr/1".into(),
+            },
+        )
+        .unwrap();
+        tool_complete(
+            &mut c,
+            "s1",
+            &CompleteBody {
+                summary: "did a".into(),
+            },
+        )
+        .unwrap();
         let (_, tasks) = tool_status(&c, "s1").unwrap();
         assert_eq!(tasks[0].status, Status::Review);
         assert_eq!(tasks[1].status, Status::InProgress);
-        let sig: SignalBody = serde_json::from_str(r#"{"type":"gh_review","pr_url":"https://x/pr/1","status":"approved"}"#).unwrap();
+        let sig: SignalBody = serde_json::from_str(
+            r#"{"type":"gh_review","pr_url":"https://x/pr/1","status":"approved"}"#,
+        )
+        .unwrap();
         assert_eq!(resolve_signal(&mut c, &sig, Some("s2")).unwrap().0, 0);
         assert_eq!(resolve_signal(&mut c, &sig, None).unwrap().0, 1);
         assert_eq!(get(&c, &tasks[0].id).unwrap().unwrap().status, Status::Done);
-        let bad: SignalBody = serde_json::from_str(r#"{"type":"gh_ci","pr_url":"u","status":"green"}"#).unwrap();
+        let bad: SignalBody =
+            serde_json::from_str(r#"{"type":"gh_ci","pr_url":"u","status":"green"}"#).unwrap();
         let e = resolve_signal(&mut c, &bad, None).unwrap_err().to_string();
         assert!(e.contains("success, failure"), "{e}");
     }
@@ -849,7 +980,10 @@ mod tests {
     #[test]
     fn unknown_status_names_allowed() {
         let e = Status::parse("doing").unwrap_err().to_string();
-        assert!(e.contains("todo, in_progress, blocked, review, done"), "{e}");
+        assert!(
+            e.contains("todo, in_progress, blocked, review, done"),
+            "{e}"
+        );
         assert!(serde_json::from_str::<CreateTask>(r#"{"title":"x","bogus":1}"#).is_err());
     }
 }

@@ -110,7 +110,7 @@ const CREDENTIAL_PARAMS: &[&str] = &[
 /// Routes that take more than the default body limit (they set their own
 /// `DefaultBodyLimit` too); everything else is refused above `BODY_LIMIT`
 /// before a handler runs, whether or not it reads its body.
-const LARGE_BODY_ROUTES: &[(&str, usize)] = &[("/api/files/write", 6 * 1024 * 1024)];
+const LARGE_BODY_ROUTES: &[(&str, usize)] = &[("/api/files/write", super::files::WRITE_BODY_LIMIT)];
 
 pub async fn reject_query_credentials(
     State(state): State<AppState>,

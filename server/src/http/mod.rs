@@ -2,8 +2,14 @@
 //! the peer information each connection carries.
 
 mod auth;
+mod files;
 mod guard;
+mod json;
 mod meta;
+mod repos;
+mod sessions;
+mod tasks;
+mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -51,10 +57,24 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(meta::routes())
         .merge(auth::routes())
+        .merge(files::routes())
+        .merge(tasks::routes())
+        .merge(repos::routes())
+        .merge(sessions::routes())
+        .merge(ws::routes())
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::browser_safety))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::reject_query_credentials))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::response_hygiene))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::browser_safety,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::reject_query_credentials,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::response_hygiene,
+        ))
         .with_state(state)
 }

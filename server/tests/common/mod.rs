@@ -244,6 +244,10 @@ impl TestServer {
         request(self.addr(), "POST", path, &h, body.as_bytes())
     }
 
+    pub fn request_delete(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        request(self.addr(), "DELETE", path, headers, b"")
+    }
+
     /// Log in; returns the JWT.
     pub fn login(&self) -> String {
         let r = self.post(

@@ -1,0 +1,356 @@
+//! `/ws/chat`: the owner's live view of sessions. Owner credential only
+//! (cookie or `Authorization`), Origin checked by the guard, no token in the
+//! URL. Sessions outlive connections: a client that reconnects with its
+//! last seq gets exactly the events it missed.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::auth::{scope, Authed};
+use crate::error::{Error, Result};
+use crate::sessions::events::frame_json;
+use crate::sessions::{Session, MAX_PROMPT};
+
+const MAX_FRAME: usize = MAX_PROMPT + 64 * 1024;
+const OUTBOX: usize = 4096;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws/chat", get(upgrade))
+}
+
+async fn upgrade(State(state): State<AppState>, _auth: Authed<scope::Owner>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .on_upgrade(move |socket| connection(state, socket))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase", deny_unknown_fields)]
+enum ClientFrame {
+    Hello {
+        protocol_version: u32,
+    },
+    Send {
+        session_id: Option<String>,
+        prompt: String,
+        client_msg_id: Option<String>,
+        mode: Option<String>,
+    },
+    Interrupt {
+        session_id: String,
+        prompt: Option<String>,
+    },
+    Stop {
+        session_id: String,
+    },
+    PermissionResponse {
+        session_id: String,
+        perm_id: String,
+        decision: String,
+    },
+    SetMode {
+        session_id: String,
+        mode: String,
+    },
+    Watch {
+        session_id: String,
+    },
+    Unwatch {
+        session_id: String,
+    },
+    Reconnect {
+        sessions: Vec<ReconnectEntry>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReconnectEntry {
+    session_id: String,
+    last_seq: u64,
+}
+
+/// A frame that belongs to no session (seq 0).
+fn connection_frame(kind: &str, payload: Value) -> Arc<str> {
+    frame_json(None, 0, kind, payload).into()
+}
+
+/// A frame about a session that is not part of its event stream (seq 0).
+fn session_frame(session_id: &str, kind: &str, payload: Value) -> Arc<str> {
+    frame_json(Some(session_id), 0, kind, payload).into()
+}
+
+fn error_frame(session_id: Option<&str>, error: &str) -> Arc<str> {
+    frame_json(session_id, 0, "error", json!({ "error": error })).into()
+}
+
+struct Watch {
+    session: Arc<Session>,
+    forwarder: JoinHandle<()>,
+}
+
+struct Connection {
+    state: AppState,
+    out: mpsc::Sender<Arc<str>>,
+    watching: HashMap<String, Watch>,
+}
+
+async fn connection(state: AppState, mut socket: WebSocket) {
+    state.sessions.clients.fetch_add(1, Ordering::Relaxed);
+    state.sessions.touch();
+    let (out, mut outbox) = mpsc::channel::<Arc<str>>(OUTBOX);
+    let mut conn = Connection {
+        state: state.clone(),
+        out,
+        watching: HashMap::new(),
+    };
+    let connection_id = hex::encode(rand::random::<[u8; 8]>());
+    let _ = conn
+        .out
+        .send(connection_frame("welcome", json!({ "connectionId": connection_id, "protocolVersion": 2 })))
+        .await;
+    let mut tasks = state.task_events.subscribe();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(msg)) = incoming else { break };
+                match msg {
+                    Message::Text(text) => conn.handle(text.as_str()).await,
+                    Message::Binary(_) => {
+                        let _ = conn.out.send(error_frame(None, "binary frames are not supported; send JSON text")).await;
+                    }
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            Some(frame) = outbox.recv() => {
+                if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            task = tasks.recv() => match task {
+                Ok(event) => {
+                    let (kind, payload) = task_frame(&event);
+                    let _ = conn.out.send(connection_frame(kind, payload)).await;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => tasks = state.task_events.subscribe(),
+            }
+        }
+    }
+    for (_, w) in conn.watching.drain() {
+        w.forwarder.abort();
+        state.sessions.detach(&w.session);
+    }
+    state.sessions.clients.fetch_sub(1, Ordering::Relaxed);
+    state.sessions.touch();
+}
+
+impl Connection {
+    async fn handle(&mut self, text: &str) {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = self.out.send(error_frame(None, &format!("malformed frame: {e}"))).await;
+                return;
+            }
+        };
+        let session_hint = frame_session(&frame);
+        if let Err(e) = self.dispatch(frame).await {
+            let _ = self.out.send(error_frame(session_hint.as_deref(), &e.to_string())).await;
+        }
+    }
+
+    async fn dispatch(&mut self, frame: ClientFrame) -> Result<()> {
+        let sessions = self.state.sessions.clone();
+        match frame {
+            ClientFrame::Hello { protocol_version } => {
+                if protocol_version != 2 {
+                    return Err(Error::BadRequest(format!("protocol version {protocol_version} is not supported; use 2")));
+                }
+            }
+            ClientFrame::Send { session_id, prompt, client_msg_id, mode } => {
+                let mode = super::sessions::parse_mode(mode.as_deref())?;
+                let session = match session_id {
+                    Some(id) => {
+                        let s = sessions.get(&id).await?;
+                        if s.row().mode != mode.as_str() {
+                            sessions.set_mode(&s, mode).await;
+                        }
+                        s
+                    }
+                    None => {
+                        let s = sessions
+                            .create(crate::sessions::NewSession {
+                                source: "web".into(),
+                                mode,
+                                ..Default::default()
+                            })
+                            .await?;
+                        let row = s.row();
+                        let _ = self
+                            .out
+                            .send(session_frame(
+                                &row.id,
+                                "session_created",
+                                json!({
+                                    "sessionId": row.id,
+                                    "clientMsgId": client_msg_id,
+                                    "worktrees": {"primary": {"path": row.cwd, "branch": row.branch}},
+                                }),
+                            ))
+                            .await;
+                        s
+                    }
+                };
+                if !self.watching.contains_key(&session.id) {
+                    let from = session.log.last_seq();
+                    self.watch(session.clone(), from).await?;
+                }
+                sessions.send(&session, &prompt, client_msg_id.as_deref()).await?;
+            }
+            ClientFrame::Interrupt { session_id, prompt } => {
+                let s = sessions.get(&session_id).await?;
+                sessions.interrupt(&s, prompt.as_deref()).await?;
+            }
+            ClientFrame::Stop { session_id } => {
+                let s = sessions.get(&session_id).await?;
+                sessions.stop(&s, "stopped by the owner").await;
+            }
+            ClientFrame::PermissionResponse { session_id, perm_id, decision } => {
+                let decision = super::sessions::parse_decision(&decision)?;
+                super::sessions::decide_as_owner(&self.state, &session_id, &perm_id, decision).await?;
+            }
+            ClientFrame::SetMode { session_id, mode } => {
+                let mode = super::sessions::parse_mode(Some(&mode))?;
+                let s = sessions.get(&session_id).await?;
+                sessions.set_mode(&s, mode).await;
+            }
+            ClientFrame::Watch { session_id } => {
+                let s = sessions.get(&session_id).await?;
+                let from = s.log.last_seq();
+                self.watch(s, from).await?;
+            }
+            ClientFrame::Unwatch { session_id } => {
+                if let Some(w) = self.watching.remove(&session_id) {
+                    w.forwarder.abort();
+                    sessions.detach(&w.session);
+                }
+            }
+            ClientFrame::Reconnect { sessions: wanted } => {
+                if wanted.len() > 100 {
+                    return Err(Error::BadRequest("reconnect to at most 100 sessions at once".into()));
+                }
+                let mut report = Vec::new();
+                for entry in wanted {
+                    match sessions.get(&entry.session_id).await {
+                        Ok(s) => {
+                            let replayed = self.watch(s, entry.last_seq).await?;
+                            report.push(json!({ "sessionId": entry.session_id, "replayed": replayed }));
+                        }
+                        Err(e) => report.push(json!({ "sessionId": entry.session_id, "error": e.to_string() })),
+                    }
+                }
+                let _ = self.out.send(connection_frame("reconnected", json!({ "sessions": report }))).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Watch `session` from `after`: the missed frames now, in order, then
+    /// live ones, never a duplicate. Returns how many were replayed.
+    async fn watch(&mut self, session: Arc<Session>, after: u64) -> Result<usize> {
+        if let Some(old) = self.watching.remove(&session.id) {
+            old.forwarder.abort();
+            self.state.sessions.detach(&old.session);
+        }
+        let (backlog, sub) = self.state.sessions.subscribe(&session, after).await?;
+        let mut last = after;
+        let mut replayed = 0;
+        for frame in backlog {
+            let seq = seq_of(&frame);
+            if seq > last {
+                last = seq;
+                replayed += 1;
+                if self.out.send(frame).await.is_err() {
+                    break;
+                }
+            }
+        }
+        self.state.sessions.attach(&session);
+        let out = self.out.clone();
+        let sessions = self.state.sessions.clone();
+        let s = session.clone();
+        let forwarder = tokio::spawn(async move {
+            let mut live = sub.live;
+            loop {
+                match live.recv().await {
+                    Ok(frame) if frame.seq > last => {
+                        last = frame.seq;
+                        if out.send(frame.json).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow for the broadcast: catch up from the
+                        // ring and the database, then listen again.
+                        let Ok((backlog, sub)) = sessions.subscribe(&s, last).await else { return };
+                        for frame in backlog {
+                            let seq = seq_of(&frame);
+                            if seq > last {
+                                last = seq;
+                                if out.send(frame).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        live = sub.live;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        self.watching.insert(session.id.clone(), Watch { session, forwarder });
+        Ok(replayed)
+    }
+}
+
+fn task_frame(event: &crate::tasks::TaskEvent) -> (&'static str, Value) {
+    match event {
+        crate::tasks::TaskEvent::TaskUpdated { task } => ("task_updated", json!({ "task": task })),
+        crate::tasks::TaskEvent::TaskDeleted { id } => ("task_deleted", json!({ "id": id })),
+    }
+}
+
+fn seq_of(frame: &str) -> u64 {
+    serde_json::from_str::<Value>(frame)
+        .ok()
+        .and_then(|v| v.get("seq").and_then(Value::as_u64))
+        .unwrap_or(0)
+}
+
+fn frame_session(frame: &ClientFrame) -> Option<String> {
+    match frame {
+        ClientFrame::Send { session_id, .. } => session_id.clone(),
+        ClientFrame::Interrupt { session_id, .. }
+        | ClientFrame::Stop { session_id }
+        | ClientFrame::PermissionResponse { session_id, .. }
+        | ClientFrame::SetMode { session_id, .. }
+        | ClientFrame::Watch { session_id }
+        | ClientFrame::Unwatch { session_id } => Some(session_id.clone()),
+        ClientFrame::Hello { .. } | ClientFrame::Reconnect { .. } => None,
+    }
+}

@@ -1,0 +1,237 @@
+//! Sessions, their events and the permission audit log in SQLite.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::events::Persist;
+use crate::db::Db;
+use crate::error::Result;
+
+/// Schema, appended to the database migrations.
+pub const MIGRATION: &str = "
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    mode TEXT NOT NULL,
+    model TEXT,
+    repo TEXT NOT NULL,
+    cwd TEXT NOT NULL,
+    branch TEXT,
+    isolation INTEGER NOT NULL,
+    headless INTEGER NOT NULL,
+    agent_session_id TEXT,
+    state TEXT NOT NULL,
+    num_turns INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    last_modified INTEGER NOT NULL,
+    hidden INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    frame TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    input_summary TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    decided_by TEXT NOT NULL
+);
+CREATE INDEX audit_session ON audit (session_id, id);
+";
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRow {
+    pub id: String,
+    pub source: String,
+    pub summary: String,
+    pub mode: String,
+    pub model: Option<String>,
+    pub repo: String,
+    pub cwd: String,
+    pub branch: Option<String>,
+    pub isolation: bool,
+    pub headless: bool,
+    pub agent_session_id: Option<String>,
+    pub state: String,
+    pub num_turns: i64,
+    pub created_at: i64,
+    pub last_modified: i64,
+}
+
+const COLUMNS: &str = "id, source, summary, mode, model, repo, cwd, branch, isolation, headless, agent_session_id, state, num_turns, created_at, last_modified";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        summary: r.get(2)?,
+        mode: r.get(3)?,
+        model: r.get(4)?,
+        repo: r.get(5)?,
+        cwd: r.get(6)?,
+        branch: r.get(7)?,
+        isolation: r.get(8)?,
+        headless: r.get(9)?,
+        agent_session_id: r.get(10)?,
+        state: r.get(11)?,
+        num_turns: r.get(12)?,
+        created_at: r.get(13)?,
+        last_modified: r.get(14)?,
+    })
+}
+
+pub fn insert(conn: &Connection, s: &SessionRow) -> Result<()> {
+    conn.execute(
+        &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+        params![
+            s.id, s.source, s.summary, s.mode, s.model, s.repo, s.cwd, s.branch, s.isolation, s.headless,
+            s.agent_session_id, s.state, s.num_turns, s.created_at, s.last_modified
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn update(conn: &Connection, s: &SessionRow) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET summary = ?2, mode = ?3, model = ?4, agent_session_id = ?5, state = ?6, num_turns = ?7, last_modified = ?8 WHERE id = ?1",
+        params![s.id, s.summary, s.mode, s.model, s.agent_session_id, s.state, s.num_turns, s.last_modified],
+    )?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
+    Ok(conn
+        .query_row(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND hidden = 0"), [id], row)
+        .optional()?)
+}
+
+pub fn list(conn: &Connection, offset: u32, limit: u32) -> Result<(Vec<SessionRow>, bool)> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE hidden = 0 ORDER BY last_modified DESC, id DESC LIMIT ?1 OFFSET ?2"
+    ))?;
+    let mut rows = stmt
+        .query_map(params![limit + 1, offset], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+pub fn hide(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.execute("UPDATE sessions SET hidden = 1, state = 'stopped' WHERE id = ?1 AND hidden = 0", [id])? > 0)
+}
+
+/// Sessions that were live when mitzod stopped: shown as interrupted now.
+pub fn mark_interrupted(conn: &Connection) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE sessions SET state = 'interrupted' WHERE state IN ('running', 'requires_action', 'idle') AND hidden = 0",
+        [],
+    )?)
+}
+
+pub fn last_seq(conn: &Connection, id: &str) -> Result<u64> {
+    let seq: Option<i64> = conn.query_row("SELECT MAX(seq) FROM events WHERE session_id = ?1", [id], |r| r.get(0))?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
+/// Frames with `from <= seq <= to` (as stored JSON text), oldest first.
+pub fn events(conn: &Connection, id: &str, from: u64, to: u64, limit: u32) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT frame FROM events WHERE session_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+    )?;
+    let out = stmt
+        .query_map(params![id, from as i64, to.min(i64::MAX as u64) as i64, limit], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRow {
+    pub id: i64,
+    pub ts: i64,
+    pub session_id: String,
+    pub tool: String,
+    pub input_summary: String,
+    pub decision: String,
+    pub decided_by: String,
+}
+
+pub fn audit_insert(conn: &Connection, ts: i64, session_id: &str, tool: &str, summary: &str, decision: &str, by: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO audit (ts, session_id, tool, input_summary, decision, decided_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![ts, session_id, tool, summary, decision, by],
+    )?;
+    Ok(())
+}
+
+pub fn audit_list(conn: &Connection, session_id: Option<&str>, limit: u32) -> Result<Vec<AuditRow>> {
+    let map = |r: &rusqlite::Row<'_>| {
+        Ok(AuditRow {
+            id: r.get(0)?,
+            ts: r.get(1)?,
+            session_id: r.get(2)?,
+            tool: r.get(3)?,
+            input_summary: r.get(4)?,
+            decision: r.get(5)?,
+            decided_by: r.get(6)?,
+        })
+    };
+    let sql = "SELECT id, ts, session_id, tool, input_summary, decision, decided_by FROM audit";
+    let rows = match session_id {
+        Some(id) => conn
+            .prepare(&format!("{sql} WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2"))?
+            .query_map(params![id, limit], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => conn
+            .prepare(&format!("{sql} ORDER BY id DESC LIMIT ?1"))?
+            .query_map(params![limit], map)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    Ok(rows)
+}
+
+/// The event writer: batches rows into one transaction per wake-up.
+pub fn spawn_writer(db: Db) -> mpsc::UnboundedSender<Persist> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Persist>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+                if batch.len() >= 512 {
+                    break;
+                }
+            }
+            let result = db
+                .call(move |conn| {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut stmt = tx.prepare_cached(
+                            "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?;
+                        for p in &batch {
+                            stmt.execute(params![p.session_id, p.seq as i64, p.ts, p.kind, &*p.json])?;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "persisting session events failed");
+            }
+        }
+    });
+    tx
+}

@@ -1,0 +1,237 @@
+//! Session test harness: a git repo the service user owns, the fake agent
+//! (or the real Claude Code CLI) as `agent.command`, and a WebSocket client.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+use crate::common::*;
+
+/// Landlock is needed for agents (`sandbox.landlock = "required"`): skip
+/// without it, unless `MITZO_REQUIRE_LANDLOCK=1`.
+pub fn landlock_or_skip(test: &str) -> bool {
+    if mitzod::sandbox::landlock_abi().supported() {
+        return true;
+    }
+    if std::env::var("MITZO_REQUIRE_LANDLOCK").is_ok_and(|v| v == "1") {
+        panic!("{test} needs Landlock and MITZO_REQUIRE_LANDLOCK=1 is set");
+    }
+    eprintln!("SKIP {test}: Landlock unavailable");
+    false
+}
+
+fn chown_to_service_user(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown").args(["-R", "nobody:"]).arg(path).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+/// A repo with one commit, owned by the user mitzod serves as.
+pub fn make_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
+    git(&["add", "README.md"]);
+    git(&["commit", "-qm", "init"]);
+    chown_to_service_user(&repo);
+    repo
+}
+
+/// The fake agent, copied next to a wrapper so the sandbox's read-exec
+/// grant on the agent's install dir covers both.
+pub fn install_fake_agent(dir: &Path) -> PathBuf {
+    let bin = dir.join("agent-bin");
+    std::fs::create_dir(&bin).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_agent.py");
+    std::fs::copy(&src, bin.join("fake_agent.py")).unwrap();
+    let wrapper = bin.join("claude");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec /usr/bin/python3 {} \"$@\"\n", bin.join("fake_agent.py").display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+pub struct SessionServer {
+    pub server: TestServer,
+    pub repo: PathBuf,
+    pub jwt: String,
+    pub internal: String,
+}
+
+/// A server with a repo and the fake agent; `extra` is more TOML.
+pub fn start(extra: &str) -> SessionServer {
+    start_with(extra, Vec::new())
+}
+
+pub fn start_with(extra: &str, env: Vec<(String, String)>) -> SessionServer {
+    start_env(extra, move |_| env.clone())
+}
+
+/// As `start_with`, with environment that depends on the server's port.
+pub fn start_env(extra: &str, env: impl Fn(u16) -> Vec<(String, String)>) -> SessionServer {
+    let mut server = TestServer::new(Options::default());
+    let port = server.port;
+    server.opts_env.extend(env(port));
+    let repo = make_repo(server.dir.path());
+    let agent = install_fake_agent(server.dir.path());
+    let mut text = std::fs::read_to_string(&server.config).unwrap();
+    // Top-level keys must come before any table header.
+    text = format!(
+        "repo_path = \"{}\"\n{text}\n{extra}\n[agent]\ncommand = \"{}\"\n",
+        repo.display(),
+        agent.display()
+    );
+    std::fs::write(&server.config, text).unwrap();
+    server.start();
+    let jwt = server.login();
+    let internal = server.internal_token();
+    SessionServer {
+        server,
+        repo,
+        jwt,
+        internal,
+    }
+}
+
+impl SessionServer {
+    pub fn internal_headers(&self) -> Vec<(&str, &str)> {
+        vec![("X-Internal-Token", self.internal.as_str())]
+    }
+
+    pub fn create(&self, body: Value) -> Response {
+        self.server.post("/api/sessions", &self.internal_headers(), &body.to_string())
+    }
+
+    pub fn ws(&self) -> Ws {
+        Ws::connect(self.server.port, &self.jwt)
+    }
+
+    /// Poll the events REST route until `pred` holds for some event.
+    pub fn wait_event(&self, session: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.server.get(&format!("/api/sessions/{session}/events"), &self.internal_headers());
+            assert_eq!(r.status, 200, "{}", r.text());
+            let events = r.json()["events"].as_array().cloned().unwrap_or_default();
+            if events.iter().any(&pred) {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "event never came: {events:#?}\nlog:\n{}", self.server.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn audit(&self, session: &str) -> Vec<Value> {
+        let r = self
+            .server
+            .get(&format!("/api/audit?sessionId={session}"), &[("Authorization", &format!("Bearer {}", self.jwt))]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["entries"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+pub struct Ws {
+    pub socket: WebSocket<TcpStream>,
+    /// Frames read but not yet consumed by a `wait_for`.
+    pub seen: Vec<Value>,
+}
+
+impl Ws {
+    pub fn connect(port: u16, jwt: &str) -> Ws {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!("ws://127.0.0.1:{port}/ws/chat").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {jwt}").parse().unwrap());
+        let (socket, _) = tungstenite::client(req, stream).expect("websocket handshake");
+        let mut ws = Ws { socket, seen: Vec::new() };
+        let welcome = ws.next();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert!(welcome["connectionId"].is_string());
+        ws
+    }
+
+    pub fn send(&mut self, frame: Value) {
+        self.socket.send(Message::text(frame.to_string())).unwrap();
+    }
+
+    /// The next frame from the socket.
+    pub fn next(&mut self) -> Value {
+        loop {
+            match self.socket.read().expect("websocket read") {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Close(c) => panic!("websocket closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Read until a frame matches; every frame read is kept in `seen`.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(pos) = self.seen.iter().position(&pred) {
+            return self.seen.remove(pos);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "no {what}; saw {:#?}", self.seen);
+            let f = self.next();
+            if pred(&f) {
+                return f;
+            }
+            self.seen.push(f);
+        }
+    }
+
+    pub fn wait_type(&mut self, kind: &str) -> Value {
+        self.wait_for(kind, |f| f["type"] == kind)
+    }
+}
+
+/// Session frames grouped by session id, as (seq, type).
+pub fn by_session(frames: &[Value]) -> BTreeMap<String, Vec<(u64, String)>> {
+    let mut out: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for f in frames {
+        if let (Some(s), Some(seq)) = (f["sessionId"].as_str(), f["seq"].as_u64()) {
+            if seq > 0 {
+                out.entry(s.to_string()).or_default().push((seq, f["type"].as_str().unwrap_or("").to_string()));
+            }
+        }
+    }
+    out
+}
+
+pub fn text_of(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["type"] == "block_delta")
+        .filter_map(|e| e["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+pub fn json_of(v: &str) -> Value {
+    serde_json::from_str(v).unwrap_or(json!(null))
+}
