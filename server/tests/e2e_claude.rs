@@ -1,0 +1,209 @@
+//! End to end with the real Claude Code CLI (npm `@anthropic-ai/claude-code`,
+//! installed into tests/e2e by `tests/run`), offline against a scripted fake
+//! Anthropic Messages API on loopback, driven through mitzod's WebSocket.
+//!
+//! Skips when the CLI is not installed, unless `MITZO_REQUIRE_E2E=1` (CI).
+
+mod common;
+mod sessions_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use sessions_support::*;
+
+fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e")
+}
+
+fn claude_or_skip(test: &str) -> Option<PathBuf> {
+    if !landlock_or_skip(test) {
+        return None;
+    }
+    let bin = std::env::var_os("MITZO_CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| e2e_dir().join("node_modules/.bin/claude"));
+    if bin.exists() {
+        return Some(bin);
+    }
+    if std::env::var("MITZO_REQUIRE_E2E").is_ok_and(|v| v == "1") {
+        panic!("{test}: {} missing; run `npm ci` in tests/e2e", bin.display());
+    }
+    eprintln!("SKIP {test}: the Claude Code CLI is not installed (npm ci in tests/e2e)");
+    None
+}
+
+/// The fake Anthropic API; dies with the test (stdin EOF).
+struct FakeApi {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake_api() -> FakeApi {
+    let dir = e2e_dir();
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(dir.join("fake_anthropic.py"))
+        .args(["--port", "0", "--exit-on-stdin-eof", "--script"])
+        .arg(dir.join("scripts/scenarios.json"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("fake API port line: {line:?}"));
+    FakeApi { child, port }
+}
+
+/// mitzod with the real CLI as its agent, reaching the fake API only.
+fn start_real(claude: &Path, api: &FakeApi, extra: &str, env: impl Fn(u16) -> Vec<(String, String)>) -> SessionServer {
+    let modules = e2e_dir().join("node_modules").canonicalize().unwrap();
+    let api_port = api.port;
+    let extra = format!("{extra}\n");
+    let s = start_env(&extra, |port| {
+        let mut v = vec![
+            ("ANTHROPIC_BASE_URL".to_string(), format!("http://127.0.0.1:{api_port}")),
+            ("ANTHROPIC_API_KEY".to_string(), "sk-test-offline".to_string()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(), "1".to_string()),
+            ("MITZOD_AGENT__COMMAND".to_string(), claude.display().to_string()),
+            (
+                "MITZOD_AGENT__ENV_PASSTHROUGH".to_string(),
+                r#"["ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"]"#.to_string(),
+            ),
+            ("MITZOD_AGENT__ALLOWED_CONNECT_PORTS".to_string(), format!("[{api_port}]")),
+            ("MITZOD_AGENT__EXTRA_READ_PATHS".to_string(), format!("[\"{}\"]", modules.display())),
+        ];
+        v.extend(env(port));
+        v
+    });
+    s
+}
+
+#[test]
+fn real_claude_allow_deny_and_sandbox() {
+    let Some(claude) = claude_or_skip("real_claude_allow_deny_and_sandbox") else { return };
+    let api = fake_api();
+    let s = start_real(&claude, &api, "", |_| Vec::new());
+    let mut ws = s.ws();
+
+    // Allow: the command runs in the sandbox, inside the worktree.
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: echo inside > inside.txt", "clientMsgId": "a"}));
+    let created = ws.wait_type("session_created");
+    let id = created["sessionId"].as_str().unwrap().to_string();
+    let wt = PathBuf::from(created["worktrees"]["primary"]["path"].as_str().unwrap());
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["toolName"], "Bash", "{req}");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    let result = ws.wait_type("tool_result");
+    assert_eq!(result["isError"], false, "{result}");
+    ws.wait_type("result");
+    assert_eq!(std::fs::read_to_string(wt.join("inside.txt")).unwrap(), "inside\n");
+
+    // Allowed by the owner, stopped by the sandbox: a write outside the repo.
+    let outside_dir = open_tempdir();
+    let outside = outside_dir.path().join("outside.txt");
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": format!("RUN: echo out > {}", outside.display())}));
+    let req = ws.wait_type("permission_request");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    let result = ws.wait_type("tool_result");
+    ws.wait_type("result");
+    assert!(!outside.exists(), "Landlock stopped it: {result}");
+    assert_eq!(result["isError"], true, "{result}");
+
+    // Deny.
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": "RUN: echo no > denied.txt"}));
+    let req = ws.wait_type("permission_request");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "deny"}));
+    let result = ws.wait_type("tool_result");
+    assert_eq!(result["isError"], true);
+    ws.wait_type("result");
+    assert!(!wt.join("denied.txt").exists());
+
+    // The agent's session id was captured: a restart resumes it.
+    let meta = s.server.get(&format!("/api/sessions/{id}/meta"), &s.internal_headers()).json();
+    assert!(meta["agentSessionId"].as_str().is_some_and(|x| !x.is_empty()), "{meta}");
+}
+
+#[test]
+fn real_claude_permission_timeout() {
+    let Some(claude) = claude_or_skip("real_claude_permission_timeout") else { return };
+    let api = fake_api();
+    let s = start_real(&claude, &api, "[permissions]\ntimeout_secs = 2", |_| Vec::new());
+    let mut ws = s.ws();
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: echo late > late.txt"}));
+    let wt = PathBuf::from(ws.wait_type("session_created")["worktrees"]["primary"]["path"].as_str().unwrap());
+    let req = ws.wait_type("permission_request");
+    let timeout = ws.wait_type("permission_timeout");
+    assert_eq!(timeout["permId"], req["permId"]);
+    ws.wait_type("result");
+    assert!(!wt.join("late.txt").exists());
+}
+
+#[test]
+fn real_claude_ntfy_approval() {
+    let Some(claude) = claude_or_skip("real_claude_ntfy_approval") else { return };
+    let api = fake_api();
+    let (ntfy_port, published) = fake_ntfy_server();
+    let s = start_real(&claude, &api, "", |port| {
+        vec![
+            ("MITZOD_PUBLIC_URL".into(), format!("http://127.0.0.1:{port}")),
+            ("MITZOD_NTFY__URL".into(), format!("http://127.0.0.1:{ntfy_port}")),
+            ("MITZOD_NTFY__TOPIC".into(), "e2e".into()),
+            ("MITZOD_NTFY__DELAY_SECS".into(), "0".into()),
+        ]
+    });
+    let r = s.create(json!({"source": "e2e", "initialPrompt": "RUN: echo phone > phone.txt"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["sessionId"].as_str().unwrap().to_string();
+    let wt = PathBuf::from(r.json()["worktrees"]["primary"]["path"].as_str().unwrap());
+    let body = published.recv_timeout(Duration::from_secs(60)).expect("ntfy notified");
+    let allow = body["actions"].as_array().unwrap().iter().find(|a| a["label"] == "Allow once").unwrap().clone();
+    let url = allow["url"].as_str().unwrap();
+    let path = format!("/{}", url.split_once("127.0.0.1:").unwrap().1.split_once('/').unwrap().1);
+    let cap = allow["headers"]["X-Approval-Token"].as_str().unwrap();
+    let r = s.server.post(&path, &[("X-Approval-Token", cap)], allow["body"].as_str().unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.wait_event(&id, |e| e["type"] == "result");
+    assert_eq!(std::fs::read_to_string(wt.join("phone.txt")).unwrap(), "phone\n");
+}
+
+/// A stand-in ntfy: hands each published JSON body to the test.
+fn fake_ntfy_server() -> (u16, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send(serde_json::from_slice(&body).unwrap_or_default());
+            let mut w = stream;
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+    });
+    (port, rx)
+}
