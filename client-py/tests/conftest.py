@@ -1,6 +1,6 @@
 """Fixtures: the real `mitzod` binary in a temp state dir.
 
-The binary is `$MITZOD_BIN`, else `<repo>/target/debug/mitzod` (built with
+The binary is `$MITZO_BIN`, else `<repo>/target/debug/mitzod` (built with
 `cargo build -p mitzod` when missing). Run as root (as in CI), the server is
 configured with `user = "nobody"` and drops to it; the temp dirs are made
 traversable for that user.
@@ -46,10 +46,10 @@ os.execvp(sys.argv[2], sys.argv[2:])
 
 
 def _find_binary() -> str:
-    env = os.environ.get("MITZOD_BIN")
+    env = os.environ.get("MITZO_BIN")
     if env:
         if not os.access(env, os.X_OK):
-            raise RuntimeError(f"MITZOD_BIN={env} is not an executable file")
+            raise RuntimeError(f"MITZO_BIN={env} is not an executable file")
         return env
     path = REPO / "target" / "debug" / "mitzod"
     if not path.exists():

@@ -4,7 +4,7 @@
 #
 #   client-py/tests/run.sh [pytest args...]
 #
-# Env: MITZOD_BIN (the server binary; default <repo>/target/debug/mitzod,
+# Env: MITZO_BIN (the server binary; default <repo>/target/debug/mitzod,
 # built if missing), MITZO_PY_VENV (default <repo>/target/py-venv),
 # PYTHON (default python3).
 set -euo pipefail

@@ -3,7 +3,7 @@
 //!
 //!   cargo build --release -p mitzod && cargo run --release -p mitzod --example bench_daemon
 //!
-//! Uses `MITZOD_BIN` or the `mitzod` next to this example's target dir.
+//! Uses `MITZO_BIN` or the `mitzod` next to this example's target dir.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,7 +19,7 @@ const ROUND: Duration = Duration::from_secs(3);
 const CLIENTS: usize = 4;
 
 fn main() {
-    let bin = std::env::var("MITZOD_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+    let bin = std::env::var("MITZO_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| {
         let exe = std::env::current_exe().expect("current exe");
         exe.parent().and_then(|p| p.parent()).expect("target dir").join("mitzod")
     });
