@@ -74,7 +74,12 @@ def test_session_lifecycle(env: Env) -> None:
 
 def test_unknown_session_is_not_found(env: Env) -> None:
     with pytest.raises(NotFoundError):
+        env.internal.session_meta("2026-01-01-000000000000")
+    # A malformed id is a bad request that names the expected form.
+    with pytest.raises(MitzoError) as bad:
         env.internal.session_meta("no-such-session")
+    assert bad.value.status == 400
+    assert "YYYY-MM-DD" in str(bad.value.error)
 
 
 def test_repos_and_open_repo(env: Env) -> None:

@@ -125,6 +125,6 @@ def test_task_commands(server_factory, shared_tmp: Path) -> None:  # type: ignor
     out = run("task", "status", env=env)
     assert out.returncode == 0, out.stderr
     assert "second" in out.stdout
-    out = run("signal", "resolve", "--type", "gh_ci", "--status", "success", "--pr", "3", env=env)
+    out = run("signal", "resolve", "--type", "gh_ci", "--status", "success", "--repo", "o/r", "--pr", "3", env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] is True
