@@ -55,6 +55,9 @@ fn call(s: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> R
     request(s.addr(), method, path, &h, b"")
 }
 
+/// (name, request headers, expected status)
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, u16);
+
 #[test]
 fn credential_matrix_on_owner_routes() {
     let s = TestServer::start_default();
@@ -78,7 +81,7 @@ fn credential_matrix_on_owner_routes() {
         &json!({"jti": "x", "iat": now(), "exp": now() + 3600, "epoch": 0}),
     );
 
-    let cases: Vec<(&str, Vec<(&str, String)>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         ("no credential", vec![], 401),
         (
             "wrong internal token",

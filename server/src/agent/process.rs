@@ -139,11 +139,7 @@ async fn read_lines<R: AsyncRead + Unpin>(r: R, events: mpsc::UnboundedSender<Ag
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     let mut line: Vec<u8> = Vec::new();
     let mut overflow = false;
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(_) => break,
-        };
+    while let Ok(buf) = reader.fill_buf().await {
         if buf.is_empty() {
             break;
         }

@@ -449,15 +449,19 @@ impl SessionManager {
         if let Some((from, to)) = sub.missing {
             let id = session.id.clone();
             // The writer may lag the ring by a few rows: wait for them.
+            let mut rows = Vec::new();
             for _ in 0..50 {
                 let (i, f, t) = (id.clone(), from, to);
-                let rows = self.deps.db.call(move |c| store::events(c, &i, f, t, 100_000)).await?;
-                if rows.len() as u64 >= to - from + 1 {
-                    frames.extend(rows.into_iter().map(Arc::from));
+                rows = self.deps.db.call(move |c| store::events(c, &i, f, t, 100_000)).await?;
+                if rows.len() as u64 > to - from {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            if (rows.len() as u64) <= to - from {
+                tracing::warn!(session = %id, from, to, found = rows.len(), "replay from the database is incomplete");
+            }
+            frames.extend(rows.into_iter().map(Arc::from));
         }
         frames.extend(sub.replay.iter().map(|f| f.json.clone()));
         Ok((frames, sub))
@@ -778,14 +782,13 @@ impl SessionManager {
             tokio::time::sleep(timeout).await;
         }
         let expired = session.lock().pending.contains_key(&perm_id);
-        if expired {
-            if self
+        if expired
+            && self
                 .resolve(&session, &perm_id, Decision::Deny, DecidedBy::Timeout)
                 .await
                 .is_ok()
-            {
-                session.log.publish("permission_timeout", json!({ "permId": perm_id }));
-            }
+        {
+            session.log.publish("permission_timeout", json!({ "permId": perm_id }));
         }
     }
 

@@ -53,22 +53,13 @@ pub fn open_tempdir() -> tempfile::TempDir {
     dir
 }
 
+#[derive(Default)]
 pub struct Options {
     /// Extra TOML appended to the generated config.
     pub extra_toml: String,
     pub env: Vec<(String, String)>,
     /// Bind this address from the config (else a free loopback port).
     pub listen: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            extra_toml: String::new(),
-            env: Vec::new(),
-            listen: None,
-        }
-    }
 }
 
 /// A config, secrets and a state dir in a temp dir; start/stop the server.
@@ -444,10 +435,7 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap_or("0").trim(), 16)
                 .unwrap_or(0);
