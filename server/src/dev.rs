@@ -1,7 +1,7 @@
 //! `mitzod serve --dev`: a working server with no config, for a first look.
 //! State in `./.mitzo-dev/`; a passphrase and JWT secret generated once.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, User};
@@ -31,7 +31,7 @@ pub fn prepare() -> Result<DevSetup> {
         None
     };
     std::fs::DirBuilder::new()
-        .mode_0700()
+        .mode(0o700)
         .create(&state_dir)
         .or_else(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -60,7 +60,7 @@ pub fn prepare() -> Result<DevSetup> {
         crate::state::write_atomic(&jwt_path, random_hex_token().expose(), 0o600, owner)?;
     }
     let repo_path = is_git_repo(&cwd).then_some(cwd.clone());
-    let mut config = Config::dev(state_dir, repo_path);
+    let mut config = Config::dev(state_dir, repo_path)?;
     config.jwt_secret_file = Some(jwt_path);
     config.passphrase_file = Some(pass_path);
     if let Some(t) = &target {
@@ -71,15 +71,6 @@ pub fn prepare() -> Result<DevSetup> {
         target,
         new_passphrase,
     })
-}
-
-trait DirBuilderExt2 {
-    fn mode_0700(&mut self) -> &mut Self;
-}
-impl DirBuilderExt2 for std::fs::DirBuilder {
-    fn mode_0700(&mut self) -> &mut Self {
-        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
-    }
 }
 
 fn is_git_repo(dir: &Path) -> bool {

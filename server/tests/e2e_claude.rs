@@ -155,7 +155,7 @@ fn real_claude_permission_timeout() {
 fn real_claude_ntfy_approval() {
     let Some(claude) = claude_or_skip("real_claude_ntfy_approval") else { return };
     let api = fake_api();
-    let (ntfy_port, published) = fake_ntfy_server();
+    let (ntfy_port, published) = fake_ntfy();
     let s = start_real(&claude, &api, "", |port| {
         vec![
             ("MITZOD_PUBLIC_URL".into(), format!("http://127.0.0.1:{port}")),
@@ -168,7 +168,7 @@ fn real_claude_ntfy_approval() {
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["sessionId"].as_str().unwrap().to_string();
     let wt = PathBuf::from(r.json()["worktrees"]["primary"]["path"].as_str().unwrap());
-    let body = published.recv_timeout(Duration::from_secs(60)).expect("ntfy notified");
+    let (_, body) = published.recv_timeout(Duration::from_secs(60)).expect("ntfy notified");
     let allow = body["actions"].as_array().unwrap().iter().find(|a| a["label"] == "Allow once").unwrap().clone();
     let url = allow["url"].as_str().unwrap();
     let path = format!("/{}", url.split_once("127.0.0.1:").unwrap().1.split_once('/').unwrap().1);
@@ -177,33 +177,4 @@ fn real_claude_ntfy_approval() {
     assert_eq!(r.status, 200, "{}", r.text());
     s.wait_event(&id, |e| e["type"] == "result");
     assert_eq!(std::fs::read_to_string(wt.join("phone.txt")).unwrap(), "phone\n");
-}
-
-/// A stand-in ntfy: hands each published JSON body to the test.
-fn fake_ntfy_server() -> (u16, std::sync::mpsc::Receiver<serde_json::Value>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = tx.send(serde_json::from_slice(&body).unwrap_or_default());
-            let mut w = stream;
-            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
-        }
-    });
-    (port, rx)
 }

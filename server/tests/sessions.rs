@@ -5,8 +5,6 @@
 mod common;
 mod sessions_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use common::*;
@@ -377,36 +375,6 @@ fn twenty_sessions_three_watchers_lose_nothing() {
             assert_eq!(&other[id], first, "every watcher saw the same events in the same order");
         }
     }
-}
-
-/// A stand-in ntfy server: records each publish.
-fn fake_ntfy() -> (u16, std::sync::mpsc::Receiver<(String, Value)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = tx.send((head, serde_json::from_slice(&body).unwrap_or(Value::Null)));
-            let mut w = stream;
-            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
-        }
-    });
-    (port, rx)
 }
 
 #[test]

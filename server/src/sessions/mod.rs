@@ -7,6 +7,7 @@ pub mod store;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -494,7 +495,7 @@ impl SessionManager {
         for dir in [&home, &tmp] {
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode_private()
+                .mode(0o700)
                 .create(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
@@ -926,15 +927,6 @@ impl SessionManager {
                 s.set_state(&self.deps.db, "interrupted");
             }
         }
-    }
-}
-
-trait PrivateDir {
-    fn mode_private(&mut self) -> &mut Self;
-}
-impl PrivateDir for std::fs::DirBuilder {
-    fn mode_private(&mut self) -> &mut Self {
-        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
     }
 }
 
