@@ -4,7 +4,7 @@
 //!
 //!   cargo build --release -p mitzod && cargo run --release -p mitzod --example bench_files
 //!
-//! Uses `MITZOD_BIN` or the `mitzod` next to this example's target dir.
+//! Uses `MITZO_BIN` or the `mitzod` next to this example's target dir.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,12 +19,24 @@ const ROUND: Duration = Duration::from_secs(3);
 const CLIENTS: usize = 2;
 
 fn main() {
-    let bin = std::env::var("MITZOD_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        let exe = std::env::current_exe().expect("current exe");
-        exe.parent().and_then(|p| p.parent()).expect("target dir").join("mitzod")
-    });
-    assert!(bin.exists(), "{} missing: cargo build --release -p mitzod", bin.display());
-    let dir = tempfile::Builder::new().prefix("mitzod-bench-files-").tempdir_in("/tmp").unwrap();
+    let bin = std::env::var("MITZO_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            let exe = std::env::current_exe().expect("current exe");
+            exe.parent()
+                .and_then(|p| p.parent())
+                .expect("target dir")
+                .join("mitzod")
+        });
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p mitzod",
+        bin.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("mitzod-bench-files-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let repo = dir.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
@@ -32,7 +44,11 @@ fn main() {
     let content: String = line.repeat(FILE_BYTES / line.len() + 1)[..FILE_BYTES].to_string();
     std::fs::write(repo.join("big.txt"), &content).unwrap();
     std::fs::set_permissions(repo.join("big.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let config = write_config(dir.path(), &repo, addr);
 
@@ -86,22 +102,34 @@ fn main() {
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
-fn write_config(dir: &std::path::Path, repo: &std::path::Path, addr: SocketAddr) -> std::path::PathBuf {
+fn write_config(
+    dir: &std::path::Path,
+    repo: &std::path::Path,
+    addr: SocketAddr,
+) -> std::path::PathBuf {
     let jwt = dir.join("jwt-secret");
     std::fs::write(&jwt, "bench-jwt-secret-0123456789abcdef0123456789abcdef").unwrap();
     std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let hash = mitzod::auth::passphrase::hash(&mitzod::secret::Secret::new("bench passphrase")).unwrap();
+    let hash =
+        mitzod::auth::passphrase::hash(&mitzod::secret::Secret::new("bench passphrase")).unwrap();
     let root = nix::unistd::Uid::effective().is_root();
     if root {
         // The server drops to nobody: hand it the repo.
-        let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("user nobody");
+        let nobody = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("user nobody");
         for p in [repo.to_path_buf(), repo.join("big.txt")] {
             nix::unistd::chown(&p, Some(nobody.uid), Some(nobody.gid)).unwrap();
         }
@@ -152,8 +180,15 @@ fn login(addr: SocketAddr) -> String {
 }
 
 fn once(addr: SocketAddr, path: &str, headers: &str) -> (u16, Vec<u8>) {
-    let Ok(mut s) = TcpStream::connect(addr) else { return (0, Vec::new()) };
-    if write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").is_err() {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, Vec::new());
+    };
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .is_err()
+    {
         return (0, Vec::new());
     }
     read_response(&mut BufReader::new(s)).unwrap_or((0, Vec::new()))
@@ -163,7 +198,11 @@ fn once(addr: SocketAddr, path: &str, headers: &str) -> (u16, Vec<u8>) {
 fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>)> {
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut len = 0usize;
     loop {
         line.clear();
@@ -223,7 +262,12 @@ fn bare_reads(repo: &std::path::Path) -> f64 {
                 let mut buf = Vec::with_capacity(FILE_BYTES + 1);
                 let mut n = 0u64;
                 while started.elapsed() < ROUND {
-                    let fd = mitzod::files::open_beneath(root.as_raw_fd(), "big.txt", nix::fcntl::OFlag::O_RDONLY).unwrap();
+                    let fd = mitzod::files::open_beneath(
+                        root.as_raw_fd(),
+                        "big.txt",
+                        nix::fcntl::OFlag::O_RDONLY,
+                    )
+                    .unwrap();
                     buf.clear();
                     std::fs::File::from(fd).read_to_end(&mut buf).unwrap();
                     assert_eq!(buf.len(), FILE_BYTES);

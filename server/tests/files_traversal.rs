@@ -19,7 +19,10 @@ fn try_everywhere(f: &Fixture, path: &str, what: &str) {
     assert_refused(&r, &format!("read {what} {path:?}"));
     let r = f.get(&format!("/api/files/list?dir={}", enc(path)));
     assert_refused(&r, &format!("list {what} {path:?}"));
-    let r = f.put_json("/api/files/write", &json!({ "path": path, "content": "PWNED" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": path, "content": "PWNED" }),
+    );
     assert_refused(&r, &format!("write {what} {path:?}"));
 }
 
@@ -83,7 +86,10 @@ fn percent_and_double_encoded_dots() {
     }
     // The write body is JSON: an encoded name is just a (missing) name.
     for p in ["%2e%2e/outside/secret.txt", "%252e%252e/outside/secret.txt"] {
-        let r = f.put_json("/api/files/write", &json!({ "path": p, "content": "PWNED" }));
+        let r = f.put_json(
+            "/api/files/write",
+            &json!({ "path": p, "content": "PWNED" }),
+        );
         assert_refused(&r, p);
     }
     f.assert_outside_intact();
@@ -106,11 +112,18 @@ fn absolute_paths() {
     ] {
         try_everywhere(&f, p, "absolute");
         // With an explicit root too.
-        let r = f.get(&format!("/api/files/read?root={}&path={}", enc(&repo), enc(p)));
+        let r = f.get(&format!(
+            "/api/files/read?root={}&path={}",
+            enc(&repo),
+            enc(p)
+        ));
         assert_refused(&r, &format!("read root+{p}"));
     }
     // Absolute inside the repo works.
-    let r = f.get(&format!("/api/files/read?path={}", enc(&format!("{repo}/sub/b.txt"))));
+    let r = f.get(&format!(
+        "/api/files/read?path={}",
+        enc(&format!("{repo}/sub/b.txt"))
+    ));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["content"], "hello b");
     // An unknown root is refused, not guessed.
@@ -122,18 +135,33 @@ fn absolute_paths() {
 #[test]
 fn nul_bytes() {
     let f = Fixture::start("");
-    for q in ["a.txt%00", "a.txt%00.png", "%00", "sub%00/../../outside/secret.txt", "..%00/outside/secret.txt"] {
+    for q in [
+        "a.txt%00",
+        "a.txt%00.png",
+        "%00",
+        "sub%00/../../outside/secret.txt",
+        "..%00/outside/secret.txt",
+    ] {
         let r = f.get(&format!("/api/files/read?path={q}"));
         assert_eq!(r.status, 400, "read {q}: {}", r.text());
         assert_refused(&r, q);
         let r = f.get(&format!("/api/files/list?dir={q}"));
         assert_eq!(r.status, 400, "list {q}: {}", r.text());
     }
-    let r = f.put_raw("/api/files/write", br#"{"path":"a.txt\u0000","content":"x"}"#);
+    let r = f.put_raw(
+        "/api/files/write",
+        br#"{"path":"a.txt\u0000","content":"x"}"#,
+    );
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = f.put_raw("/api/files/write", br#"{"path":"a.txt","content":"x","root":"\u0000"}"#);
+    let r = f.put_raw(
+        "/api/files/write",
+        br#"{"path":"a.txt","content":"x","root":"\u0000"}"#,
+    );
     assert_refused(&r, "NUL root");
-    assert_eq!(std::fs::read_to_string(f.repo.join("a.txt")).unwrap(), "hello a");
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("a.txt")).unwrap(),
+        "hello a"
+    );
     f.assert_outside_intact();
 }
 
@@ -149,13 +177,20 @@ fn overlong_and_non_utf8_names() {
         try_everywhere(&f, p, "overlong");
     }
     // Non-UTF-8 bytes in the query: decoded lossily to a name that does not exist.
-    for q in ["%ff%fe", "%80../outside/secret.txt", "..%ff/outside/secret.txt", "%ff/../../outside/secret.txt"] {
+    for q in [
+        "%ff%fe",
+        "%80../outside/secret.txt",
+        "..%ff/outside/secret.txt",
+        "%ff/../../outside/secret.txt",
+    ] {
         let r = f.get(&format!("/api/files/read?path={q}"));
         assert_refused(&r, q);
     }
     // A real file with a non-UTF-8 name is listed (lossily), never a way out.
     let name: &[u8] = b"bin\xff\xfe.txt";
-    let path = f.repo.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
+    let path = f
+        .repo
+        .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
     std::fs::write(&path, b"odd").unwrap();
     files_support::give_to_server(&path);
     let r = f.get("/api/files/list");
@@ -171,7 +206,11 @@ fn symlinks_to_outside_file_and_dir() {
     let f = Fixture::start("");
     let secret = f.outside.join("secret.txt");
     files_support::write_file(&f.outside.join("dir/secret.txt"), SECRET.as_bytes(), 0o666);
-    std::fs::set_permissions(f.outside.join("dir"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        f.outside.join("dir"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     symlink(&secret, f.repo.join("abs-file")).unwrap();
     symlink("../outside/secret.txt", f.repo.join("rel-file")).unwrap();
     symlink(f.outside.join("dir"), f.repo.join("abs-dir")).unwrap();
@@ -208,11 +247,20 @@ fn symlinks_to_outside_file_and_dir() {
     assert_eq!(r.json()["content"], "hello a");
     let r = f.get("/api/files/read?path=inside-dir/b.txt");
     assert_eq!(r.json()["content"], "hello b");
-    let r = f.put_json("/api/files/write", &json!({ "path": "inside-link", "content": "x" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "inside-link", "content": "x" }),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(std::fs::symlink_metadata(f.repo.join("inside-link")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(f.repo.join("inside-link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     f.assert_outside_intact();
-    assert_eq!(std::fs::read_to_string(f.outside.join("dir/secret.txt")).unwrap(), SECRET);
+    assert_eq!(
+        std::fs::read_to_string(f.outside.join("dir/secret.txt")).unwrap(),
+        SECRET
+    );
 }
 
 #[test]
@@ -223,11 +271,18 @@ fn sibling_prefix_dir() {
     let evil_file = format!("{evil}/secret.txt");
     try_everywhere(&f, &evil_file, "sibling");
     try_everywhere(&f, &evil, "sibling");
-    let r = f.get(&format!("/api/files/read?root={}&path={}", enc(&repo), enc(&evil_file)));
+    let r = f.get(&format!(
+        "/api/files/read?root={}&path={}",
+        enc(&repo),
+        enc(&evil_file)
+    ));
     assert_refused(&r, "sibling with root");
     let r = f.get(&format!("/api/files/list?root={}", enc(&evil)));
     assert_eq!(r.status, 404, "{}", r.text());
-    let r = f.put_json("/api/files/write", &json!({ "root": evil, "path": "secret.txt", "content": "PWNED" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "root": evil, "path": "secret.txt", "content": "PWNED" }),
+    );
     assert_refused(&r, "write into sibling root");
     f.assert_outside_intact();
 }
@@ -240,7 +295,11 @@ fn race_swapping_dir_for_symlink() {
     let f = Fixture::start("");
     let out_dir = f.outside.join("dir");
     files_support::write_file(&out_dir.join("f.txt"), SECRET.as_bytes(), 0o666);
-    std::fs::set_permissions(&out_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        &out_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     files_support::write_file(&f.repo.join("d/f.txt"), b"INSIDE", 0o666);
     files_support::give_to_server(&f.repo.join("d"));
     symlink(&out_dir, f.repo.join("d.link")).unwrap();
@@ -287,7 +346,10 @@ fn race_swapping_dir_for_symlink() {
             assert!((400..500).contains(&r.status), "{} {}", r.status, r.text());
         }
         if i % 3 == 0 {
-            let r = f.put_json("/api/files/write", &json!({ "path": "d/f.txt", "content": "INSIDE" }));
+            let r = f.put_json(
+                "/api/files/write",
+                &json!({ "path": "d/f.txt", "content": "INSIDE" }),
+            );
             if r.status == 200 {
                 ok_writes += 1;
             } else {
@@ -301,11 +363,27 @@ fn race_swapping_dir_for_symlink() {
         "race: {i} rounds, {} swaps, {ok_reads} reads ok, {ok_lists} lists ok, {ok_writes} writes ok, {refused} reads refused",
         swaps.load(Ordering::Relaxed)
     );
-    assert!(swaps.load(Ordering::Relaxed) > 10, "the swapper did not run");
-    assert!(ok_reads > 0 && refused > 0, "the race never hit both states");
-    assert_eq!(std::fs::read_to_string(out_dir.join("f.txt")).unwrap(), SECRET);
-    let names: Vec<_> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("f.txt")], "a temp file landed outside");
+    assert!(
+        swaps.load(Ordering::Relaxed) > 10,
+        "the swapper did not run"
+    );
+    assert!(
+        ok_reads > 0 && refused > 0,
+        "the race never hit both states"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("f.txt")).unwrap(),
+        SECRET
+    );
+    let names: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("f.txt")],
+        "a temp file landed outside"
+    );
     f.assert_outside_intact();
 }
 
@@ -313,10 +391,16 @@ fn race_swapping_dir_for_symlink() {
 fn only_the_owner_reaches_files() {
     let f = Fixture::start("");
     let token = f.server.internal_token();
-    for path in ["/api/files/roots", "/api/files/list", "/api/files/read?path=a.txt"] {
+    for path in [
+        "/api/files/roots",
+        "/api/files/list",
+        "/api/files/read?path=a.txt",
+    ] {
         let r = f.server.get(path, &[("X-Internal-Token", &token)]);
         assert_eq!(r.status, 403, "{path}: {}", r.text());
-        let r = f.server.get(path, &[("X-Internal-Token", &token), ("X-Client-ID", "s1")]);
+        let r = f
+            .server
+            .get(path, &[("X-Internal-Token", &token), ("X-Client-ID", "s1")]);
         assert_eq!(r.status, 403, "{path}: {}", r.text());
         let r = f.server.get(path, &[]);
         assert_eq!(r.status, 401, "{path}: {}", r.text());
@@ -325,9 +409,15 @@ fn only_the_owner_reaches_files() {
         f.server.addr(),
         "PUT",
         "/api/files/write",
-        &[("X-Internal-Token", &token), ("Content-Type", "application/json")],
+        &[
+            ("X-Internal-Token", &token),
+            ("Content-Type", "application/json"),
+        ],
         br#"{"path":"a.txt","content":"x"}"#,
     );
     assert_eq!(r.status, 403, "{}", r.text());
-    assert_eq!(std::fs::read_to_string(f.repo.join("a.txt")).unwrap(), "hello a");
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("a.txt")).unwrap(),
+        "hello a"
+    );
 }

@@ -29,7 +29,10 @@ fn cas_write_conflict_then_success() {
     assert!(!r.error().is_empty());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello a");
     // Right expectation: written, atomically, no temp file left behind.
-    let r = f.put_json("/api/files/write", &json!({ "path": "a.txt", "content": "mine", "expectedContent": "hello a" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "a.txt", "content": "mine", "expectedContent": "hello a" }),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["ok"], true);
     assert_eq!(r.json()["path"], path.display().to_string());
@@ -41,7 +44,10 @@ fn cas_write_conflict_then_success() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // The same stale write again now conflicts with the new content.
-    let r = f.put_json("/api/files/write", &json!({ "path": "a.txt", "content": "x", "expectedContent": "hello a" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "a.txt", "content": "x", "expectedContent": "hello a" }),
+    );
     assert_eq!(r.status, 409);
     assert_eq!(r.json()["currentHash"], sha256(b"mine"));
     // Absolute path and an explicit root work too.
@@ -53,18 +59,30 @@ fn cas_write_conflict_then_success() {
         &json!({ "root": f.repo.display().to_string(), "path": "sub/b.txt", "content": "b3", "expectedContent": "b2" }),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(std::fs::read_to_string(f.repo.join("sub/b.txt")).unwrap(), "b3");
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("sub/b.txt")).unwrap(),
+        "b3"
+    );
 }
 
 #[test]
 fn missing_file_directory_and_bad_bodies() {
     let f = Fixture::start("");
-    let r = f.put_json("/api/files/write", &json!({ "path": "nope.txt", "content": "x" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "nope.txt", "content": "x" }),
+    );
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(!f.repo.join("nope.txt").exists(), "write created a file");
-    let r = f.put_json("/api/files/write", &json!({ "path": "missing-dir/x.txt", "content": "x" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "missing-dir/x.txt", "content": "x" }),
+    );
     assert_eq!(r.status, 404, "{}", r.text());
-    let r = f.put_json("/api/files/write", &json!({ "path": "sub", "content": "x" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "sub", "content": "x" }),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(f.repo.join("sub").is_dir());
     let r = f.get("/api/files/read?path=sub");
@@ -72,7 +90,10 @@ fn missing_file_directory_and_bad_bodies() {
     let r = f.get("/api/files/read?path=nope.txt");
     assert_eq!(r.status, 404, "{}", r.text());
     // Unknown fields and malformed bodies: 400 naming the problem.
-    let r = f.put_json("/api/files/write", &json!({ "path": "a.txt", "content": "x", "mode": 511 }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "a.txt", "content": "x", "mode": 511 }),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.error().contains("mode"), "{}", r.error());
     let r = f.put_raw("/api/files/write", b"{not json");
@@ -81,9 +102,15 @@ fn missing_file_directory_and_bad_bodies() {
     assert_eq!(r.status, 400, "{}", r.text());
     let r = f.get("/api/files/read?path=a.txt&extra=1");
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = f.put_json("/api/files/write", &json!({ "path": "a.txt", "content": "%%%", "encoding": "base64" }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "a.txt", "content": "%%%", "encoding": "base64" }),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
-    assert_eq!(std::fs::read_to_string(f.repo.join("a.txt")).unwrap(), "hello a");
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("a.txt")).unwrap(),
+        "hello a"
+    );
 }
 
 #[test]
@@ -101,12 +128,24 @@ fn size_caps() {
     assert_eq!(r.json()["content"].as_str().unwrap().len(), CAP);
     // Write: content over 5 MiB is 413 and nothing changes; 5 MiB is fine
     // (above the global 1 MiB body limit: the write route has its own).
-    let r = f.put_json("/api/files/write", &json!({ "path": "a.txt", "content": "z".repeat(CAP + 1) }));
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "a.txt", "content": "z".repeat(CAP + 1) }),
+    );
     assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(std::fs::read_to_string(f.repo.join("a.txt")).unwrap(), "hello a");
-    let r = f.put_json("/api/files/write", &json!({ "path": "a.txt", "content": "z".repeat(CAP) }));
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("a.txt")).unwrap(),
+        "hello a"
+    );
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "a.txt", "content": "z".repeat(CAP) }),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(std::fs::metadata(f.repo.join("a.txt")).unwrap().len(), CAP as u64);
+    assert_eq!(
+        std::fs::metadata(f.repo.join("a.txt")).unwrap().len(),
+        CAP as u64
+    );
     // Compare-and-swap of a 5 MiB file: 10 MiB of body, and as base64 13.3 MiB.
     let r = f.put_json(
         "/api/files/write",
@@ -119,7 +158,10 @@ fn size_caps() {
         &json!({ "path": "a.txt", "encoding": "base64", "content": b64.encode(vec![b'v'; CAP]), "expectedContent": b64.encode(vec![b'w'; CAP]) }),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(std::fs::read(f.repo.join("a.txt")).unwrap(), vec![b'v'; CAP]);
+    assert_eq!(
+        std::fs::read(f.repo.join("a.txt")).unwrap(),
+        vec![b'v'; CAP]
+    );
     // A body over the write route's own limit is 413 as JSON.
     // (The server may answer before reading it all and reset the
     // connection: a reset is a refusal too.)
@@ -143,13 +185,19 @@ fn size_caps() {
         f.server.addr(),
         "POST",
         "/api/tasks",
-        &[("X-Internal-Token", &token), ("Content-Type", "application/json")],
+        &[
+            ("X-Internal-Token", &token),
+            ("Content-Type", "application/json"),
+        ],
         big.as_bytes(),
     );
     if let Ok(r) = r {
         assert_eq!(r.status, 413, "{}", r.text());
     }
-    assert_eq!(std::fs::metadata(f.repo.join("a.txt")).unwrap().len(), CAP as u64);
+    assert_eq!(
+        std::fs::metadata(f.repo.join("a.txt")).unwrap().len(),
+        CAP as u64
+    );
 }
 
 #[test]
@@ -182,15 +230,26 @@ fn binary_files_round_trip_as_base64() {
 #[test]
 fn mode_and_owner_kept_after_write() {
     let f = Fixture::start("");
-    for (name, mode) in [("script.sh", 0o750), ("private.txt", 0o600), ("shared.txt", 0o664)] {
+    for (name, mode) in [
+        ("script.sh", 0o750),
+        ("private.txt", 0o600),
+        ("shared.txt", 0o664),
+    ] {
         write_file(&f.repo.join(name), b"before", mode);
         files_support::give_to_server(&f.repo.join(name));
         let before = std::fs::metadata(f.repo.join(name)).unwrap();
-        let r = f.put_json("/api/files/write", &json!({ "path": name, "content": "after", "expectedContent": "before" }));
+        let r = f.put_json(
+            "/api/files/write",
+            &json!({ "path": name, "content": "after", "expectedContent": "before" }),
+        );
         assert_eq!(r.status, 200, "{name}: {}", r.text());
         let after = std::fs::metadata(f.repo.join(name)).unwrap();
         assert_eq!(after.permissions().mode() & 0o7777, mode, "{name}");
-        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()), "{name}");
+        assert_eq!(
+            (after.uid(), after.gid()),
+            (before.uid(), before.gid()),
+            "{name}"
+        );
         assert_ne!(after.ino(), before.ino(), "{name}: not replaced by rename");
         assert_eq!(std::fs::read_to_string(f.repo.join(name)).unwrap(), "after");
     }
@@ -222,33 +281,63 @@ fn list_sorting_hidden_and_roots() {
     let r = f.get("/api/files/list");
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
-    let names: Vec<&str> = v["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["docs", "sub", "Zed", "a.txt", "b.txt"]);
     assert_eq!(v["currentDir"], f.repo.display().to_string());
     let e = &v["entries"][3];
-    assert_eq!((e["isDir"].as_bool(), e["size"].as_u64()), (Some(false), Some(7)));
+    assert_eq!(
+        (e["isDir"].as_bool(), e["size"].as_u64()),
+        (Some(false), Some(7))
+    );
     assert!(e["mtime"].as_i64().unwrap() > 1_600_000_000_000);
     let r = f.get("/api/files/list?hidden=1");
-    let names: Vec<String> =
-        r.json()["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names[0], ".claude");
     assert!(names.contains(&".hidden".to_string()) && names.contains(&".mitzo.json".to_string()));
     let r = f.get("/api/files/list?dir=sub");
-    assert_eq!(r.json()["currentDir"], f.repo.join("sub").display().to_string());
+    assert_eq!(
+        r.json()["currentDir"],
+        f.repo.join("sub").display().to_string()
+    );
 
     // Roots: the repo, its worktree dirs, the .mitzo.json roots inside it.
     let r = f.get("/api/files/roots");
     assert_eq!(r.status, 200, "{}", r.text());
     let roots = r.json();
-    let paths: Vec<&str> = roots.as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = roots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
     let repo = f.repo.display().to_string();
-    assert_eq!(paths, [repo.clone(), format!("{repo}/.claude/worktrees/s1"), format!("{repo}/docs")]);
+    assert_eq!(
+        paths,
+        [
+            repo.clone(),
+            format!("{repo}/.claude/worktrees/s1"),
+            format!("{repo}/docs")
+        ]
+    );
     assert_eq!(roots[1]["kind"], "worktree");
     // A worktree root confines to itself.
     let wt = format!("{repo}/.claude/worktrees/s1");
     let r = f.get(&format!("/api/files/read?root={}&path=w.txt", enc(&wt)));
     assert_eq!(r.json()["content"], "w");
-    let r = f.get(&format!("/api/files/read?root={}&path=../../../a.txt", enc(&wt)));
+    let r = f.get(&format!(
+        "/api/files/read?root={}&path=../../../a.txt",
+        enc(&wt)
+    ));
     assert_eq!(r.status, 403, "{}", r.text());
     let r = f.get(&format!("/api/files/list?root={}", enc("Docs")));
     assert_eq!(r.json()["entries"][0]["name"], "readme.md");
@@ -262,25 +351,51 @@ fn list_sorting_hidden_and_roots() {
     assert_eq!(c["fileViewerRoots"].as_array().unwrap().len(), 3);
 
     // Broken .mitzo.json: ignored, defaults apply, the server carries on.
-    write_file(&f.repo.join(".mitzo.json"), br#"{"quickActions": [{"label": "x", "desc": "y", "exec": "rm -rf /"}]}"#, 0o644);
+    write_file(
+        &f.repo.join(".mitzo.json"),
+        br#"{"quickActions": [{"label": "x", "desc": "y", "exec": "rm -rf /"}]}"#,
+        0o644,
+    );
     let r = f.get("/api/config");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["quickActions"], json!([]));
     assert_eq!(r.json()["fileViewerRoots"].as_array().unwrap().len(), 2);
-    assert!(f.server.log_text().contains("ignoring broken .mitzo.json"), "{}", f.server.log_text());
+    assert!(
+        f.server.log_text().contains("ignoring broken .mitzo.json"),
+        "{}",
+        f.server.log_text()
+    );
     // Re-read when it changes.
-    write_file(&f.repo.join(".mitzo.json"), br#"{"quickActions": [{"label": "again", "desc": "y"}]}"#, 0o644);
-    assert_eq!(f.get("/api/config").json()["quickActions"][0]["label"], "again");
+    write_file(
+        &f.repo.join(".mitzo.json"),
+        br#"{"quickActions": [{"label": "again", "desc": "y"}]}"#,
+        0o644,
+    );
+    assert_eq!(
+        f.get("/api/config").json()["quickActions"][0]["label"],
+        "again"
+    );
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) {
     let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -297,7 +412,10 @@ fn repos_routes() {
     let token = f.server.internal_token();
     let r = f.server.get("/api/repos", &[("X-Internal-Token", &token)]);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!([{ "name": "infra", "path": infra.display().to_string() }]));
+    assert_eq!(
+        r.json(),
+        json!([{ "name": "infra", "path": infra.display().to_string() }])
+    );
     let r = f.get("/api/repos");
     assert_eq!(r.status, 200);
     let r = f.server.get("/api/repos", &[]);
@@ -305,13 +423,18 @@ fn repos_routes() {
     // Config is the owner's.
     let r = f.server.get("/api/config", &[("X-Internal-Token", &token)]);
     assert_eq!(r.status, 403);
-    let open = |body: &str| f.server.post("/api/repos/open", &[("X-Internal-Token", &token)], body);
+    let open = |body: &str| {
+        f.server
+            .post("/api/repos/open", &[("X-Internal-Token", &token)], body)
+    };
     let id = "2026-01-02-0123456789ab";
     let r = open(&format!(r#"{{"repoName":"nope","sessionId":"{id}"}}"#));
     assert_eq!(r.status, 404, "{}", r.text());
     let r = open(r#"{"repoName":"infra","sessionId":"../x"}"#);
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = open(&format!(r#"{{"repoName":"infra","sessionId":"{id}","extra":1}}"#));
+    let r = open(&format!(
+        r#"{{"repoName":"infra","sessionId":"{id}","extra":1}}"#
+    ));
     assert_eq!(r.status, 400, "{}", r.text());
     // Created, then reused.
     let r = open(&format!(r#"{{"repoName":"infra","sessionId":"{id}"}}"#));

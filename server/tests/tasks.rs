@@ -26,7 +26,13 @@ impl Board {
         Board { s, token, jwt }
     }
 
-    fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> Response {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Response {
         let mut h = headers.to_vec();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         if !body.is_empty() {
@@ -59,7 +65,11 @@ impl Board {
 #[test]
 fn crud_and_validation() {
     let b = Board::start();
-    let r = b.int("POST", "/api/tasks", Some(json!({ "title": "write tests", "priority": 3, "artifacts": { "repo": "o/r" } })));
+    let r = b.int(
+        "POST",
+        "/api/tasks",
+        Some(json!({ "title": "write tests", "priority": 3, "artifacts": { "repo": "o/r" } })),
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let t = r.json();
     let id = t["id"].as_str().unwrap().to_string();
@@ -84,10 +94,18 @@ fn crud_and_validation() {
     assert_eq!(t2["status"], "in_progress");
     assert_eq!(t2["sessionId"], "s1");
     assert_eq!(t2["artifacts"], json!({ "pr": "7" }));
-    let r = b.int("PATCH", &format!("/api/tasks/{id}"), Some(json!({ "sessionId": null })));
+    let r = b.int(
+        "PATCH",
+        &format!("/api/tasks/{id}"),
+        Some(json!({ "sessionId": null })),
+    );
     assert_eq!(r.json()["sessionId"], Value::Null);
 
-    b.int("POST", "/api/tasks", Some(json!({ "title": "other", "status": "blocked" })));
+    b.int(
+        "POST",
+        "/api/tasks",
+        Some(json!({ "title": "other", "status": "blocked" })),
+    );
     let r = b.int("GET", "/api/tasks", None);
     assert_eq!(r.json()["tasks"].as_array().unwrap().len(), 2);
     let r = b.int("GET", "/api/tasks?status=blocked", None);
@@ -96,24 +114,53 @@ fn crud_and_validation() {
     assert_eq!(only[0]["title"], "other");
 
     // Bad input: 400 naming the problem.
-    let r = b.int("PATCH", &format!("/api/tasks/{id}"), Some(json!({ "status": "doing" })));
+    let r = b.int(
+        "PATCH",
+        &format!("/api/tasks/{id}"),
+        Some(json!({ "status": "doing" })),
+    );
     assert_eq!(r.status, 400);
-    assert!(r.error().contains("todo, in_progress, blocked, review, done"), "{}", r.error());
+    assert!(
+        r.error()
+            .contains("todo, in_progress, blocked, review, done"),
+        "{}",
+        r.error()
+    );
     let r = b.int("GET", "/api/tasks?status=doing", None);
     assert_eq!(r.status, 400);
     assert!(r.error().contains("in_progress"), "{}", r.error());
-    let r = b.int("POST", "/api/tasks", Some(json!({ "title": "x", "owner": "me" })));
+    let r = b.int(
+        "POST",
+        "/api/tasks",
+        Some(json!({ "title": "x", "owner": "me" })),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("owner"), "{}", r.error());
-    let r = b.int("POST", "/api/tasks", Some(json!({ "title": "x".repeat(201) })));
+    let r = b.int(
+        "POST",
+        "/api/tasks",
+        Some(json!({ "title": "x".repeat(201) })),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     let r = b.int("POST", "/api/tasks", Some(json!({ "title": "  " })));
     assert_eq!(r.status, 400);
-    let r = b.int("POST", "/api/tasks", Some(json!({ "title": "x", "priority": 1000 })));
+    let r = b.int(
+        "POST",
+        "/api/tasks",
+        Some(json!({ "title": "x", "priority": 1000 })),
+    );
     assert_eq!(r.status, 400);
-    let r = b.int("POST", "/api/tasks", Some(json!({ "title": "x", "artifacts": { "k": "v".repeat(5000) } })));
+    let r = b.int(
+        "POST",
+        "/api/tasks",
+        Some(json!({ "title": "x", "artifacts": { "k": "v".repeat(5000) } })),
+    );
     assert_eq!(r.status, 400);
-    let r = b.int("POST", "/api/tasks", Some(json!({ "title": "x", "sessionId": "a/b" })));
+    let r = b.int(
+        "POST",
+        "/api/tasks",
+        Some(json!({ "title": "x", "sessionId": "a/b" })),
+    );
     assert_eq!(r.status, 400);
     let r = b.int("POST", "/api/tasks", None);
     assert_eq!(r.status, 400);
@@ -121,12 +168,24 @@ fn crud_and_validation() {
     // Approve / reject only from review.
     let r = b.int("POST", &format!("/api/tasks/{id}/approve"), None);
     assert_eq!(r.status, 409, "{}", r.text());
-    b.int("PATCH", &format!("/api/tasks/{id}"), Some(json!({ "status": "review" })));
-    let r = b.int("POST", &format!("/api/tasks/{id}/reject"), Some(json!({ "feedback": "add a test" })));
+    b.int(
+        "PATCH",
+        &format!("/api/tasks/{id}"),
+        Some(json!({ "status": "review" })),
+    );
+    let r = b.int(
+        "POST",
+        &format!("/api/tasks/{id}/reject"),
+        Some(json!({ "feedback": "add a test" })),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], "in_progress");
     assert_eq!(r.json()["artifacts"]["feedback"], "add a test");
-    b.int("PATCH", &format!("/api/tasks/{id}"), Some(json!({ "status": "review" })));
+    b.int(
+        "PATCH",
+        &format!("/api/tasks/{id}"),
+        Some(json!({ "status": "review" })),
+    );
     let r = b.owner("POST", &format!("/api/tasks/{id}/approve"), None);
     assert_eq!(r.json()["status"], "done");
 
@@ -144,40 +203,83 @@ fn crud_and_validation() {
 fn scopes() {
     let b = Board::start();
     // No credential, a wrong one.
-    for (m, p) in [("GET", "/api/tasks"), ("POST", "/api/tasks"), ("GET", "/api/internal/task-tools/status"), ("POST", "/api/signals/resolve")] {
+    for (m, p) in [
+        ("GET", "/api/tasks"),
+        ("POST", "/api/tasks"),
+        ("GET", "/api/internal/task-tools/status"),
+        ("POST", "/api/signals/resolve"),
+    ] {
         let r = b.call(m, p, &[], Some(json!({})));
         assert_eq!(r.status, 401, "{m} {p}");
-        let r = b.call(m, p, &[("X-Internal-Token", &"0".repeat(64))], Some(json!({})));
+        let r = b.call(
+            m,
+            p,
+            &[("X-Internal-Token", &"0".repeat(64))],
+            Some(json!({})),
+        );
         assert_eq!(r.status, 401, "{m} {p}");
     }
     // Task tools need a session: a session token, or X-Client-ID.
     let r = b.int("GET", "/api/internal/task-tools/status", None);
     assert_eq!(r.status, 400);
     assert!(r.error().contains("X-Client-ID"), "{}", r.error());
-    let r = b.owner("POST", "/api/internal/task-tools/set", Some(json!({ "tasks": [] })));
+    let r = b.owner(
+        "POST",
+        "/api/internal/task-tools/set",
+        Some(json!({ "tasks": [] })),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("X-Client-ID"), "{}", r.error());
     let r = b.tool("../evil", "GET", "status", None);
     assert_eq!(r.status, 400);
 
     // Each session sees and changes only its own tasks.
-    let r = b.tool("s1", "POST", "set", Some(json!({ "tasks": [{ "title": "s1 first" }, { "title": "s1 second" }] })));
+    let r = b.tool(
+        "s1",
+        "POST",
+        "set",
+        Some(json!({ "tasks": [{ "title": "s1 first" }, { "title": "s1 second" }] })),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["result"].as_str().unwrap().contains("s1 first"));
     let r = b.tool("s2", "GET", "status", None);
     assert_eq!(r.json()["tasks"], json!([]));
-    let r = b.tool("s2", "POST", "complete", Some(json!({ "summary": "not mine" })));
+    let r = b.tool(
+        "s2",
+        "POST",
+        "complete",
+        Some(json!({ "summary": "not mine" })),
+    );
     assert_eq!(r.status, 409, "{}", r.text());
-    let r = b.tool("s2", "POST", "artifact", Some(json!({ "key": "pr", "value": "1" })));
+    let r = b.tool(
+        "s2",
+        "POST",
+        "artifact",
+        Some(json!({ "key": "pr", "value": "1" })),
+    );
     assert_eq!(r.status, 409);
     let r = b.tool("s2", "POST", "block", Some(json!({ "reason": "x" })));
     assert_eq!(r.status, 409);
-    b.tool("s2", "POST", "set", Some(json!({ "tasks": [{ "title": "s2 only" }] })));
+    b.tool(
+        "s2",
+        "POST",
+        "set",
+        Some(json!({ "tasks": [{ "title": "s2 only" }] })),
+    );
     let s1 = b.tool("s1", "GET", "status", None).json();
-    let titles: Vec<&str> = s1["tasks"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = s1["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
     assert_eq!(titles, ["s1 first", "s1 second"]);
     assert_eq!(s1["tasks"][0]["status"], "in_progress");
-    assert!(s1["tasks"].as_array().unwrap().iter().all(|t| t["artifacts"] == json!({})));
+    assert!(s1["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["artifacts"] == json!({})));
     // The board shows both sessions to the owner.
     let r = b.owner("GET", "/api/tasks", None);
     assert_eq!(r.json()["tasks"].as_array().unwrap().len(), 3);
@@ -189,19 +291,53 @@ fn scopes() {
 fn tools_and_signals_move_tasks_on() {
     let b = Board::start();
     let sid = "sess-7";
-    b.tool(sid, "POST", "set", Some(json!({ "tasks": [{ "title": "fix bug", "priority": 5 }, { "title": "write docs" }] })));
-    let r = b.tool(sid, "POST", "artifact", Some(json!({ "key": "pr_url", "value": "https://github.com/o/r/pull/9" })));
+    b.tool(
+        sid,
+        "POST",
+        "set",
+        Some(
+            json!({ "tasks": [{ "title": "fix bug", "priority": 5 }, { "title": "write docs" }] }),
+        ),
+    );
+    let r = b.tool(
+        sid,
+        "POST",
+        "artifact",
+        Some(json!({ "key": "pr_url", "value": "https://github.com/o/r/pull/9" })),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    b.tool(sid, "POST", "artifact", Some(json!({ "key": "repo", "value": "o/r" })));
-    b.tool(sid, "POST", "artifact", Some(json!({ "key": "pr", "value": "9" })));
-    let r = b.tool(sid, "POST", "block", Some(json!({ "reason": "waiting for CI" })));
+    b.tool(
+        sid,
+        "POST",
+        "artifact",
+        Some(json!({ "key": "repo", "value": "o/r" })),
+    );
+    b.tool(
+        sid,
+        "POST",
+        "artifact",
+        Some(json!({ "key": "pr", "value": "9" })),
+    );
+    let r = b.tool(
+        sid,
+        "POST",
+        "block",
+        Some(json!({ "reason": "waiting for CI" })),
+    );
     assert_eq!(r.status, 200);
     let st = b.tool(sid, "GET", "status", None).json();
     assert_eq!(st["tasks"][0]["status"], "blocked");
-    assert_eq!(st["tasks"][0]["artifacts"]["blockedReason"], "waiting for CI");
+    assert_eq!(
+        st["tasks"][0]["artifacts"]["blockedReason"],
+        "waiting for CI"
+    );
 
     // CI green: the blocked task resumes.
-    let r = b.int("POST", "/api/signals/resolve", Some(json!({ "type": "gh_ci", "repo": "o/r", "pr": 9, "status": "success" })));
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({ "type": "gh_ci", "repo": "o/r", "pr": 9, "status": "success" })),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), json!({ "ok": true, "matched": 1 }));
     let st = b.tool(sid, "GET", "status", None).json();
@@ -209,11 +345,22 @@ fn tools_and_signals_move_tasks_on() {
     assert_eq!(st["tasks"][0]["artifacts"]["ci"], "success");
 
     // Complete: to review, the next task starts.
-    let r = b.tool(sid, "POST", "complete", Some(json!({ "summary": "fixed it" })));
+    let r = b.tool(
+        sid,
+        "POST",
+        "complete",
+        Some(json!({ "summary": "fixed it" })),
+    );
     assert_eq!(r.status, 200);
     assert!(r.json()["result"].as_str().unwrap().contains("write docs"));
     let st = b.tool(sid, "GET", "status", None).json();
-    assert_eq!((st["tasks"][0]["status"].as_str(), st["tasks"][1]["status"].as_str()), (Some("review"), Some("in_progress")));
+    assert_eq!(
+        (
+            st["tasks"][0]["status"].as_str(),
+            st["tasks"][1]["status"].as_str()
+        ),
+        (Some("review"), Some("in_progress"))
+    );
 
     // Review approved: done.
     let r = b.int(
@@ -227,21 +374,51 @@ fn tools_and_signals_move_tasks_on() {
     assert_eq!(st["tasks"][0]["artifacts"]["reviewer"], "bob");
 
     // No match, unknown status, unknown type, missing PR, unknown field.
-    let r = b.int("POST", "/api/signals/resolve", Some(json!({ "type": "gh_ci", "pr_url": "https://x/1", "status": "failure" })));
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({ "type": "gh_ci", "pr_url": "https://x/1", "status": "failure" })),
+    );
     assert_eq!(r.json()["matched"], 0);
-    let r = b.int("POST", "/api/signals/resolve", Some(json!({ "type": "gh_ci", "pr_url": "u", "status": "green" })));
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({ "type": "gh_ci", "pr_url": "u", "status": "green" })),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("success, failure"), "{}", r.error());
-    let r = b.int("POST", "/api/signals/resolve", Some(json!({ "type": "jenkins", "pr_url": "u", "status": "success" })));
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({ "type": "jenkins", "pr_url": "u", "status": "success" })),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("gh_ci"), "{}", r.error());
-    let r = b.int("POST", "/api/signals/resolve", Some(json!({ "type": "gh_ci", "status": "success" })));
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({ "type": "gh_ci", "status": "success" })),
+    );
     assert_eq!(r.status, 400);
-    let r = b.int("POST", "/api/signals/resolve", Some(json!({ "type": "gh_ci", "pr_url": "u", "status": "success", "x": 1 })));
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({ "type": "gh_ci", "pr_url": "u", "status": "success", "x": 1 })),
+    );
     assert_eq!(r.status, 400);
-    let r = b.tool(sid, "POST", "set", Some(json!({ "tasks": [{ "title": "t", "assignee": "me" }] })));
+    let r = b.tool(
+        sid,
+        "POST",
+        "set",
+        Some(json!({ "tasks": [{ "title": "t", "assignee": "me" }] })),
+    );
     assert_eq!(r.status, 400);
-    let r = b.tool(sid, "POST", "artifact", Some(json!({ "key": "", "value": "v" })));
+    let r = b.tool(
+        sid,
+        "POST",
+        "artifact",
+        Some(json!({ "key": "", "value": "v" })),
+    );
     assert_eq!(r.status, 400);
 }
 
@@ -250,15 +427,29 @@ fn tools_and_signals_move_tasks_on() {
 #[test]
 fn fifty_concurrent_task_tool_calls_lose_nothing() {
     let b = Arc::new(Board::start());
-    let r = b.tool("c1", "POST", "set", Some(json!({ "tasks": [{ "title": "hot" }] })));
+    let r = b.tool(
+        "c1",
+        "POST",
+        "set",
+        Some(json!({ "tasks": [{ "title": "hot" }] })),
+    );
     assert_eq!(r.status, 200);
     let threads: Vec<_> = (0..50)
         .map(|i| {
             let b = b.clone();
             std::thread::spawn(move || {
-                let r = b.tool("c1", "POST", "artifact", Some(json!({ "key": format!("k{i}"), "value": format!("v{i}") })));
+                let r = b.tool(
+                    "c1",
+                    "POST",
+                    "artifact",
+                    Some(json!({ "key": format!("k{i}"), "value": format!("v{i}") })),
+                );
                 assert_eq!(r.status, 200, "{}", r.text());
-                let r = b.int("POST", "/api/tasks", Some(json!({ "title": format!("parallel {i}"), "sessionId": "c2" })));
+                let r = b.int(
+                    "POST",
+                    "/api/tasks",
+                    Some(json!({ "title": format!("parallel {i}"), "sessionId": "c2" })),
+                );
                 assert_eq!(r.status, 201, "{}", r.text());
                 r.json()["id"].as_str().unwrap().to_string()
             })
@@ -293,12 +484,17 @@ fn kill9_mid_burst_loses_no_acknowledged_write() {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) && n < 5000 {
                     n += 1;
-                    let body = json!({ "title": format!("w{w} #{n}"), "sessionId": format!("w{w}") }).to_string();
+                    let body =
+                        json!({ "title": format!("w{w} #{n}"), "sessionId": format!("w{w}") })
+                            .to_string();
                     let r = common::try_request(
                         addr,
                         "POST",
                         "/api/tasks",
-                        &[("X-Internal-Token", &token), ("Content-Type", "application/json")],
+                        &[
+                            ("X-Internal-Token", &token),
+                            ("Content-Type", "application/json"),
+                        ],
                         body.as_bytes(),
                     );
                     match r {
@@ -324,12 +520,20 @@ fn kill9_mid_burst_loses_no_acknowledged_write() {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 300, "only {} writes before the kill", acked.len());
+    assert!(
+        acked.len() >= 300,
+        "only {} writes before the kill",
+        acked.len()
+    );
 
     b.s.start();
     let db_path = b.s.state_dir.join("mitzod.db");
-    let conn = rusqlite::Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(&db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
     let stored: BTreeSet<String> = conn
         .prepare("SELECT id FROM tasks")
@@ -340,11 +544,23 @@ fn kill9_mid_burst_loses_no_acknowledged_write() {
         .collect();
     drop(conn);
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged writes lost: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes lost: {missing:?}",
+        missing.len()
+    );
     // And the restarted server serves them.
     let r = b.int("GET", "/api/tasks", None);
-    let served: BTreeSet<String> =
-        r.json()["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    let served: BTreeSet<String> = r.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
     assert!(acked.iter().all(|id| served.contains(id)));
-    eprintln!("kill -9: {} acknowledged, {} stored", acked.len(), stored.len());
+    eprintln!(
+        "kill -9: {} acknowledged, {} stored",
+        acked.len(),
+        stored.len()
+    );
 }

@@ -52,7 +52,11 @@ pub struct OpenBody {
     pub session_id: String,
 }
 
-async fn open(State(state): State<AppState>, _a: Authed<scope::Internal>, JsonBody(body): JsonBody<OpenBody>) -> Result<Json<Value>> {
+async fn open(
+    State(state): State<AppState>,
+    _a: Authed<scope::Internal>,
+    JsonBody(body): JsonBody<OpenBody>,
+) -> Result<Json<Value>> {
     crate::worktree::validate_session_id(&body.session_id)?;
     if body.repo_name.len() > 128 {
         return Err(Error::BadRequest("repoName: longer than 128 bytes".into()));
@@ -62,19 +66,31 @@ async fn open(State(state): State<AppState>, _a: Authed<scope::Internal>, JsonBo
         .repos
         .get(&body.repo_name)
         .cloned()
-        .ok_or_else(|| Error::NotFound(format!("no repo named {:?} in the config", body.repo_name)))?;
+        .ok_or_else(|| {
+            Error::NotFound(format!("no repo named {:?} in the config", body.repo_name))
+        })?;
     let landlock = state.config.sandbox.landlock;
     blocking(move || {
         let git = crate::git::Git::new(landlock.into())?;
         let id = body.session_id;
         // Created, or reused: the same directory (inode) before and after.
-        let inode = |p: &std::path::Path| std::fs::symlink_metadata(p).ok().filter(|m| m.is_dir()).map(|m| m.ino());
-        let before = inode(&crate::worktree::worktree_path(&repo, &id))
-            .or_else(|| std::fs::canonicalize(&repo).ok().and_then(|r| inode(&crate::worktree::worktree_path(&r, &id))));
+        let inode = |p: &std::path::Path| {
+            std::fs::symlink_metadata(p)
+                .ok()
+                .filter(|m| m.is_dir())
+                .map(|m| m.ino())
+        };
+        let before = inode(&crate::worktree::worktree_path(&repo, &id)).or_else(|| {
+            std::fs::canonicalize(&repo)
+                .ok()
+                .and_then(|r| inode(&crate::worktree::worktree_path(&r, &id)))
+        });
         let path = crate::worktree::prepare_session_dir(&git, &repo, &id, true)?;
         let created = before.is_none() || before != inode(&path);
         tracing::info!(repo = %body.repo_name, session = %id, created, "session worktree ready");
-        Ok(Json(json!({ "path": path, "repoName": body.repo_name, "created": created })))
+        Ok(Json(
+            json!({ "path": path, "repoName": body.repo_name, "created": created }),
+        ))
     })
     .await
 }

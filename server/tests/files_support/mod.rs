@@ -54,7 +54,11 @@ impl Fixture {
         write_file(&repo.join(".hidden"), b"dot", 0o644);
         write_file(&outside.join("secret.txt"), SECRET.as_bytes(), 0o666);
         std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o777)).unwrap();
-        write_file(&base.path().join("repo-evil/secret.txt"), SECRET.as_bytes(), 0o666);
+        write_file(
+            &base.path().join("repo-evil/secret.txt"),
+            SECRET.as_bytes(),
+            0o666,
+        );
         give_to_server(&repo);
         let server = TestServer::start_with(Options {
             extra_toml: format!("repo_path = \"{}\"\n{extra_toml}", repo.display()),
@@ -96,12 +100,18 @@ impl Fixture {
 
     /// Nothing outside the roots changed.
     pub fn assert_outside_intact(&self) {
-        assert_eq!(std::fs::read_to_string(self.outside.join("secret.txt")).unwrap(), SECRET);
+        assert_eq!(
+            std::fs::read_to_string(self.outside.join("secret.txt")).unwrap(),
+            SECRET
+        );
         assert_eq!(
             std::fs::read_to_string(self.base.path().join("repo-evil/secret.txt")).unwrap(),
             SECRET
         );
-        let names: Vec<_> = std::fs::read_dir(&self.outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&self.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert!(
             names.iter().all(|n| n == "secret.txt" || n == "dir"),
             "something was created outside: {names:?}"
@@ -134,5 +144,9 @@ pub fn assert_refused(r: &Response, what: &str) {
         r.status,
         r.text()
     );
-    assert!(!r.text().contains(SECRET), "{what}: the secret leaked: {}", r.text());
+    assert!(
+        !r.text().contains(SECRET),
+        "{what}: the secret leaked: {}",
+        r.text()
+    );
 }

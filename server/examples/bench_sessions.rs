@@ -1,0 +1,709 @@
+//! Session streaming benchmark: from an agent's stdout line to the WebSocket
+//! frame, through mitzod (sandboxed agent, event log, SQLite, broadcast,
+//! WebSocket), against the same agent read by a bare pipe loop (the floor).
+//!
+//!   cargo build --release -p mitzod && cargo run --release -p mitzod --example bench_sessions
+//!
+//! Uses `MITZOD_BIN` or the `mitzod` next to this example's target dir.
+//! Needs Landlock (the agent runs under the real sandbox). As root the
+//! server drops to `nobody`, as the integration tests do.
+//!
+//! The agent is a small Python script that answers `initialize`, and for a
+//! user message `bench N PACE_US` writes `system/init`, then N assistant text
+//! messages whose text is `CLOCK_MONOTONIC` in ns at emit time (one write and
+//! flush per line, as the real CLI does), then a `result`. Latency is the
+//! receiver's `CLOCK_MONOTONIC` when it has read the `block_delta` frame (or,
+//! for the floor, the stdout line) minus that stamp. With PACE_US = 0 the
+//! agent writes as fast as it can, so latency includes any queueing behind a
+//! slower consumer; the paced rows show the latency of a single event.
+//!
+//! Environment: `BENCH_CONNS` (WebSocket connections for the 50-session run,
+//! default 5; 1 = every session on one connection, as one browser tab),
+//! `BENCH_ISOLATION=1` (a git worktree per session; default off, so setup
+//! time is not mixed into the streaming numbers).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+const N_ONE: usize = 2000;
+const N_MANY: usize = 200;
+const MANY: usize = 50;
+const PACE_US: u64 = 500;
+const PASSPHRASE: &str = "bench passphrase for sessions";
+const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef0123456789abcdef";
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+const AGENT: &str = r#"import json, sys, time, uuid
+
+out = sys.stdout
+
+
+def emit(obj):
+    out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+session_id = None
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    line = line.strip()
+    if not line:
+        continue
+    msg = json.loads(line)
+    kind = msg.get("type")
+    if kind == "control_request":
+        rid = msg.get("request_id")
+        sub = (msg.get("request") or {}).get("subtype")
+        if sub == "initialize":
+            emit({"type": "control_response",
+                  "response": {"subtype": "success", "request_id": rid, "response": {}}})
+        else:
+            emit({"type": "control_response",
+                  "response": {"subtype": "error", "request_id": rid, "error": "unsupported"}})
+    elif kind == "user":
+        if session_id is None:
+            session_id = str(uuid.uuid4())
+            emit({"type": "system", "subtype": "init", "session_id": session_id})
+        content = (msg.get("message") or {}).get("content") or ""
+        if isinstance(content, list):
+            content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+        parts = content.split()
+        n = int(parts[1]) if len(parts) > 1 else 100
+        pace = int(parts[2]) * 1000 if len(parts) > 2 else 0
+        mono = time.monotonic_ns
+        start = mono()
+        for i in range(n):
+            if pace:
+                target = start + i * pace
+                while True:
+                    left = target - mono()
+                    if left <= 0:
+                        break
+                    time.sleep(left / 1e9)
+            out.write('{"type":"assistant","message":{"id":"m%d","role":"assistant",'
+                      '"content":[{"type":"text","text":"%d"}]}}\n' % (i, mono()))
+            out.flush()
+        emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": 1,
+              "session_id": session_id})
+"#;
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec on our stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// What one session (or one bare agent) measured.
+#[derive(Default)]
+struct SessionStats {
+    latencies_ns: Vec<u64>,
+    /// The agent's emit stamp of each message (for `BENCH_DUMP`).
+    stamps_ns: Vec<u64>,
+    sent: Option<Instant>,
+    first_delta: Option<Instant>,
+    last_delta: Option<Instant>,
+    result: Option<Instant>,
+    last_seq: u64,
+    seq_gaps: u64,
+    errors: Vec<String>,
+}
+
+struct RunResult {
+    label: String,
+    sessions: usize,
+    per_session: usize,
+    stats: Vec<SessionStats>,
+}
+
+impl RunResult {
+    fn latencies(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self.stats.iter().flat_map(|s| s.latencies_ns.iter().copied()).collect();
+        all.sort_unstable();
+        all
+    }
+
+    fn received(&self) -> usize {
+        self.stats.iter().map(|s| s.latencies_ns.len()).sum()
+    }
+
+    /// Assistant messages per second, first send to last result.
+    fn wall_rate(&self) -> f64 {
+        let start = self.stats.iter().filter_map(|s| s.sent).min().expect("a send");
+        let end = self.stats.iter().filter_map(|s| s.result).max().expect("a result");
+        self.received() as f64 / (end - start).as_secs_f64()
+    }
+
+    /// Assistant messages per second, first to last one received.
+    fn stream_rate(&self) -> f64 {
+        let start = self.stats.iter().filter_map(|s| s.first_delta).min().expect("a delta");
+        let end = self.stats.iter().filter_map(|s| s.last_delta).max().expect("a delta");
+        self.received() as f64 / (end - start).as_secs_f64().max(1e-9)
+    }
+
+    /// Median time from send (or spawn) to a session's first message.
+    fn first_event_ms(&self) -> f64 {
+        let mut v: Vec<f64> = self
+            .stats
+            .iter()
+            .filter_map(|s| Some((s.first_delta? - s.sent?).as_secs_f64() * 1000.0))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+fn main() {
+    let bin = std::env::var("MITZOD_BIN").map(PathBuf::from).unwrap_or_else(|_| {
+        let exe = std::env::current_exe().expect("current exe");
+        exe.parent().and_then(|p| p.parent()).expect("target dir").join("mitzod")
+    });
+    assert!(bin.exists(), "{} missing: cargo build --release -p mitzod", bin.display());
+    let abi = mitzod::sandbox::landlock_abi();
+    assert!(abi.supported(), "Landlock is needed: the agent runs under the real sandbox ({abi})");
+    let conns: usize = std::env::var("BENCH_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).clamp(1, MANY);
+    let isolation = std::env::var("BENCH_ISOLATION").is_ok_and(|v| v == "1");
+
+    let dir = tempfile::Builder::new().prefix("mitzod-bench-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = make_repo(dir.path());
+    let agent = install_agent(dir.path());
+    let mut server = Server::start(&bin, dir.path(), &repo, &agent, isolation);
+    let jwt = server.login();
+
+    println!("machine: {} cores, kernel {}", cores(), kernel());
+    println!("{abi}");
+    println!(
+        "mitzod {} (runs as {}), session isolation {}, 50-session run over {conns} WebSocket connection(s)",
+        bin.display(),
+        if is_root() { "nobody" } else { "the current user" },
+        if isolation { "on (git worktree per session)" } else { "off" },
+    );
+
+    // Warm up: the page cache, Python's imports, SQLite.
+    let warm = run_mitzod(server.port, &jwt, "warm-up", 1, 200, 0, 1);
+    check(&warm, &mut server);
+
+    let mut runs = Vec::new();
+    let m1 = run_mitzod(server.port, &jwt, "mitzod", 1, N_ONE, 0, 1);
+    check(&m1, &mut server);
+    let f1 = run_floor(&agent, "bare pipe", 1, N_ONE, 0);
+    check(&f1, &mut server);
+    let m50 = run_mitzod(server.port, &jwt, "mitzod", MANY, N_MANY, 0, conns);
+    check(&m50, &mut server);
+    let f50 = run_floor(&agent, "bare pipe", MANY, N_MANY, 0);
+    check(&f50, &mut server);
+    let mp = run_mitzod(server.port, &jwt, "mitzod", 1, N_ONE, PACE_US, 1);
+    check(&mp, &mut server);
+    let fp = run_floor(&agent, "bare pipe", 1, N_ONE, PACE_US);
+    check(&fp, &mut server);
+    runs.push(("1 session, full speed".to_string(), m1, f1));
+    runs.push((format!("{MANY} sessions, full speed"), m50, f50));
+    runs.push((format!("1 session, paced {} kHz", 1000 / PACE_US), mp, fp));
+
+    let rss = rss_kib(server.pid());
+    server.stop();
+
+    println!();
+    println!(
+        "{:<26} {:<10} {:>7} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11} {:>9}",
+        "scenario", "path", "events", "median µs", "p99 µs", "max µs", "min µs", "events/s", "stream ev/s", "1st ms"
+    );
+    for (name, m, f) in &runs {
+        for r in [m, f] {
+            let l = r.latencies();
+            println!(
+                "{:<26} {:<10} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>11.0} {:>11.0} {:>9.1}",
+                name,
+                r.label,
+                format!("{}x{}", r.sessions, r.per_session),
+                percentile(&l, 50.0),
+                percentile(&l, 99.0),
+                l.last().copied().unwrap_or(0) as f64 / 1000.0,
+                l.first().copied().unwrap_or(0) as f64 / 1000.0,
+                r.wall_rate(),
+                r.stream_rate(),
+                r.first_event_ms(),
+            );
+        }
+    }
+    println!();
+    println!("ratios mitzod / bare pipe (latency: higher is worse; events/s: lower is worse)");
+    for (name, m, f) in &runs {
+        let (lm, lf) = (m.latencies(), f.latencies());
+        println!(
+            "{:<26} median {:>6.1}x  p99 {:>6.1}x  events/s {:>5.2}x  stream ev/s {:>5.2}x",
+            name,
+            percentile(&lm, 50.0) / percentile(&lf, 50.0),
+            percentile(&lm, 99.0) / percentile(&lf, 99.0),
+            m.wall_rate() / f.wall_rate(),
+            m.stream_rate() / f.stream_rate(),
+        );
+    }
+    println!();
+    println!("mitzod RSS after the runs: {rss} KiB");
+    println!(
+        "events/s: assistant messages per second from the first send (mitzod: the WebSocket `send`; \
+         bare pipe: the spawn) to the last `result`; stream ev/s: first to last message received; \
+         1st ms: median time from send/spawn to a session's first message."
+    );
+}
+
+/// Every message arrived, in order, with no error: else the numbers lie.
+/// With `BENCH_DUMP=dir`, also write each message's session, emit stamp and
+/// latency (ns) to a CSV there.
+fn check(r: &RunResult, server: &mut Server) {
+    if let Some(dir) = std::env::var_os("BENCH_DUMP") {
+        let name = format!("{}-{}x{}.csv", r.label.replace(' ', "_"), r.sessions, r.per_session);
+        let mut csv = String::from("session,stamp_ns,latency_ns\n");
+        for (i, s) in r.stats.iter().enumerate() {
+            for (stamp, lat) in s.stamps_ns.iter().zip(&s.latencies_ns) {
+                csv.push_str(&format!("{i},{stamp},{lat}\n"));
+            }
+        }
+        let path = Path::new(&dir).join(name);
+        let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let path = if path.exists() { path.with_extension(format!("{n}.csv")) } else { path };
+        std::fs::write(&path, csv).expect("BENCH_DUMP");
+    }
+    let expected = r.sessions * r.per_session;
+    let gaps: u64 = r.stats.iter().map(|s| s.seq_gaps).sum();
+    let errors: Vec<&String> = r.stats.iter().flat_map(|s| s.errors.iter()).collect();
+    if r.received() != expected || gaps > 0 || !errors.is_empty() {
+        eprintln!(
+            "{} {}x{}: received {} of {expected} messages, {gaps} seq gaps, errors: {errors:?}\nserver log tail:\n{}",
+            r.label,
+            r.sessions,
+            r.per_session,
+            r.received(),
+            server.log_tail()
+        );
+        server.stop();
+        std::process::exit(1);
+    }
+}
+
+// ---- through mitzod ---------------------------------------------------
+
+fn run_mitzod(port: u16, jwt: &str, label: &str, sessions: usize, n: usize, pace_us: u64, conns: usize) -> RunResult {
+    let conns = conns.min(sessions);
+    let barrier = Arc::new(Barrier::new(conns));
+    let handles: Vec<_> = (0..conns)
+        .map(|c| {
+            let count = sessions / conns + usize::from(c < sessions % conns);
+            let jwt = jwt.to_string();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut ws = connect(port, &jwt);
+                barrier.wait();
+                drive_connection(&mut ws, count, n, pace_us)
+            })
+        })
+        .collect();
+    let stats = handles.into_iter().flat_map(|h| h.join().expect("client thread")).collect();
+    RunResult {
+        label: label.to_string(),
+        sessions,
+        per_session: n,
+        stats,
+    }
+}
+
+fn connect(port: u16, jwt: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut req = format!("ws://127.0.0.1:{port}/ws/chat").into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {jwt}").parse().unwrap());
+    let (mut socket, _) = tungstenite::client(req, stream).expect("websocket handshake");
+    let welcome = read_frame(&mut socket).expect("welcome");
+    assert_eq!(welcome.1["type"], "welcome", "{}", welcome.1);
+    socket
+}
+
+/// The next text frame and the monotonic time it was read.
+fn read_frame(ws: &mut WebSocket<TcpStream>) -> Result<(u64, Value), String> {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let at = now_ns();
+                return serde_json::from_str(t.as_str()).map(|v| (at, v)).map_err(|e| e.to_string());
+            }
+            Ok(Message::Close(c)) => return Err(format!("websocket closed: {c:?}")),
+            Ok(_) => continue,
+            Err(e) => return Err(format!("websocket read: {e}")),
+        }
+    }
+}
+
+/// Start `count` sessions on this connection, read until each has a result,
+/// then stop them (and wait for that, so the next run starts quiet).
+fn drive_connection(ws: &mut WebSocket<TcpStream>, count: usize, n: usize, pace_us: u64) -> Vec<SessionStats> {
+    let prompt = format!("bench {n} {pace_us}");
+    // Sessions in the order their `send` went out; ids as they are created.
+    let mut pending: Vec<SessionStats> = Vec::new();
+    for k in 0..count {
+        let frame = json!({"type": "send", "sessionId": null, "prompt": prompt, "clientMsgId": format!("b{k}"), "mode": "auto"});
+        let sent = Instant::now();
+        ws.send(Message::text(frame.to_string())).expect("send");
+        pending.push(SessionStats {
+            sent: Some(sent),
+            latencies_ns: Vec::with_capacity(n),
+            ..Default::default()
+        });
+    }
+    let mut by_id: HashMap<String, SessionStats> = HashMap::new();
+    let mut by_msg: HashMap<String, usize> = HashMap::new();
+    let mut done = 0;
+    let mut stray_errors = Vec::new();
+    while done < count {
+        let (at, f) = match read_frame(ws) {
+            Ok(x) => x,
+            Err(e) => {
+                stray_errors.push(e);
+                break;
+            }
+        };
+        let kind = f["type"].as_str().unwrap_or("");
+        let sid = f["sessionId"].as_str().unwrap_or("").to_string();
+        if kind == "session_created" {
+            let k: usize = f["clientMsgId"].as_str().and_then(|m| m[1..].parse().ok()).expect("clientMsgId");
+            by_msg.insert(sid.clone(), k);
+            by_id.insert(sid, std::mem::take(&mut pending[k]));
+            continue;
+        }
+        let Some(s) = by_id.get_mut(&sid) else {
+            if kind == "error" {
+                stray_errors.push(f.to_string());
+            }
+            continue;
+        };
+        if let Some(seq) = f["seq"].as_u64().filter(|q| *q > 0) {
+            if s.last_seq != 0 && seq != s.last_seq + 1 {
+                s.seq_gaps += 1;
+            }
+            s.last_seq = seq;
+        }
+        match kind {
+            "block_delta" => {
+                let stamp: u64 = f["text"].as_str().and_then(|t| t.parse().ok()).expect("timestamp text");
+                s.latencies_ns.push(at.saturating_sub(stamp));
+                s.stamps_ns.push(stamp);
+                let now = Instant::now();
+                s.first_delta.get_or_insert(now);
+                s.last_delta = Some(now);
+            }
+            "result" => {
+                s.result = Some(Instant::now());
+                done += 1;
+            }
+            "error" => s.errors.push(f.to_string()),
+            _ => {}
+        }
+    }
+    // Stop every session and wait for its end.
+    for id in by_id.keys() {
+        let _ = ws.send(Message::text(json!({"type": "stop", "sessionId": id}).to_string()));
+    }
+    let mut ended = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ended < by_id.len() && Instant::now() < deadline {
+        match read_frame(ws) {
+            Ok((_, f)) if f["type"] == "session_end" => ended += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = ws.close(None);
+    let mut out: Vec<SessionStats> = by_id.into_values().collect();
+    if let Some(first) = out.first_mut() {
+        first.errors.extend(stray_errors);
+    } else {
+        out.push(SessionStats {
+            errors: stray_errors,
+            ..Default::default()
+        });
+    }
+    out
+}
+
+// ---- the floor: the same agent on a bare pipe -------------------------
+
+fn run_floor(agent: &Path, label: &str, sessions: usize, n: usize, pace_us: u64) -> RunResult {
+    let barrier = Arc::new(Barrier::new(sessions));
+    let handles: Vec<_> = (0..sessions)
+        .map(|_| {
+            let agent = agent.to_path_buf();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                bare_agent(&agent, n, pace_us)
+            })
+        })
+        .collect();
+    let stats = handles.into_iter().map(|h| h.join().expect("floor thread")).collect();
+    RunResult {
+        label: label.to_string(),
+        sessions,
+        per_session: n,
+        stats,
+    }
+}
+
+fn bare_agent(agent: &Path, n: usize, pace_us: u64) -> SessionStats {
+    let mut s = SessionStats {
+        latencies_ns: Vec::with_capacity(n),
+        sent: Some(Instant::now()),
+        ..Default::default()
+    };
+    let mut child: Child = Command::new(agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn agent");
+    let mut stdin = child.stdin.take().unwrap();
+    let init = json!({"type": "control_request", "request_id": "init", "request": {"subtype": "initialize", "hooks": null}});
+    let user = json!({"type": "user", "session_id": "", "message": {"role": "user", "content": format!("bench {n} {pace_us}")}, "parent_tool_use_id": null});
+    writeln!(stdin, "{init}\n{user}").expect("write to agent");
+    stdin.flush().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.expect("read agent stdout");
+        let at = now_ns();
+        let v: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                s.errors.push(format!("not JSON ({e}): {line}"));
+                continue;
+            }
+        };
+        match v["type"].as_str() {
+            Some("assistant") => {
+                let stamp: u64 = v["message"]["content"][0]["text"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .expect("timestamp text");
+                s.latencies_ns.push(at.saturating_sub(stamp));
+                s.stamps_ns.push(stamp);
+                let now = Instant::now();
+                s.first_delta.get_or_insert(now);
+                s.last_delta = Some(now);
+            }
+            Some("result") => {
+                s.result = Some(Instant::now());
+                break;
+            }
+            _ => {}
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    s
+}
+
+// ---- setup, as the integration tests do it ----------------------------
+
+/// A repo with one commit, owned by the user mitzod serves as.
+fn make_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
+    git(&["add", "README.md"]);
+    git(&["commit", "-qm", "init"]);
+    if is_root() {
+        let status = Command::new("chown").args(["-R", "nobody:"]).arg(&repo).status().unwrap();
+        assert!(status.success());
+    }
+    repo
+}
+
+/// The agent script next to a wrapper, so the sandbox's read-exec grant on
+/// the agent's install dir covers both.
+fn install_agent(dir: &Path) -> PathBuf {
+    let bin = dir.join("agent-bin");
+    std::fs::create_dir(&bin).unwrap();
+    let script = bin.join("bench_agent.py");
+    std::fs::write(&script, AGENT).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let wrapper = bin.join("claude");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec /usr/bin/python3 {} \"$@\"\n", script.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(bin: &Path, dir: &Path, repo: &Path, agent: &Path, isolation: bool) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let jwt = dir.join("jwt-secret");
+        std::fs::write(&jwt, JWT_SECRET).unwrap();
+        std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let hash = mitzod::auth::passphrase::hash(&mitzod::secret::Secret::new(PASSPHRASE)).unwrap();
+        let user = if is_root() { "user = \"nobody\"\n" } else { "" };
+        let config = dir.join("mitzod.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "repo_path = \"{}\"\n{user}state_dir = \"{}\"\nlisten = [\"127.0.0.1:{port}\"]\njwt_secret_file = \"{}\"\n\
+                 passphrase_hash = \"{hash}\"\n\n[session]\nisolation = {isolation}\n\n[agent]\ncommand = \"{}\"\n",
+                repo.display(),
+                dir.join("state").display(),
+                jwt.display(),
+                agent.display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("mitzod.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env("MITZO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start mitzod");
+        let mut server = Server {
+            child: Some(child),
+            port,
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("mitzod exited early ({status}); log:\n{}", self.log_tail());
+            }
+            if let Ok((200, _)) = self.http("GET", "/healthz", "") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "mitzod not ready; log:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn http(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        use std::io::Read;
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Ok((status, body))
+    }
+
+    fn login(&self) -> String {
+        let (status, body) = self
+            .http("POST", "/api/auth/login", &json!({ "passphrase": PASSPHRASE }).to_string())
+            .expect("login");
+        assert_eq!(status, 200, "login failed: {body}");
+        let v: Value = serde_json::from_str(&body).expect("login JSON");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
