@@ -482,3 +482,69 @@ fn ws_needs_the_owner() {
     h.push(("Origin", "https://evil.example"));
     assert_eq!(s.get("/ws/chat", &h).status, 403);
 }
+
+/// The agent's session token, read from its environment (fake agent `env`).
+fn session_token(s: &SessionServer) -> (String, String) {
+    let r = s.create(json!({"source": "test", "initialPrompt": "env"}));
+    let id = r.json()["sessionId"].as_str().unwrap().to_string();
+    let env = text_of(&s.wait_event(&id, |e| e["type"] == "result"));
+    let token = env
+        .lines()
+        .find_map(|l| l.strip_prefix("MITZO_SESSION_TOKEN="))
+        .unwrap_or_else(|| panic!("no token in {env}"))
+        .to_string();
+    (id, token)
+}
+
+#[test]
+fn session_tokens_reach_only_their_own_tasks() {
+    if !landlock_or_skip("session_tokens_reach_only_their_own_tasks") {
+        return;
+    }
+    let s = start("");
+    let (a_id, a) = session_token(&s);
+    let (b_id, b) = session_token(&s);
+    let a_auth = format!("Bearer {a}");
+    let b_auth = format!("Bearer {b}");
+    let r = s.server.post(
+        "/api/internal/task-tools/set",
+        &[("Authorization", &a_auth)],
+        r#"{"tasks": [{"title": "a's task"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // B cannot see or move A's tasks, even naming A's session.
+    let status = s
+        .server
+        .get("/api/internal/task-tools/status", &[("Authorization", &b_auth), ("X-Client-ID", &a_id)]);
+    assert_eq!(status.status, 200, "{}", status.text());
+    assert!(!status.text().contains("a's task"), "{}", status.text());
+    let r = s.server.post(
+        "/api/internal/task-tools/complete",
+        &[("Authorization", &b_auth), ("X-Client-ID", &a_id)],
+        r#"{"summary": "not mine"}"#,
+    );
+    assert_eq!(r.status, 409, "nothing open in B's own session: {}", r.text());
+    // The task board itself is the internal API: no session token.
+    assert_eq!(s.server.get("/api/tasks", &[("Authorization", &b_auth)]).status, 403);
+    // A sees its own.
+    let status = s.server.get("/api/internal/task-tools/status", &[("Authorization", &a_auth)]);
+    assert!(status.text().contains("a's task"), "{}", status.text());
+    let tasks = s.server.get("/api/tasks", &s.internal_headers()).json();
+    let task = tasks["tasks"].as_array().unwrap().iter().find(|t| t["title"] == "a's task").unwrap().clone();
+    assert_eq!(task["sessionId"], a_id.as_str());
+    assert_ne!(task["sessionId"], b_id.as_str());
+}
+
+#[test]
+fn task_changes_reach_websocket_clients() {
+    let s = start("");
+    let mut ws = s.ws();
+    let r = s.server.post("/api/tasks", &s.internal_headers(), r#"{"title": "watch me"}"#);
+    assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    let id = r.json()["id"].as_str().or(r.json()["task"]["id"].as_str()).unwrap().to_string();
+    let updated = ws.wait_type("task_updated");
+    assert_eq!(updated["task"]["title"], "watch me");
+    assert_eq!(s.server.request_delete(&format!("/api/tasks/{id}"), &s.internal_headers()).status, 200);
+    let deleted = ws.wait_type("task_deleted");
+    assert_eq!(deleted["id"], id.as_str());
+}
