@@ -19,12 +19,24 @@ const ROUND: Duration = Duration::from_secs(3);
 const CLIENTS: usize = 4;
 
 fn main() {
-    let bin = std::env::var("MITZO_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        let exe = std::env::current_exe().expect("current exe");
-        exe.parent().and_then(|p| p.parent()).expect("target dir").join("mitzod")
-    });
-    assert!(bin.exists(), "{} missing: cargo build --release -p mitzod", bin.display());
-    let dir = tempfile::Builder::new().prefix("mitzod-bench-").tempdir_in("/tmp").unwrap();
+    let bin = std::env::var("MITZO_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            let exe = std::env::current_exe().expect("current exe");
+            exe.parent()
+                .and_then(|p| p.parent())
+                .expect("target dir")
+                .join("mitzod")
+        });
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p mitzod",
+        bin.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("mitzod-bench-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = write_config(dir.path());
 
@@ -90,18 +102,28 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
     let jwt = dir.join("jwt-secret");
     std::fs::write(&jwt, "bench-jwt-secret-0123456789abcdef0123456789abcdef").unwrap();
-    let hash = mitzod::auth::passphrase::hash(&mitzod::secret::Secret::new("bench passphrase")).unwrap();
-    let user = if nix::unistd::Uid::effective().is_root() { "user = \"nobody\"\n" } else { "" };
+    let hash =
+        mitzod::auth::passphrase::hash(&mitzod::secret::Secret::new("bench passphrase")).unwrap();
+    let user = if nix::unistd::Uid::effective().is_root() {
+        "user = \"nobody\"\n"
+    } else {
+        ""
+    };
     let config = dir.join("mitzod.toml");
     std::fs::write(
         &config,
@@ -118,7 +140,11 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
 fn spawn_activated(bin: &std::path::Path, config: &std::path::Path, fd: RawFd) -> Child {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg(format!("LISTEN_PID=$$ exec {} serve --config {}", bin.display(), config.display()))
+        .arg(format!(
+            "LISTEN_PID=$$ exec {} serve --config {}",
+            bin.display(),
+            config.display()
+        ))
         .env("LISTEN_FDS", "1")
         .env("LISTEN_FDNAMES", "http")
         .stdin(Stdio::null())
@@ -140,7 +166,10 @@ fn spawn_activated(bin: &std::path::Path, config: &std::path::Path, fd: RawFd) -
 }
 
 fn stop(child: &mut Child) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let _ = child.wait();
 }
 
@@ -209,7 +238,11 @@ fn throughput(addr: std::net::SocketAddr, path: &str, extra_headers: &str) -> f6
 fn read_response(reader: &mut BufReader<TcpStream>) -> u16 {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut length = 0usize;
     loop {
         line.clear();

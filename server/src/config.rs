@@ -469,7 +469,10 @@ impl Config {
             return bad("permissions.timeout_secs", "must be at least 1".into());
         }
         if self.ntfy.is_some() && self.public_url.is_none() {
-            return bad("public_url", "required when [ntfy] is set: notification actions call back to it".into());
+            return bad(
+                "public_url",
+                "required when [ntfy] is set: notification actions call back to it".into(),
+            );
         }
         for o in &self.allowed_origins {
             PublicUrl::parse(o)

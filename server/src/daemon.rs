@@ -106,7 +106,11 @@ pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
     .collect();
     let (own_url, own_port) = own_address(&listeners, &config);
     let ntfy = match (&config.ntfy, &config.public_url) {
-        (Some(n), Some(url)) => Some(crate::ntfy::Ntfy::new(n, credentials.ntfy_token.clone(), url.origin.clone())),
+        (Some(n), Some(url)) => Some(crate::ntfy::Ntfy::new(
+            n,
+            credentials.ntfy_token.clone(),
+            url.origin.clone(),
+        )),
         _ => None,
     };
     let sessions = crate::sessions::SessionManager::new(crate::sessions::Deps {
@@ -153,7 +157,10 @@ fn own_address(listeners: &[Listener], config: &Config) -> (String, Option<u16>)
                 } else {
                     addr.ip()
                 };
-                return (format!("http://{}", std::net::SocketAddr::new(ip, addr.port())), Some(addr.port()));
+                return (
+                    format!("http://{}", std::net::SocketAddr::new(ip, addr.port())),
+                    Some(addr.port()),
+                );
             }
         }
     }
@@ -243,7 +250,9 @@ async fn watchdog(interval: Duration, state: AppState) {
                 .call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)),
         )
         .await;
-        let supervisor = state.sessions.supervisor_alive(interval.max(Duration::from_secs(3)));
+        let supervisor = state
+            .sessions
+            .supervisor_alive(interval.max(Duration::from_secs(3)));
         match alive {
             Ok(Ok(1)) if supervisor => systemd::notify_watchdog(),
             other => tracing::error!(?other, "health check failed; withholding WATCHDOG=1"),

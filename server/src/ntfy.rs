@@ -20,7 +20,10 @@ pub struct Ntfy {
 
 impl std::fmt::Debug for Ntfy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ntfy").field("url", &self.url).field("topic", &self.topic).finish_non_exhaustive()
+        f.debug_struct("Ntfy")
+            .field("url", &self.url)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,7 +39,14 @@ impl Ntfy {
     }
 
     /// Publish one permission request (blocking: call from the blocking pool).
-    pub fn notify_permission(&self, session_id: &str, perm_id: &str, tool: &str, summary: &str, capability: &str) -> Result<()> {
+    pub fn notify_permission(
+        &self,
+        session_id: &str,
+        perm_id: &str,
+        tool: &str,
+        summary: &str,
+        capability: &str,
+    ) -> Result<()> {
         let respond = format!("{}/api/permission/{perm_id}/respond", self.public_url);
         let action = |label: &str, decision: &str| {
             json!({

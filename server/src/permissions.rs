@@ -55,7 +55,15 @@ impl Mode {
     }
 }
 
-const SAFE: &[&str] = &["Read", "Glob", "Grep", "LS", "WebSearch", "WebFetch", "TodoRead"];
+const SAFE: &[&str] = &[
+    "Read",
+    "Glob",
+    "Grep",
+    "LS",
+    "WebSearch",
+    "WebFetch",
+    "TodoRead",
+];
 const STANDARD: &[&str] = &["Write", "Edit", "MultiEdit", "NotebookEdit", "TodoWrite"];
 const ELEVATED: &[&str] = &["Bash"];
 /// Tools whose input names a file they write.
@@ -134,9 +142,15 @@ pub fn decide(
 
 /// A write-class tool aimed outside the worktree: the reason, else `None`.
 pub fn write_outside(tool: &str, input: &serde_json::Value, worktree: &Path) -> Option<String> {
-    let key = WRITE_TOOLS.iter().find(|(t, _)| *t == tool).map(|(_, k)| *k)?;
+    let key = WRITE_TOOLS
+        .iter()
+        .find(|(t, _)| *t == tool)
+        .map(|(_, k)| *k)?;
     let Some(raw) = input.get(key).and_then(|v| v.as_str()) else {
-        return Some(format!("{tool} needs a `{key}` inside {}", worktree.display()));
+        return Some(format!(
+            "{tool} needs a `{key}` inside {}",
+            worktree.display()
+        ));
     };
     let root = std::fs::canonicalize(worktree).unwrap_or_else(|_| normalise(worktree));
     let target = resolve(Path::new(raw), &root);
@@ -153,13 +167,20 @@ pub fn write_outside(tool: &str, input: &serde_json::Value, worktree: &Path) -> 
 /// Resolve `p` against `base` following existing symlinks, then `..` on the
 /// part that does not exist yet: where a write would really land.
 fn resolve(p: &Path, base: &Path) -> PathBuf {
-    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
     let joined = normalise(&joined);
     // Longest existing ancestor, canonicalised (symlinks followed).
     let mut existing = joined.clone();
     let mut rest = Vec::new();
     while !existing.exists() {
-        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();
@@ -237,7 +258,11 @@ mod tests {
         ];
         for (tool, mode, want) in cases {
             let input = json!({"file_path": wt.join("x").to_str().unwrap(), "command": "ls"});
-            assert_eq!(decide(tool, &input, mode, &none(), &always, &wt).0, want, "{tool} in {mode:?}");
+            assert_eq!(
+                decide(tool, &input, mode, &none(), &always, &wt).0,
+                want,
+                "{tool} in {mode:?}"
+            );
         }
     }
 
@@ -248,10 +273,26 @@ mod tests {
         o.insert("Bash".to_string(), Tier::Standard);
         o.insert("Read".to_string(), Tier::Elevated);
         o.insert("mcp__x__y".to_string(), Tier::Safe);
-        assert_eq!(effective_tier("Write", &o), Tier::Standard, "never promoted to safe");
-        assert_eq!(effective_tier("Bash", &o), Tier::Standard, "elevated → standard is allowed");
-        assert_eq!(effective_tier("Read", &o), Tier::Elevated, "narrowing always works");
-        assert_eq!(effective_tier("mcp__x__y", &o), Tier::Unknown, "unknown stays unknown");
+        assert_eq!(
+            effective_tier("Write", &o),
+            Tier::Standard,
+            "never promoted to safe"
+        );
+        assert_eq!(
+            effective_tier("Bash", &o),
+            Tier::Standard,
+            "elevated → standard is allowed"
+        );
+        assert_eq!(
+            effective_tier("Read", &o),
+            Tier::Elevated,
+            "narrowing always works"
+        );
+        assert_eq!(
+            effective_tier("mcp__x__y", &o),
+            Tier::Unknown,
+            "unknown stays unknown"
+        );
     }
 
     #[test]
@@ -261,7 +302,11 @@ mod tests {
         always.insert("mcp__github__create_issue".to_string());
         let v = |t: &str| decide(t, &json!({}), Mode::Ask, &none(), &always, &wt).0;
         assert_eq!(v("mcp__github__create_issue"), Verdict::Allow);
-        assert_eq!(v("mcp__github__delete_repo"), Verdict::Ask, "not the whole server");
+        assert_eq!(
+            v("mcp__github__delete_repo"),
+            Verdict::Ask,
+            "not the whole server"
+        );
     }
 
     #[test]
@@ -272,10 +317,18 @@ mod tests {
         std::fs::create_dir(base.path().join("repo-evil")).unwrap();
         std::os::unix::fs::symlink("/etc", wt.join("link")).unwrap();
         let always = HashSet::new();
-        let inside = [wt.join("a.txt"), wt.join("new/dir/b.txt"), PathBuf::from("rel.txt")];
+        let inside = [
+            wt.join("a.txt"),
+            wt.join("new/dir/b.txt"),
+            PathBuf::from("rel.txt"),
+        ];
         for p in inside {
             let input = json!({"file_path": p.to_str().unwrap()});
-            assert_eq!(decide("Write", &input, Mode::Auto, &none(), &always, &wt).0, Verdict::Allow, "{p:?}");
+            assert_eq!(
+                decide("Write", &input, Mode::Auto, &none(), &always, &wt).0,
+                Verdict::Allow,
+                "{p:?}"
+            );
         }
         let outside = [
             "/etc/passwd".to_string(),

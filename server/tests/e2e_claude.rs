@@ -31,7 +31,10 @@ fn claude_or_skip(test: &str) -> Option<PathBuf> {
         return Some(bin);
     }
     if std::env::var("MITZO_REQUIRE_E2E").is_ok_and(|v| v == "1") {
-        panic!("{test}: {} missing; run `npm ci` in tests/e2e", bin.display());
+        panic!(
+            "{test}: {} missing; run `npm ci` in tests/e2e",
+            bin.display()
+        );
     }
     eprintln!("SKIP {test}: the Claude Code CLI is not installed (npm ci in tests/e2e)");
     None
@@ -62,13 +65,23 @@ fn fake_api() -> FakeApi {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().parse().unwrap_or_else(|_| panic!("fake API port line: {line:?}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fake API port line: {line:?}"));
     FakeApi { child, port }
 }
 
 /// mitzod with the real CLI as its agent, reaching the fake API only.
-fn start_real(claude: &Path, api: &FakeApi, extra: &str, env: impl Fn(u16) -> Vec<(String, String)>) -> SessionServer {
+fn start_real(
+    claude: &Path,
+    api: &FakeApi,
+    extra: &str,
+    env: impl Fn(u16) -> Vec<(String, String)>,
+) -> SessionServer {
     let modules = e2e_dir().join("node_modules").canonicalize().unwrap();
     let api_port = api.port;
     let extra = format!("{extra}\n");
@@ -93,7 +106,9 @@ fn start_real(claude: &Path, api: &FakeApi, extra: &str, env: impl Fn(u16) -> Ve
 
 #[test]
 fn real_claude_allow_deny_and_sandbox() {
-    let Some(claude) = claude_or_skip("real_claude_allow_deny_and_sandbox") else { return };
+    let Some(claude) = claude_or_skip("real_claude_allow_deny_and_sandbox") else {
+        return;
+    };
     let api = fake_api();
     let s = start_real(&claude, &api, "", |_| Vec::new());
     let mut ws = s.ws();
@@ -109,7 +124,10 @@ fn real_claude_allow_deny_and_sandbox() {
     let result = ws.wait_type("tool_result");
     assert_eq!(result["isError"], false, "{result}");
     ws.wait_type("result");
-    assert_eq!(std::fs::read_to_string(wt.join("inside.txt")).unwrap(), "inside\n");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("inside.txt")).unwrap(),
+        "inside\n"
+    );
 
     // Allowed by the owner, stopped by the sandbox: a write outside the repo.
     let outside_dir = open_tempdir();
@@ -132,18 +150,34 @@ fn real_claude_allow_deny_and_sandbox() {
     assert!(!wt.join("denied.txt").exists());
 
     // The agent's session id was captured: a restart resumes it.
-    let meta = s.server.get(&format!("/api/sessions/{id}/meta"), &s.internal_headers()).json();
-    assert!(meta["agentSessionId"].as_str().is_some_and(|x| !x.is_empty()), "{meta}");
+    let meta = s
+        .server
+        .get(&format!("/api/sessions/{id}/meta"), &s.internal_headers())
+        .json();
+    assert!(
+        meta["agentSessionId"]
+            .as_str()
+            .is_some_and(|x| !x.is_empty()),
+        "{meta}"
+    );
 }
 
 #[test]
 fn real_claude_permission_timeout() {
-    let Some(claude) = claude_or_skip("real_claude_permission_timeout") else { return };
+    let Some(claude) = claude_or_skip("real_claude_permission_timeout") else {
+        return;
+    };
     let api = fake_api();
-    let s = start_real(&claude, &api, "[permissions]\ntimeout_secs = 2", |_| Vec::new());
+    let s = start_real(&claude, &api, "[permissions]\ntimeout_secs = 2", |_| {
+        Vec::new()
+    });
     let mut ws = s.ws();
     ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: echo late > late.txt"}));
-    let wt = PathBuf::from(ws.wait_type("session_created")["worktrees"]["primary"]["path"].as_str().unwrap());
+    let wt = PathBuf::from(
+        ws.wait_type("session_created")["worktrees"]["primary"]["path"]
+            .as_str()
+            .unwrap(),
+    );
     let req = ws.wait_type("permission_request");
     let timeout = ws.wait_type("permission_timeout");
     assert_eq!(timeout["permId"], req["permId"]);
@@ -153,13 +187,21 @@ fn real_claude_permission_timeout() {
 
 #[test]
 fn real_claude_ntfy_approval() {
-    let Some(claude) = claude_or_skip("real_claude_ntfy_approval") else { return };
+    let Some(claude) = claude_or_skip("real_claude_ntfy_approval") else {
+        return;
+    };
     let api = fake_api();
     let (ntfy_port, published) = fake_ntfy();
     let s = start_real(&claude, &api, "", |port| {
         vec![
-            ("MITZOD_PUBLIC_URL".into(), format!("http://127.0.0.1:{port}")),
-            ("MITZOD_NTFY__URL".into(), format!("http://127.0.0.1:{ntfy_port}")),
+            (
+                "MITZOD_PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            (
+                "MITZOD_NTFY__URL".into(),
+                format!("http://127.0.0.1:{ntfy_port}"),
+            ),
             ("MITZOD_NTFY__TOPIC".into(), "e2e".into()),
             ("MITZOD_NTFY__DELAY_SECS".into(), "0".into()),
         ]
@@ -168,13 +210,36 @@ fn real_claude_ntfy_approval() {
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["sessionId"].as_str().unwrap().to_string();
     let wt = PathBuf::from(r.json()["worktrees"]["primary"]["path"].as_str().unwrap());
-    let (_, body) = published.recv_timeout(Duration::from_secs(60)).expect("ntfy notified");
-    let allow = body["actions"].as_array().unwrap().iter().find(|a| a["label"] == "Allow once").unwrap().clone();
+    let (_, body) = published
+        .recv_timeout(Duration::from_secs(60))
+        .expect("ntfy notified");
+    let allow = body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["label"] == "Allow once")
+        .unwrap()
+        .clone();
     let url = allow["url"].as_str().unwrap();
-    let path = format!("/{}", url.split_once("127.0.0.1:").unwrap().1.split_once('/').unwrap().1);
+    let path = format!(
+        "/{}",
+        url.split_once("127.0.0.1:")
+            .unwrap()
+            .1
+            .split_once('/')
+            .unwrap()
+            .1
+    );
     let cap = allow["headers"]["X-Approval-Token"].as_str().unwrap();
-    let r = s.server.post(&path, &[("X-Approval-Token", cap)], allow["body"].as_str().unwrap());
+    let r = s.server.post(
+        &path,
+        &[("X-Approval-Token", cap)],
+        allow["body"].as_str().unwrap(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     s.wait_event(&id, |e| e["type"] == "result");
-    assert_eq!(std::fs::read_to_string(wt.join("phone.txt")).unwrap(), "phone\n");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("phone.txt")).unwrap(),
+        "phone\n"
+    );
 }

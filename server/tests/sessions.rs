@@ -17,7 +17,8 @@ fn rest_create_runs_headless_and_lists() {
         return;
     }
     let s = start("");
-    let r = s.create(json!({"source": "test", "initialPrompt": "text:hello there", "summary": "greet"}));
+    let r = s
+        .create(json!({"source": "test", "initialPrompt": "text:hello there", "summary": "greet"}));
     assert_eq!(r.status, 201, "{}", r.text());
     let body = r.json();
     let id = body["sessionId"].as_str().unwrap().to_string();
@@ -25,46 +26,111 @@ fn rest_create_runs_headless_and_lists() {
     assert_eq!(body["headless"], true);
     assert_eq!(body["isolation"], true);
     let wt = body["worktrees"]["primary"]["path"].as_str().unwrap();
-    assert_eq!(body["worktrees"]["primary"]["branch"], format!("session/{id}"));
-    assert!(std::path::Path::new(wt).join("README.md").exists(), "worktree checked out");
+    assert_eq!(
+        body["worktrees"]["primary"]["branch"],
+        format!("session/{id}")
+    );
+    assert!(
+        std::path::Path::new(wt).join("README.md").exists(),
+        "worktree checked out"
+    );
     let events = s.wait_event(&id, |e| e["type"] == "result");
     assert_eq!(text_of(&events), "hello there");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-    assert!(events.iter().all(|e| e["v"] == 2 && e["sessionId"] == id.as_str() && e["ts"].is_i64()));
+    assert!(events
+        .iter()
+        .all(|e| e["v"] == 2 && e["sessionId"] == id.as_str() && e["ts"].is_i64()));
 
     // Without a prompt: 200, not headless.
     let r = s.create(json!({"source": "test"}));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["headless"], false);
 
-    let list = s.server.get("/api/sessions?limit=1", &s.internal_headers()).json();
+    let list = s
+        .server
+        .get("/api/sessions?limit=1", &s.internal_headers())
+        .json();
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
     assert_eq!(list["hasMore"], true);
     let list = s.server.get("/api/sessions", &s.internal_headers()).json();
-    let first = list["sessions"].as_array().unwrap().iter().find(|x| x["id"] == id.as_str()).unwrap().clone();
+    let first = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(first["numTurns"], 1);
     assert_eq!(first["summary"], "greet");
     for key in ["lastModified", "branch", "isActive", "isAttached"] {
         assert!(first.get(key).is_some(), "{key}");
     }
-    let meta = s.server.get(&format!("/api/sessions/{id}/meta"), &s.internal_headers()).json();
+    let meta = s
+        .server
+        .get(&format!("/api/sessions/{id}/meta"), &s.internal_headers())
+        .json();
     assert_eq!(meta["id"], id.as_str());
-    let after = s.server.get(&format!("/api/sessions/{id}/events?after=3"), &s.internal_headers()).json();
+    let after = s
+        .server
+        .get(
+            &format!("/api/sessions/{id}/events?after=3"),
+            &s.internal_headers(),
+        )
+        .json();
     assert_eq!(after["events"][0]["seq"], 4);
 
     // Bad input.
-    assert_eq!(s.server.get("/api/sessions?limit=101", &s.internal_headers()).status, 400);
+    assert_eq!(
+        s.server
+            .get("/api/sessions?limit=101", &s.internal_headers())
+            .status,
+        400
+    );
     let r = s.create(json!({"source": "test", "mode": "yolo"}));
     assert_eq!(r.status, 400);
     assert!(r.error().contains("ask, agent or auto"));
-    assert_eq!(s.create(json!({"source": "test", "surprise": 1})).status, 400);
-    assert_eq!(s.server.get("/api/sessions/../etc/meta", &s.internal_headers()).status, 404);
-    assert_eq!(s.server.get("/api/sessions/2026-01-01-zzzzzzzzzzzz/meta", &s.internal_headers()).status, 400);
-    assert_eq!(s.server.get("/api/sessions/2026-01-01-000000000000/meta", &s.internal_headers()).status, 404);
+    assert_eq!(
+        s.create(json!({"source": "test", "surprise": 1})).status,
+        400
+    );
+    assert_eq!(
+        s.server
+            .get("/api/sessions/../etc/meta", &s.internal_headers())
+            .status,
+        404
+    );
+    assert_eq!(
+        s.server
+            .get(
+                "/api/sessions/2026-01-01-zzzzzzzzzzzz/meta",
+                &s.internal_headers()
+            )
+            .status,
+        400
+    );
+    assert_eq!(
+        s.server
+            .get(
+                "/api/sessions/2026-01-01-000000000000/meta",
+                &s.internal_headers()
+            )
+            .status,
+        404
+    );
     // DELETE stops and hides.
-    assert_eq!(s.server.request_delete(&format!("/api/sessions/{id}"), &s.internal_headers()).status, 200);
-    assert_eq!(s.server.get(&format!("/api/sessions/{id}/meta"), &s.internal_headers()).status, 404);
+    assert_eq!(
+        s.server
+            .request_delete(&format!("/api/sessions/{id}"), &s.internal_headers())
+            .status,
+        200
+    );
+    assert_eq!(
+        s.server
+            .get(&format!("/api/sessions/{id}/meta"), &s.internal_headers())
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -87,20 +153,31 @@ fn ws_permission_allow_deny_and_always() {
     assert_eq!(req["tier"], "elevated");
     assert_eq!(req["toolInput"]["command"], "echo hi > inside.txt");
     assert!(req["expiresAt"].as_i64().unwrap() > 0);
-    ws.wait_for("requires_action", |f| f["type"] == "session_state_changed" && f["state"] == "requires_action");
+    ws.wait_for("requires_action", |f| {
+        f["type"] == "session_state_changed" && f["state"] == "requires_action"
+    });
     // A decision naming the wrong session is refused; the permission stays.
     let perm = req["permId"].as_str().unwrap().to_string();
     ws.send(json!({"type": "permission_response", "sessionId": "2026-01-01-000000000000", "permId": perm, "decision": "once"}));
     let err = ws.wait_type("error");
-    assert!(err["error"].as_str().unwrap().contains("another session"), "{err}");
-    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": perm, "decision": "once"}));
+    assert!(
+        err["error"].as_str().unwrap().contains("another session"),
+        "{err}"
+    );
+    ws.send(
+        json!({"type": "permission_response", "sessionId": id, "permId": perm, "decision": "once"}),
+    );
     let resolved = ws.wait_type("permission_resolved");
     assert_eq!(resolved["decision"], "once");
     assert_eq!(resolved["by"], "owner");
     let result = ws.wait_type("tool_result");
     assert_eq!(result["isError"], false, "{result}");
     ws.wait_type("result");
-    assert_eq!(std::fs::read_to_string(wt.join("inside.txt")).unwrap(), "hi\n", "ran in the worktree");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("inside.txt")).unwrap(),
+        "hi\n",
+        "ran in the worktree"
+    );
 
     // Deny.
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "tool:Bash:echo no > denied.txt", "clientMsgId": "c2"}));
@@ -112,7 +189,10 @@ fn ws_permission_allow_deny_and_always() {
     assert!(!wt.join("denied.txt").exists());
     // The same permission again: already decided.
     ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
-    assert!(ws.wait_type("error")["error"].as_str().unwrap().contains("already decided"));
+    assert!(ws.wait_type("error")["error"]
+        .as_str()
+        .unwrap()
+        .contains("already decided"));
 
     // Always: that exact tool is allowed for the rest of this session.
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "tool:Bash:echo 1 > a.txt"}));
@@ -121,21 +201,45 @@ fn ws_permission_allow_deny_and_always() {
     ws.wait_type("result");
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "tool:Bash:echo 2 > b.txt"}));
     ws.wait_type("result");
-    assert!(!ws.seen.iter().any(|f| f["type"] == "permission_request"), "no second question");
+    assert!(
+        !ws.seen.iter().any(|f| f["type"] == "permission_request"),
+        "no second question"
+    );
     assert!(wt.join("b.txt").exists());
 
     let audit = s.audit(&id);
     let decisions: Vec<(String, String)> = audit
         .iter()
-        .map(|a| (a["decision"].as_str().unwrap().to_string(), a["decidedBy"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["decision"].as_str().unwrap().to_string(),
+                a["decidedBy"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert!(decisions.contains(&("once".into(), "owner".into())), "{decisions:?}");
-    assert!(decisions.contains(&("deny".into(), "owner".into())), "{decisions:?}");
-    assert!(decisions.contains(&("always".into(), "owner".into())), "{decisions:?}");
-    assert!(decisions.contains(&("allow".into(), "policy".into())), "{decisions:?}");
-    assert!(audit.iter().all(|a| a["tool"] == "Bash" && a["inputSummary"].as_str().unwrap().starts_with("echo")));
+    assert!(
+        decisions.contains(&("once".into(), "owner".into())),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.contains(&("deny".into(), "owner".into())),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.contains(&("always".into(), "owner".into())),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.contains(&("allow".into(), "policy".into())),
+        "{decisions:?}"
+    );
+    assert!(audit
+        .iter()
+        .all(|a| a["tool"] == "Bash" && a["inputSummary"].as_str().unwrap().starts_with("echo")));
     // Audit is owner-only.
-    let r = s.server.get(&format!("/api/audit?sessionId={id}"), &s.internal_headers());
+    let r = s
+        .server
+        .get(&format!("/api/audit?sessionId={id}"), &s.internal_headers());
     assert_eq!(r.status, 403);
 }
 
@@ -148,21 +252,31 @@ fn modes_and_worktree_check() {
     let mut ws = s.ws();
     // Auto mode: Bash runs without a question.
     ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Bash:echo auto > auto.txt", "mode": "auto"}));
-    let id = ws.wait_type("session_created")["sessionId"].as_str().unwrap().to_string();
+    let id = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     ws.wait_type("result");
     assert!(!ws.seen.iter().any(|f| f["type"] == "permission_request"));
     // A write aimed outside the worktree is denied by the broker, naming it.
     let outside = s.server.dir.path().join("outside.txt");
     ws.send(json!({"type": "send", "sessionId": id, "prompt": format!("tool:Write:{}", outside.display()), "mode": "auto"}));
-    let denied = ws.wait_for("policy deny", |f| f["type"] == "permission_resolved" && f["by"] == "policy");
+    let denied = ws.wait_for("policy deny", |f| {
+        f["type"] == "permission_resolved" && f["by"] == "policy"
+    });
     assert_eq!(denied["decision"], "deny");
-    assert!(denied["message"].as_str().unwrap().contains("worktree"), "{denied}");
+    assert!(
+        denied["message"].as_str().unwrap().contains("worktree"),
+        "{denied}"
+    );
     ws.wait_type("result");
     assert!(!outside.exists());
     // Ask mode: Write must be asked.
     ws.send(json!({"type": "set_mode", "sessionId": id, "mode": "ask"}));
     ws.wait_type("mode_changed");
-    ws.send(json!({"type": "send", "sessionId": id, "prompt": "tool:Write:new.txt", "mode": "ask"}));
+    ws.send(
+        json!({"type": "send", "sessionId": id, "prompt": "tool:Write:new.txt", "mode": "ask"}),
+    );
     let req = ws.wait_type("permission_request");
     assert_eq!(req["tier"], "standard");
 }
@@ -173,7 +287,11 @@ fn repo_overrides_cannot_auto_allow_mutations_in_ask_mode() {
         return;
     }
     let s = start("");
-    std::fs::write(s.repo.join(".mitzo.json"), r#"{"toolTierOverrides": {"Bash": "safe"}}"#).unwrap();
+    std::fs::write(
+        s.repo.join(".mitzo.json"),
+        r#"{"toolTierOverrides": {"Bash": "safe"}}"#,
+    )
+    .unwrap();
     let mut ws = s.ws();
     ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Bash:echo x > x.txt", "mode": "ask"}));
     let req = ws.wait_type("permission_request");
@@ -188,14 +306,22 @@ fn permission_times_out_to_deny() {
     let s = start("[permissions]\ntimeout_secs = 1\n");
     let mut ws = s.ws();
     ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Bash:echo late > late.txt"}));
-    let id = ws.wait_type("session_created")["sessionId"].as_str().unwrap().to_string();
+    let id = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let req = ws.wait_type("permission_request");
     let timeout = ws.wait_type("permission_timeout");
     assert_eq!(timeout["permId"], req["permId"]);
     let result = ws.wait_type("tool_result");
     assert_eq!(result["isError"], true);
     let audit = s.audit(&id);
-    assert!(audit.iter().any(|a| a["decidedBy"] == "timeout" && a["decision"] == "deny"), "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["decidedBy"] == "timeout" && a["decision"] == "deny"),
+        "{audit:?}"
+    );
 }
 
 #[test]
@@ -206,36 +332,69 @@ fn crash_garbage_huge_and_unsupported_are_events_not_failures() {
     let s = start("");
     let mut ws = s.ws();
     ws.send(json!({"type": "send", "sessionId": null, "prompt": "garbage"}));
-    let id = ws.wait_type("session_created")["sessionId"].as_str().unwrap().to_string();
+    let id = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let err = ws.wait_type("error");
     assert!(err["error"].as_str().unwrap().contains("not JSON"), "{err}");
     let events = s.wait_event(&id, |e| e["type"] == "result");
-    assert!(text_of(&events).contains("after garbage"), "the stream goes on");
+    assert!(
+        text_of(&events).contains("after garbage"),
+        "the stream goes on"
+    );
 
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "huge"}));
-    let err = ws.wait_for("huge line error", |f| f["type"] == "error" && f["error"].as_str().unwrap_or("").contains("16 MiB"));
+    let err = ws.wait_for("huge line error", |f| {
+        f["type"] == "error" && f["error"].as_str().unwrap_or("").contains("16 MiB")
+    });
     assert_eq!(err["sessionId"], id.as_str());
     ws.wait_type("result");
 
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "unsupported:hook_callback"}));
-    let events = s.wait_event(&id, |e| e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("hook_callback"));
+    let events = s.wait_event(&id, |e| {
+        e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("hook_callback")
+    });
     let said = text_of(&events);
-    assert!(said.contains("error"), "the agent got an error response, not silence: {said}");
+    assert!(
+        said.contains("error"),
+        "the agent got an error response, not silence: {said}"
+    );
 
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "crash"}));
-    let err = ws.wait_for("crash error", |f| f["type"] == "error" && f["error"].as_str().unwrap_or("").contains("status 3"));
-    assert!(err["error"].as_str().unwrap().contains("fake agent crashing"), "stderr tail: {err}");
-    ws.wait_for("idle", |f| f["type"] == "session_state_changed" && f["state"] == "idle");
+    let err = ws.wait_for("crash error", |f| {
+        f["type"] == "error" && f["error"].as_str().unwrap_or("").contains("status 3")
+    });
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("fake agent crashing"),
+        "stderr tail: {err}"
+    );
+    ws.wait_for("idle", |f| {
+        f["type"] == "session_state_changed" && f["state"] == "idle"
+    });
     // mitzod is fine, and the session resumes on the next prompt.
     assert_eq!(s.server.get("/healthz", &[]).status, 200);
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "text:back"}));
-    ws.wait_for("back", |f| f["type"] == "block_delta" && f["text"] == "back");
+    ws.wait_for("back", |f| {
+        f["type"] == "block_delta" && f["text"] == "back"
+    });
 
     // Malformed and unknown client frames: an error frame, the connection stays.
-    ws.socket.send(tungstenite::Message::text("{not json")).unwrap();
-    assert!(ws.wait_type("error")["error"].as_str().unwrap().contains("malformed"));
+    ws.socket
+        .send(tungstenite::Message::text("{not json"))
+        .unwrap();
+    assert!(ws.wait_type("error")["error"]
+        .as_str()
+        .unwrap()
+        .contains("malformed"));
     ws.send(json!({"type": "teleport", "sessionId": id}));
-    assert!(ws.wait_type("error")["error"].as_str().unwrap().contains("malformed"));
+    assert!(ws.wait_type("error")["error"]
+        .as_str()
+        .unwrap()
+        .contains("malformed"));
     ws.send(json!({"type": "watch", "sessionId": "../../etc"}));
     ws.wait_type("error");
     ws.send(json!({"type": "hello", "protocolVersion": 2}));
@@ -259,17 +418,43 @@ fn session_token_is_scoped_and_dies_with_the_session() {
             .to_string()
     };
     assert_eq!(get("MITZO_SESSION_ID"), id);
-    assert_eq!(get("MITZO_URL"), format!("http://127.0.0.1:{}", s.server.port));
+    assert_eq!(
+        get("MITZO_URL"),
+        format!("http://127.0.0.1:{}", s.server.port)
+    );
     let token = get("MITZO_SESSION_TOKEN");
     assert!(token.starts_with("mzs_"));
-    assert!(!env.contains(&s.internal), "the internal token never reaches an agent");
+    assert!(
+        !env.contains(&s.internal),
+        "the internal token never reaches an agent"
+    );
     let bearer = format!("Bearer {token}");
     // Owner and internal routes are out of reach for it.
-    assert_eq!(s.server.get("/api/sessions", &[("Authorization", &bearer)]).status, 403);
-    assert_eq!(s.server.get("/api/auth/check", &[("Authorization", &bearer)]).status, 403);
+    assert_eq!(
+        s.server
+            .get("/api/sessions", &[("Authorization", &bearer)])
+            .status,
+        403
+    );
+    assert_eq!(
+        s.server
+            .get("/api/auth/check", &[("Authorization", &bearer)])
+            .status,
+        403
+    );
     // Its session ends: the token dies.
-    assert_eq!(s.server.request_delete(&format!("/api/sessions/{id}"), &s.internal_headers()).status, 200);
-    assert_eq!(s.server.get("/api/sessions", &[("Authorization", &bearer)]).status, 401);
+    assert_eq!(
+        s.server
+            .request_delete(&format!("/api/sessions/{id}"), &s.internal_headers())
+            .status,
+        200
+    );
+    assert_eq!(
+        s.server
+            .get("/api/sessions", &[("Authorization", &bearer)])
+            .status,
+        401
+    );
 }
 
 #[test]
@@ -279,18 +464,34 @@ fn agent_runs_confined() {
     }
     let s = start("");
     let outside = s.server.dir.path().join("escape.txt");
-    let r = s.create(json!({"source": "test", "initialPrompt": format!("write:{}", outside.display())}));
+    let r = s
+        .create(json!({"source": "test", "initialPrompt": format!("write:{}", outside.display())}));
     let id = r.json()["sessionId"].as_str().unwrap().to_string();
     let events = s.wait_event(&id, |e| e["type"] == "result");
-    let results: Vec<&Value> = events.iter().filter(|e| e["type"] == "tool_result").collect();
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "tool_result")
+        .collect();
     assert_eq!(results[0]["isError"], true, "{results:?}");
-    assert!(!outside.exists(), "the sandbox stopped a write outside the repo");
+    assert!(
+        !outside.exists(),
+        "the sandbox stopped a write outside the repo"
+    );
     let token = s.server.state_dir.join("internal-token");
     let r = s.create(json!({"source": "test", "initialPrompt": format!("tool:Read:{}", token.display()), "mode": "auto"}));
     let id = r.json()["sessionId"].as_str().unwrap().to_string();
     let events = s.wait_event(&id, |e| e["type"] == "result");
-    let read: Vec<&Value> = events.iter().filter(|e| e["type"] == "tool_result").collect();
-    assert!(!read[0]["result"].as_str().unwrap_or("").contains(&s.internal), "state dir unreadable");
+    let read: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "tool_result")
+        .collect();
+    assert!(
+        !read[0]["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&s.internal),
+        "state dir unreadable"
+    );
 }
 
 #[test]
@@ -301,7 +502,10 @@ fn reconnect_replays_exactly_the_missed_events() {
     let s = start("[session]\nbuffer_events = 50\n");
     let mut ws = s.ws();
     ws.send(json!({"type": "send", "sessionId": null, "prompt": "stream:100"}));
-    let id = ws.wait_type("session_created")["sessionId"].as_str().unwrap().to_string();
+    let id = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Read a little, then drop the connection mid-stream.
     let mut last = 0;
     while last < 20 {
@@ -313,7 +517,10 @@ fn reconnect_replays_exactly_the_missed_events() {
     drop(ws);
     let all = s.wait_event(&id, |e| e["type"] == "result");
     let final_seq = all.last().unwrap()["seq"].as_u64().unwrap();
-    assert!(final_seq > last + 50, "more was missed than the ring holds: the database fills the gap");
+    assert!(
+        final_seq > last + 50,
+        "more was missed than the ring holds: the database fills the gap"
+    );
 
     let mut ws = s.ws();
     ws.send(json!({"type": "reconnect", "sessions": [{"sessionId": id, "lastSeq": last}]}));
@@ -341,7 +548,12 @@ fn twenty_sessions_three_watchers_lose_nothing() {
     }
     let s = start("");
     let ids: Vec<String> = (0..20)
-        .map(|_| s.create(json!({"source": "test"})).json()["sessionId"].as_str().unwrap().to_string())
+        .map(|_| {
+            s.create(json!({"source": "test"})).json()["sessionId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let mut watchers: Vec<Ws> = (0..3).map(|_| s.ws()).collect();
     for w in watchers.iter_mut() {
@@ -370,9 +582,15 @@ fn twenty_sessions_three_watchers_lose_nothing() {
         let first = &per_watcher[0][id];
         let seqs: Vec<u64> = first.iter().map(|x| x.0).collect();
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{id}: {seqs:?}");
-        assert!(first.iter().filter(|x| x.1 == "block_delta").count() >= 40, "{id}");
+        assert!(
+            first.iter().filter(|x| x.1 == "block_delta").count() >= 40,
+            "{id}"
+        );
         for other in &per_watcher[1..] {
-            assert_eq!(&other[id], first, "every watcher saw the same events in the same order");
+            assert_eq!(
+                &other[id], first,
+                "every watcher saw the same events in the same order"
+            );
         }
     }
 }
@@ -385,17 +603,29 @@ fn ntfy_action_decides_once_with_its_capability() {
     let (ntfy_port, published) = fake_ntfy();
     let s = start_env("", |port| {
         vec![
-            ("MITZOD_PUBLIC_URL".into(), format!("http://127.0.0.1:{port}")),
-            ("MITZOD_NTFY__URL".into(), format!("http://127.0.0.1:{ntfy_port}")),
+            (
+                "MITZOD_PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            (
+                "MITZOD_NTFY__URL".into(),
+                format!("http://127.0.0.1:{ntfy_port}"),
+            ),
             ("MITZOD_NTFY__TOPIC".into(), "mitzo-test".into()),
             ("MITZOD_NTFY__DELAY_SECS".into(), "0".into()),
         ]
     });
-    let r = s.create(json!({"source": "test", "initialPrompt": "tool:Bash:echo phone > phone.txt"}));
+    let r =
+        s.create(json!({"source": "test", "initialPrompt": "tool:Bash:echo phone > phone.txt"}));
     let id = r.json()["sessionId"].as_str().unwrap().to_string();
     let wt = std::path::PathBuf::from(r.json()["worktrees"]["primary"]["path"].as_str().unwrap());
-    let (head, body) = published.recv_timeout(Duration::from_secs(20)).expect("ntfy got the notification");
-    assert!(!head.contains(&s.internal), "no internal token goes to ntfy");
+    let (head, body) = published
+        .recv_timeout(Duration::from_secs(20))
+        .expect("ntfy got the notification");
+    assert!(
+        !head.contains(&s.internal),
+        "no internal token goes to ntfy"
+    );
     assert_eq!(body["topic"], "mitzo-test");
     let actions = body["actions"].as_array().unwrap();
     assert_eq!(actions.len(), 2);
@@ -403,20 +633,43 @@ fn ntfy_action_decides_once_with_its_capability() {
     let url = allow["url"].as_str().unwrap();
     assert!(!url.contains('?'), "no token in the URL: {url}");
     let cap = allow["headers"]["X-Approval-Token"].as_str().unwrap();
-    let path = url.split_once("127.0.0.1:").unwrap().1.split_once('/').unwrap().1;
+    let path = url
+        .split_once("127.0.0.1:")
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap()
+        .1;
     let path = format!("/{path}");
-    let follow = |token: &str, body: &str| {
-        s.server.post(&path, &[("X-Approval-Token", token)], body)
-    };
+    let follow =
+        |token: &str, body: &str| s.server.post(&path, &[("X-Approval-Token", token)], body);
     // A wrong capability: 403, and the permission is still open.
-    assert_eq!(follow(&"0".repeat(64), allow["body"].as_str().unwrap()).status, 403);
-    assert_eq!(follow(cap, allow["body"].as_str().unwrap()).status, 200, "follow the Allow action");
+    assert_eq!(
+        follow(&"0".repeat(64), allow["body"].as_str().unwrap()).status,
+        403
+    );
+    assert_eq!(
+        follow(cap, allow["body"].as_str().unwrap()).status,
+        200,
+        "follow the Allow action"
+    );
     let events = s.wait_event(&id, |e| e["type"] == "result");
-    assert!(events.iter().any(|e| e["type"] == "permission_resolved" && e["by"] == "ntfy"));
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "permission_resolved" && e["by"] == "ntfy"));
     assert!(wt.join("phone.txt").exists());
     // Single use: 410. Unknown: 404.
     assert_eq!(follow(cap, allow["body"].as_str().unwrap()).status, 410);
-    assert_eq!(s.server.post("/api/permission/ffff/respond", &[("X-Approval-Token", cap)], r#"{"decision":"once"}"#).status, 404);
+    assert_eq!(
+        s.server
+            .post(
+                "/api/permission/ffff/respond",
+                &[("X-Approval-Token", cap)],
+                r#"{"decision":"once"}"#
+            )
+            .status,
+        404
+    );
     assert!(s.audit(&id).iter().any(|a| a["decidedBy"] == "ntfy"));
 }
 
@@ -430,14 +683,19 @@ fn restart_marks_sessions_interrupted_and_resumes() {
     let id = r.json()["sessionId"].as_str().unwrap().to_string();
     s.wait_event(&id, |e| e["type"] == "result");
     let events = |s: &SessionServer| {
-        s.server.get(&format!("/api/sessions/{id}/events"), &s.internal_headers()).json()["events"]
+        s.server
+            .get(&format!("/api/sessions/{id}/events"), &s.internal_headers())
+            .json()["events"]
             .as_array()
             .unwrap()
             .clone()
     };
     let before = events(&s);
     s.server.restart();
-    let meta = s.server.get(&format!("/api/sessions/{id}/meta"), &s.internal_headers()).json();
+    let meta = s
+        .server
+        .get(&format!("/api/sessions/{id}/meta"), &s.internal_headers())
+        .json();
     assert_eq!(meta["state"], "interrupted");
     let after = events(&s);
     assert_eq!(after[..before.len()], before[..], "history intact");
@@ -445,11 +703,16 @@ fn restart_marks_sessions_interrupted_and_resumes() {
     s.jwt = s.server.login();
     let mut ws = s.ws();
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "history"}));
-    let events = s.wait_event(&id, |e| e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("history"));
+    let events = s.wait_event(&id, |e| {
+        e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("history")
+    });
     let said = text_of(&events);
     assert!(said.contains("text:first"), "resumed with --resume: {said}");
     let first_new = ws.wait_for("continues", |f| f["sessionId"] == id.as_str());
-    assert!(first_new["seq"].as_u64().unwrap() as usize > before, "seq continues after a restart");
+    assert!(
+        first_new["seq"].as_u64().unwrap() as usize > before,
+        "seq continues after a restart"
+    );
 }
 
 #[test]
@@ -468,7 +731,12 @@ fn idle_exit_stops_cleanly_when_nothing_happens() {
 fn ws_needs_the_owner() {
     let s = TestServer::start_default();
     let internal = s.internal_token();
-    let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
     let r = s.get("/ws/chat", &upgrade);
     assert_eq!(r.status, 401);
     let mut h = upgrade.to_vec();
@@ -513,9 +781,10 @@ fn session_tokens_reach_only_their_own_tasks() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     // B cannot see or move A's tasks, even naming A's session.
-    let status = s
-        .server
-        .get("/api/internal/task-tools/status", &[("Authorization", &b_auth), ("X-Client-ID", &a_id)]);
+    let status = s.server.get(
+        "/api/internal/task-tools/status",
+        &[("Authorization", &b_auth), ("X-Client-ID", &a_id)],
+    );
     assert_eq!(status.status, 200, "{}", status.text());
     assert!(!status.text().contains("a's task"), "{}", status.text());
     let r = s.server.post(
@@ -523,14 +792,33 @@ fn session_tokens_reach_only_their_own_tasks() {
         &[("Authorization", &b_auth), ("X-Client-ID", &a_id)],
         r#"{"summary": "not mine"}"#,
     );
-    assert_eq!(r.status, 409, "nothing open in B's own session: {}", r.text());
+    assert_eq!(
+        r.status,
+        409,
+        "nothing open in B's own session: {}",
+        r.text()
+    );
     // The task board itself is the internal API: no session token.
-    assert_eq!(s.server.get("/api/tasks", &[("Authorization", &b_auth)]).status, 403);
+    assert_eq!(
+        s.server
+            .get("/api/tasks", &[("Authorization", &b_auth)])
+            .status,
+        403
+    );
     // A sees its own.
-    let status = s.server.get("/api/internal/task-tools/status", &[("Authorization", &a_auth)]);
+    let status = s.server.get(
+        "/api/internal/task-tools/status",
+        &[("Authorization", &a_auth)],
+    );
     assert!(status.text().contains("a's task"), "{}", status.text());
     let tasks = s.server.get("/api/tasks", &s.internal_headers()).json();
-    let task = tasks["tasks"].as_array().unwrap().iter().find(|t| t["title"] == "a's task").unwrap().clone();
+    let task = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["title"] == "a's task")
+        .unwrap()
+        .clone();
     assert_eq!(task["sessionId"], a_id.as_str());
     assert_ne!(task["sessionId"], b_id.as_str());
 }
@@ -539,12 +827,25 @@ fn session_tokens_reach_only_their_own_tasks() {
 fn task_changes_reach_websocket_clients() {
     let s = start("");
     let mut ws = s.ws();
-    let r = s.server.post("/api/tasks", &s.internal_headers(), r#"{"title": "watch me"}"#);
+    let r = s.server.post(
+        "/api/tasks",
+        &s.internal_headers(),
+        r#"{"title": "watch me"}"#,
+    );
     assert!(r.status == 200 || r.status == 201, "{}", r.text());
-    let id = r.json()["id"].as_str().or(r.json()["task"]["id"].as_str()).unwrap().to_string();
+    let id = r.json()["id"]
+        .as_str()
+        .or(r.json()["task"]["id"].as_str())
+        .unwrap()
+        .to_string();
     let updated = ws.wait_type("task_updated");
     assert_eq!(updated["task"]["title"], "watch me");
-    assert_eq!(s.server.request_delete(&format!("/api/tasks/{id}"), &s.internal_headers()).status, 200);
+    assert_eq!(
+        s.server
+            .request_delete(&format!("/api/tasks/{id}"), &s.internal_headers())
+            .status,
+        200
+    );
     let deleted = ws.wait_type("task_deleted");
     assert_eq!(deleted["id"], id.as_str());
 }

@@ -62,17 +62,28 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    pub fn spawn(spec: SpawnSpec, events: mpsc::UnboundedSender<AgentEvent>) -> Result<AgentProcess> {
+    pub fn spawn(
+        spec: SpawnSpec,
+        events: mpsc::UnboundedSender<AgentEvent>,
+    ) -> Result<AgentProcess> {
         let cmd = SandboxedCommand::new(&spec.program, &spec.policy, spec.env)?
             .args(&spec.args)
             .current_dir(&spec.cwd);
         let mut cmd = cmd.into_tokio();
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::Sandbox(format!("cannot start agent {}: {e}", spec.program.display())))?;
-        let pid = child.id().ok_or_else(|| Error::Internal("agent exited at once".into()))?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Sandbox(format!(
+                "cannot start agent {}: {e}",
+                spec.program.display()
+            ))
+        })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| Error::Internal("agent exited at once".into()))?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(Error::Internal("agent stdio not captured".into()));
         };
@@ -96,14 +107,24 @@ impl AgentProcess {
             let status = child.wait().await;
             let _ = reader.await;
             let _ = stderr_task.await;
-            let tail = tail.lock().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+            let tail = tail
+                .lock()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
             let (code, signal) = match status {
                 Ok(s) => (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)),
                 Err(_) => (None, None),
             };
-            let _ = events.send(AgentEvent::Exit(AgentExit { code, signal, stderr_tail: tail }));
+            let _ = events.send(AgentEvent::Exit(AgentExit {
+                code,
+                signal,
+                stderr_tail: tail,
+            }));
         });
-        Ok(AgentProcess { pid, stdin: stdin_tx })
+        Ok(AgentProcess {
+            pid,
+            stdin: stdin_tx,
+        })
     }
 
     /// Queue one JSON line for the agent's stdin; false once it is gone.
@@ -115,7 +136,10 @@ impl AgentProcess {
     /// processes that left its process group), then let the waiter reap it.
     pub async fn terminate(&self) {
         let pid = self.pid;
-        let _ = tokio::task::spawn_blocking(move || crate::sandbox::terminate_session(pid, TERM_GRACE, true)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::sandbox::terminate_session(pid, TERM_GRACE, true)
+        })
+        .await;
     }
 }
 
@@ -203,7 +227,10 @@ mod tests {
         assert!(matches!(got[0], AgentEvent::Message(Incoming::Result(_))));
         assert!(matches!(&got[1], AgentEvent::Malformed(m) if m.contains("over 16 MiB")));
         assert!(matches!(&got[2], AgentEvent::Malformed(m) if m.contains("not JSON")));
-        assert!(matches!(got[3], AgentEvent::Message(Incoming::Assistant(_))));
+        assert!(matches!(
+            got[3],
+            AgentEvent::Message(Incoming::Assistant(_))
+        ));
         assert_eq!(got.len(), 4);
     }
 }

@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// `system`/`init`: carries the agent's own session id (for `--resume`).
-    Init { agent_session_id: String, raw: Value },
+    Init {
+        agent_session_id: String,
+        raw: Value,
+    },
     System(Value),
     Assistant(Value),
     /// A `user` message: tool results coming back.
@@ -15,18 +18,27 @@ pub enum Incoming {
     Result(Value),
     StreamEvent(Value),
     /// The agent asks us something (`can_use_tool`, `hook_callback`, ...).
-    ControlRequest { request_id: String, request: Value },
+    ControlRequest {
+        request_id: String,
+        request: Value,
+    },
     /// The answer to one of our control requests.
-    ControlResponse { request_id: String, result: Result<Value, String> },
+    ControlResponse {
+        request_id: String,
+        result: Result<Value, String>,
+    },
     /// The agent withdrew a control request (e.g. after an interrupt).
-    ControlCancel { request_id: String },
+    ControlCancel {
+        request_id: String,
+    },
     /// A line we do not know; kept, never fatal.
     Unknown(Value),
 }
 
 /// Parse one stdout line. Not JSON, or not an object: `Err` with why.
 pub fn parse_line(line: &[u8]) -> Result<Incoming, String> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| format!("agent sent a line that is not JSON ({e})"))?;
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| format!("agent sent a line that is not JSON ({e})"))?;
     let Some(obj) = value.as_object() else {
         return Err("agent sent JSON that is not an object".into());
     };
@@ -111,17 +123,36 @@ mod tests {
     #[test]
     fn parses_each_kind() {
         let init = parse_line(br#"{"type":"system","subtype":"init","session_id":"abc"}"#).unwrap();
-        assert!(matches!(init, Incoming::Init { ref agent_session_id, .. } if agent_session_id == "abc"));
+        assert!(
+            matches!(init, Incoming::Init { ref agent_session_id, .. } if agent_session_id == "abc")
+        );
         let req = parse_line(
             br#"{"type":"control_request","request_id":"r1","request":{"subtype":"can_use_tool","tool_name":"Bash","input":{}}}"#,
         )
         .unwrap();
-        assert!(matches!(req, Incoming::ControlRequest { ref request_id, .. } if request_id == "r1"));
+        assert!(
+            matches!(req, Incoming::ControlRequest { ref request_id, .. } if request_id == "r1")
+        );
         let ok = parse_line(br#"{"type":"control_response","response":{"subtype":"success","request_id":"q","response":{"a":1}}}"#).unwrap();
-        assert_eq!(ok, Incoming::ControlResponse { request_id: "q".into(), result: Ok(json!({"a":1})) });
+        assert_eq!(
+            ok,
+            Incoming::ControlResponse {
+                request_id: "q".into(),
+                result: Ok(json!({"a":1}))
+            }
+        );
         let err = parse_line(br#"{"type":"control_response","response":{"subtype":"error","request_id":"q","error":"nope"}}"#).unwrap();
-        assert_eq!(err, Incoming::ControlResponse { request_id: "q".into(), result: Err("nope".into()) });
-        assert!(matches!(parse_line(br#"{"type":"brand_new"}"#).unwrap(), Incoming::Unknown(_)));
+        assert_eq!(
+            err,
+            Incoming::ControlResponse {
+                request_id: "q".into(),
+                result: Err("nope".into())
+            }
+        );
+        assert!(matches!(
+            parse_line(br#"{"type":"brand_new"}"#).unwrap(),
+            Incoming::Unknown(_)
+        ));
         assert!(parse_line(b"not json").is_err());
         assert!(parse_line(b"[1,2]").is_err());
     }

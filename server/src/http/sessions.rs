@@ -23,7 +23,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/meta", get(meta))
         .route("/api/sessions/{id}/events", get(events))
         .route("/api/sessions/{id}", axum::routing::delete(delete))
-        .route("/api/permission/{perm_id}/respond", post(respond_with_capability))
+        .route(
+            "/api/permission/{perm_id}/respond",
+            post(respond_with_capability),
+        )
         .route("/api/chat/permission", post(owner_decision))
         .route("/api/audit", get(audit))
 }
@@ -42,13 +45,22 @@ struct CreateBody {
 pub fn parse_mode(mode: Option<&str>) -> Result<Mode> {
     match mode {
         None => Ok(Mode::Ask),
-        Some(m) => Mode::parse(m).ok_or_else(|| Error::BadRequest(format!("mode must be ask, agent or auto, not {m:?}"))),
+        Some(m) => Mode::parse(m).ok_or_else(|| {
+            Error::BadRequest(format!("mode must be ask, agent or auto, not {m:?}"))
+        }),
     }
 }
 
-async fn create(State(state): State<AppState>, _auth: Authed<scope::Internal>, JsonBody(body): JsonBody<CreateBody>) -> Result<Response> {
+async fn create(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Internal>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response> {
     let mode = parse_mode(body.mode.as_deref())?;
-    let headless = body.initial_prompt.as_deref().is_some_and(|p| !p.trim().is_empty());
+    let headless = body
+        .initial_prompt
+        .as_deref()
+        .is_some_and(|p| !p.trim().is_empty());
     let session = state
         .sessions
         .create(NewSession {
@@ -63,7 +75,11 @@ async fn create(State(state): State<AppState>, _auth: Authed<scope::Internal>, J
         state.sessions.send(&session, &prompt, None).await?;
     }
     let row = session.row();
-    let status = if headless { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if headless {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((
         status,
         Json(json!({
@@ -98,14 +114,24 @@ fn summary_json(state: &AppState, row: &store::SessionRow) -> Value {
     })
 }
 
-async fn list(State(state): State<AppState>, _auth: Authed<scope::Internal>, Query(q): Query<ListQuery>) -> Result<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Internal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>> {
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 100 {
         return Err(Error::BadRequest("limit must be 1..=100".into()));
     }
     let offset = q.offset.unwrap_or(0);
-    let (rows, more) = state.db.call(move |c| store::list(c, offset, limit)).await?;
-    let sessions: Vec<Value> = rows.iter().map(|r| summary_json(&state, &live_row(&state, r))).collect();
+    let (rows, more) = state
+        .db
+        .call(move |c| store::list(c, offset, limit))
+        .await?;
+    let sessions: Vec<Value> = rows
+        .iter()
+        .map(|r| summary_json(&state, &live_row(&state, r)))
+        .collect();
     Ok(Json(json!({ "sessions": sessions, "hasMore": more })))
 }
 
@@ -131,7 +157,11 @@ async fn active(State(state): State<AppState>, _auth: Authed<scope::Internal>) -
     Json(json!({ "sessions": sessions }))
 }
 
-async fn meta(State(state): State<AppState>, _auth: Authed<scope::Internal>, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn meta(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Internal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let session = state.sessions.get(&id).await?;
     Ok(Json(meta_json(&session)))
 }
@@ -142,7 +172,10 @@ fn meta_json(session: &Session) -> Value {
         m.insert("isActive".into(), Value::from(session.is_active()));
         m.insert("isAttached".into(), Value::from(session.is_attached()));
         m.insert("lastSeq".into(), Value::from(session.log.last_seq()));
-        m.insert("worktrees".into(), json!({"primary": {"path": m.get("cwd"), "branch": m.get("branch")}}));
+        m.insert(
+            "worktrees".into(),
+            json!({"primary": {"path": m.get("cwd"), "branch": m.get("branch")}}),
+        );
     }
     v
 }
@@ -162,11 +195,20 @@ async fn events(
 ) -> Result<Json<Value>> {
     let session = state.sessions.get(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
-    let events = state.sessions.events_after(&session.id, q.after.unwrap_or(0), limit).await?;
-    Ok(Json(json!({ "events": events, "lastSeq": session.log.last_seq() })))
+    let events = state
+        .sessions
+        .events_after(&session.id, q.after.unwrap_or(0), limit)
+        .await?;
+    Ok(Json(
+        json!({ "events": events, "lastSeq": session.log.last_seq() }),
+    ))
 }
 
-async fn delete(State(state): State<AppState>, _auth: Authed<scope::Internal>, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn delete(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Internal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     state.sessions.delete(&id).await?;
     Ok(Json(json!({ "ok": true })))
 }
@@ -178,7 +220,9 @@ struct DecisionBody {
 }
 
 pub fn parse_decision(s: &str) -> Result<Decision> {
-    Decision::parse(s).ok_or_else(|| Error::BadRequest(format!("decision must be once, always or deny, not {s:?}")))
+    Decision::parse(s).ok_or_else(|| {
+        Error::BadRequest(format!("decision must be once, always or deny, not {s:?}"))
+    })
 }
 
 /// The ntfy action endpoint: the capability in `X-Approval-Token` is the
@@ -191,15 +235,23 @@ async fn respond_with_capability(
 ) -> Result<Json<Value>> {
     let decision = parse_decision(&body.decision)?;
     if decision == Decision::Always {
-        return Err(Error::BadRequest("a notification may allow once or deny, not always".into()));
+        return Err(Error::BadRequest(
+            "a notification may allow once or deny, not always".into(),
+        ));
     }
     let session = state.sessions.find_pending(&perm_id)?;
-    let presented = headers.get("x-approval-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let presented = headers
+        .get("x-approval-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let expected = crate::secret::Secret::new(state.sessions.approval_capability(&perm_id));
     if presented.is_empty() || !expected.matches(presented.as_bytes()) {
         return Err(Error::Forbidden("bad approval capability".into()));
     }
-    state.sessions.resolve(&session, &perm_id, decision, DecidedBy::Ntfy).await?;
+    state
+        .sessions
+        .resolve(&session, &perm_id, decision, DecidedBy::Ntfy)
+        .await?;
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -222,12 +274,22 @@ async fn owner_decision(
 }
 
 /// A decision bound to its session: a permission of another session is refused.
-pub async fn decide_as_owner(state: &AppState, session_id: &str, perm_id: &str, decision: Decision) -> Result<()> {
+pub async fn decide_as_owner(
+    state: &AppState,
+    session_id: &str,
+    perm_id: &str,
+    decision: Decision,
+) -> Result<()> {
     let holder = state.sessions.find_pending(perm_id)?;
     if holder.id != session_id {
-        return Err(Error::Forbidden("that permission belongs to another session".into()));
+        return Err(Error::Forbidden(
+            "that permission belongs to another session".into(),
+        ));
     }
-    state.sessions.resolve(&holder, perm_id, decision, DecidedBy::Owner).await
+    state
+        .sessions
+        .resolve(&holder, perm_id, decision, DecidedBy::Owner)
+        .await
 }
 
 #[derive(Deserialize)]
@@ -237,8 +299,15 @@ struct AuditQuery {
     limit: Option<u32>,
 }
 
-async fn audit(State(state): State<AppState>, _auth: Authed<scope::Owner>, Query(q): Query<AuditQuery>) -> Result<Json<Value>> {
+async fn audit(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Owner>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state.db.call(move |c| store::audit_list(c, q.session_id.as_deref(), limit)).await?;
+    let rows = state
+        .db
+        .call(move |c| store::audit_list(c, q.session_id.as_deref(), limit))
+        .await?;
     Ok(Json(json!({ "entries": rows })))
 }

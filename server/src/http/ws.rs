@@ -30,14 +30,23 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/ws/chat", get(upgrade))
 }
 
-async fn upgrade(State(state): State<AppState>, _auth: Authed<scope::Owner>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Owner>,
+    ws: WebSocketUpgrade,
+) -> Response {
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| connection(state, socket))
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 enum ClientFrame {
     Hello {
         protocol_version: u32,
@@ -119,7 +128,10 @@ async fn connection(state: AppState, mut socket: WebSocket) {
     let connection_id = hex::encode(rand::random::<[u8; 8]>());
     let _ = conn
         .out
-        .send(connection_frame("welcome", json!({ "connectionId": connection_id, "protocolVersion": 2 })))
+        .send(connection_frame(
+            "welcome",
+            json!({ "connectionId": connection_id, "protocolVersion": 2 }),
+        ))
         .await;
     let mut tasks = state.task_events.subscribe();
     loop {
@@ -163,13 +175,19 @@ impl Connection {
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(e) => {
-                let _ = self.out.send(error_frame(None, &format!("malformed frame: {e}"))).await;
+                let _ = self
+                    .out
+                    .send(error_frame(None, &format!("malformed frame: {e}")))
+                    .await;
                 return;
             }
         };
         let session_hint = frame_session(&frame);
         if let Err(e) = self.dispatch(frame).await {
-            let _ = self.out.send(error_frame(session_hint.as_deref(), &e.to_string())).await;
+            let _ = self
+                .out
+                .send(error_frame(session_hint.as_deref(), &e.to_string()))
+                .await;
         }
     }
 
@@ -178,10 +196,17 @@ impl Connection {
         match frame {
             ClientFrame::Hello { protocol_version } => {
                 if protocol_version != 2 {
-                    return Err(Error::BadRequest(format!("protocol version {protocol_version} is not supported; use 2")));
+                    return Err(Error::BadRequest(format!(
+                        "protocol version {protocol_version} is not supported; use 2"
+                    )));
                 }
             }
-            ClientFrame::Send { session_id, prompt, client_msg_id, mode } => {
+            ClientFrame::Send {
+                session_id,
+                prompt,
+                client_msg_id,
+                mode,
+            } => {
                 let mode = super::sessions::parse_mode(mode.as_deref())?;
                 let session = match session_id {
                     Some(id) => {
@@ -219,7 +244,9 @@ impl Connection {
                     let from = session.log.last_seq();
                     self.watch(session.clone(), from).await?;
                 }
-                sessions.send(&session, &prompt, client_msg_id.as_deref()).await?;
+                sessions
+                    .send(&session, &prompt, client_msg_id.as_deref())
+                    .await?;
             }
             ClientFrame::Interrupt { session_id, prompt } => {
                 let s = sessions.get(&session_id).await?;
@@ -229,9 +256,14 @@ impl Connection {
                 let s = sessions.get(&session_id).await?;
                 sessions.stop(&s, "stopped by the owner").await;
             }
-            ClientFrame::PermissionResponse { session_id, perm_id, decision } => {
+            ClientFrame::PermissionResponse {
+                session_id,
+                perm_id,
+                decision,
+            } => {
                 let decision = super::sessions::parse_decision(&decision)?;
-                super::sessions::decide_as_owner(&self.state, &session_id, &perm_id, decision).await?;
+                super::sessions::decide_as_owner(&self.state, &session_id, &perm_id, decision)
+                    .await?;
             }
             ClientFrame::SetMode { session_id, mode } => {
                 let mode = super::sessions::parse_mode(Some(&mode))?;
@@ -251,19 +283,30 @@ impl Connection {
             }
             ClientFrame::Reconnect { sessions: wanted } => {
                 if wanted.len() > 100 {
-                    return Err(Error::BadRequest("reconnect to at most 100 sessions at once".into()));
+                    return Err(Error::BadRequest(
+                        "reconnect to at most 100 sessions at once".into(),
+                    ));
                 }
                 let mut report = Vec::new();
                 for entry in wanted {
                     match sessions.get(&entry.session_id).await {
                         Ok(s) => {
                             let replayed = self.watch(s, entry.last_seq).await?;
-                            report.push(json!({ "sessionId": entry.session_id, "replayed": replayed }));
+                            report.push(
+                                json!({ "sessionId": entry.session_id, "replayed": replayed }),
+                            );
                         }
-                        Err(e) => report.push(json!({ "sessionId": entry.session_id, "error": e.to_string() })),
+                        Err(e) => report
+                            .push(json!({ "sessionId": entry.session_id, "error": e.to_string() })),
                     }
                 }
-                let _ = self.out.send(connection_frame("reconnected", json!({ "sessions": report }))).await;
+                let _ = self
+                    .out
+                    .send(connection_frame(
+                        "reconnected",
+                        json!({ "sessions": report }),
+                    ))
+                    .await;
             }
         }
         Ok(())
@@ -307,7 +350,9 @@ impl Connection {
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Too slow for the broadcast: catch up from the
                         // ring and the database, then listen again.
-                        let Ok((backlog, sub)) = sessions.subscribe(&s, last).await else { return };
+                        let Ok((backlog, sub)) = sessions.subscribe(&s, last).await else {
+                            return;
+                        };
                         for frame in backlog {
                             let seq = seq_of(&frame);
                             if seq > last {
@@ -323,7 +368,8 @@ impl Connection {
                 }
             }
         });
-        self.watching.insert(session.id.clone(), Watch { session, forwarder });
+        self.watching
+            .insert(session.id.clone(), Watch { session, forwarder });
         Ok(replayed)
     }
 }

@@ -66,7 +66,12 @@ pub fn frame_json(session_id: Option<&str>, seq: u64, kind: &str, payload: Value
 }
 
 impl EventLog {
-    pub fn new(session_id: &str, last_seq: u64, capacity: usize, persist: mpsc::UnboundedSender<Persist>) -> EventLog {
+    pub fn new(
+        session_id: &str,
+        last_seq: u64,
+        capacity: usize,
+        persist: mpsc::UnboundedSender<Persist>,
+    ) -> EventLog {
         let (tx, _) = broadcast::channel(capacity.max(16));
         EventLog {
             session_id: session_id.to_string(),
@@ -89,7 +94,10 @@ impl EventLog {
         let seq = ring.next_seq;
         ring.next_seq += 1;
         let json: Arc<str> = frame_json(Some(&self.session_id), seq, kind, payload).into();
-        let frame = Frame { seq, json: json.clone() };
+        let frame = Frame {
+            seq,
+            json: json.clone(),
+        };
         ring.frames.push_back(frame.clone());
         while ring.frames.len() > ring.capacity {
             ring.frames.pop_front();
@@ -109,7 +117,12 @@ impl EventLog {
     /// and the first seq the ring no longer holds (to fetch from SQLite).
     pub fn subscribe(&self, after: u64) -> Subscription {
         let ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let replay: Vec<Frame> = ring.frames.iter().filter(|f| f.seq > after).cloned().collect();
+        let replay: Vec<Frame> = ring
+            .frames
+            .iter()
+            .filter(|f| f.seq > after)
+            .cloned()
+            .collect();
         let oldest_in_ring = ring.frames.front().map(|f| f.seq).unwrap_or(ring.next_seq);
         let missing = (after + 1 < oldest_in_ring).then_some((after + 1, oldest_in_ring - 1));
         Subscription {
@@ -139,7 +152,10 @@ mod tests {
             log.publish("x", serde_json::json!({"i": i}));
         }
         let sub = log.subscribe(1);
-        assert_eq!(sub.replay.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            sub.replay.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         assert_eq!(sub.missing, Some((2, 2)));
         let mut live = sub.live;
         log.publish("x", serde_json::json!({}));

@@ -130,7 +130,8 @@ impl Session {
             inner.row.last_modified = now_ms();
             inner.row.clone()
         };
-        self.log.publish("session_state_changed", json!({ "state": state }));
+        self.log
+            .publish("session_state_changed", json!({ "state": state }));
         save(db, row);
     }
 }
@@ -194,7 +195,10 @@ impl SessionManager {
         let persist = store::spawn_writer(deps.db.clone());
         let interrupted = deps.db.with(|c| store::mark_interrupted(c))?;
         if interrupted > 0 {
-            tracing::info!(count = interrupted, "sessions live at the last stop are marked interrupted");
+            tracing::info!(
+                count = interrupted,
+                "sessions live at the last stop are marked interrupted"
+            );
         }
         Ok(Arc::new(SessionManager {
             deps,
@@ -223,11 +227,9 @@ impl SessionManager {
     }
 
     fn repo(&self) -> Result<PathBuf> {
-        self.deps
-            .config
-            .repo_path
-            .clone()
-            .ok_or_else(|| Error::BadRequest("no repo_path is configured; sessions need a repository".into()))
+        self.deps.config.repo_path.clone().ok_or_else(|| {
+            Error::BadRequest("no repo_path is configured; sessions need a repository".into())
+        })
     }
 
     /// Create a session: its worktree, its row, its event log.
@@ -238,8 +240,13 @@ impl SessionManager {
         }
         if let Some(m) = &req.model {
             validate_text("model", m, 1, 100)?;
-            if !m.chars().all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c)) {
-                return Err(Error::BadRequest("model: only letters, digits and -._:[] are allowed".into()));
+            if !m
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
+            {
+                return Err(Error::BadRequest(
+                    "model: only letters, digits and -._:[] are allowed".into(),
+                ));
             }
         }
         let repo = self.repo()?;
@@ -250,13 +257,18 @@ impl SessionManager {
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))?
         };
-        let isolation = req.isolation.or(repo_cfg.isolation).unwrap_or(self.deps.config.session.isolation);
+        let isolation = req
+            .isolation
+            .or(repo_cfg.isolation)
+            .unwrap_or(self.deps.config.session.isolation);
         let id = crate::worktree::new_session_id();
         let git = self.git.clone();
         let (r, i) = (repo.clone(), id.clone());
-        let cwd = tokio::task::spawn_blocking(move || crate::worktree::prepare_session_dir(&git, &r, &i, isolation))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let cwd = tokio::task::spawn_blocking(move || {
+            crate::worktree::prepare_session_dir(&git, &r, &i, isolation)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
         let now = now_ms();
         let row = SessionRow {
             id: id.clone(),
@@ -287,7 +299,12 @@ impl SessionManager {
             id: row.id.clone(),
             repo: PathBuf::from(&row.repo),
             cwd: PathBuf::from(&row.cwd),
-            log: EventLog::new(&row.id, last_seq, self.deps.config.session.buffer_events, self.persist.clone()),
+            log: EventLog::new(
+                &row.id,
+                last_seq,
+                self.deps.config.session.buffer_events,
+                self.persist.clone(),
+            ),
             inner: Mutex::new(Inner {
                 row,
                 agent: None,
@@ -327,17 +344,32 @@ impl SessionManager {
     }
 
     pub fn active_ids(&self) -> HashSet<String> {
-        self.map().values().filter(|s| s.is_active()).map(|s| s.id.clone()).collect()
+        self.map()
+            .values()
+            .filter(|s| s.is_active())
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     pub fn attached_ids(&self) -> HashSet<String> {
-        self.map().values().filter(|s| s.is_attached()).map(|s| s.id.clone()).collect()
+        self.map()
+            .values()
+            .filter(|s| s.is_attached())
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     /// Send a prompt: start (or resume) the agent when it is not running.
-    pub async fn send(self: &Arc<Self>, session: &Arc<Session>, prompt: &str, client_msg_id: Option<&str>) -> Result<()> {
+    pub async fn send(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        prompt: &str,
+        client_msg_id: Option<&str>,
+    ) -> Result<()> {
         if prompt.trim().is_empty() || prompt.len() > MAX_PROMPT {
-            return Err(Error::BadRequest(format!("prompt must be 1..={MAX_PROMPT} bytes")));
+            return Err(Error::BadRequest(format!(
+                "prompt must be 1..={MAX_PROMPT} bytes"
+            )));
         }
         self.touch();
         let running = session.lock().agent.clone();
@@ -345,9 +377,10 @@ impl SessionManager {
             Some(a) => a,
             None => self.start_agent(session).await?,
         };
-        session
-            .log
-            .publish("user_message", json!({ "prompt": prompt, "clientMsgId": client_msg_id }));
+        session.log.publish(
+            "user_message",
+            json!({ "prompt": prompt, "clientMsgId": client_msg_id }),
+        );
         session.set_state(&self.deps.db, "running");
         if !agent.send(&protocol::user_message(prompt)) {
             return Err(Error::Conflict("the agent is no longer running".into()));
@@ -364,13 +397,22 @@ impl SessionManager {
         save(&self.deps.db, row);
         if let Some(agent) = agent {
             let id = format!("mode_{}", hex::encode(rand::random::<[u8; 4]>()));
-            agent.send(&protocol::control_request(&id, protocol::set_permission_mode(mode.claude_permission_mode())));
+            agent.send(&protocol::control_request(
+                &id,
+                protocol::set_permission_mode(mode.claude_permission_mode()),
+            ));
         }
-        session.log.publish("mode_changed", json!({ "mode": mode.as_str() }));
+        session
+            .log
+            .publish("mode_changed", json!({ "mode": mode.as_str() }));
     }
 
     /// Interrupt the current turn; optionally follow with a new prompt.
-    pub async fn interrupt(self: &Arc<Self>, session: &Arc<Session>, prompt: Option<&str>) -> Result<()> {
+    pub async fn interrupt(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        prompt: Option<&str>,
+    ) -> Result<()> {
         let agent = session.lock().agent.clone();
         if let Some(agent) = agent {
             let id = format!("int_{}", hex::encode(rand::random::<[u8; 4]>()));
@@ -386,7 +428,9 @@ impl SessionManager {
     /// Stop the agent (the session stays, and can be resumed).
     pub async fn stop(&self, session: &Arc<Session>, reason: &str) {
         self.end_agent(session).await;
-        session.log.publish("session_end", json!({ "reason": reason }));
+        session
+            .log
+            .publish("session_end", json!({ "reason": reason }));
         session.set_state(&self.deps.db, "stopped");
     }
 
@@ -440,11 +484,18 @@ impl SessionManager {
             .db
             .call(move |c| store::events(c, &owned, after + 1, u64::MAX, limit))
             .await?;
-        Ok(frames.iter().filter_map(|f| serde_json::from_str(f).ok()).collect())
+        Ok(frames
+            .iter()
+            .filter_map(|f| serde_json::from_str(f).ok())
+            .collect())
     }
 
     /// Subscribe with no gap: the ring, plus the database for older events.
-    pub async fn subscribe(&self, session: &Session, after: u64) -> Result<(Vec<Arc<str>>, Subscription)> {
+    pub async fn subscribe(
+        &self,
+        session: &Session,
+        after: u64,
+    ) -> Result<(Vec<Arc<str>>, Subscription)> {
         let sub = session.log.subscribe(after);
         let mut frames: Vec<Arc<str>> = Vec::new();
         if let Some((from, to)) = sub.missing {
@@ -453,7 +504,11 @@ impl SessionManager {
             let mut rows = Vec::new();
             for _ in 0..50 {
                 let (i, f, t) = (id.clone(), from, to);
-                rows = self.deps.db.call(move |c| store::events(c, &i, f, t, 100_000)).await?;
+                rows = self
+                    .deps
+                    .db
+                    .call(move |c| store::events(c, &i, f, t, 100_000))
+                    .await?;
                 if rows.len() as u64 > to - from {
                     break;
                 }
@@ -486,11 +541,22 @@ impl SessionManager {
     async fn start_agent(self: &Arc<Self>, session: &Arc<Session>) -> Result<Arc<AgentProcess>> {
         let (mode, model, resume) = {
             let inner = session.lock();
-            (Mode::parse(&inner.row.mode).unwrap_or_default(), inner.row.model.clone(), inner.row.agent_session_id.clone())
+            (
+                Mode::parse(&inner.row.mode).unwrap_or_default(),
+                inner.row.model.clone(),
+                inner.row.agent_session_id.clone(),
+            )
         };
         let program = self.agent_program()?;
-        let state_dir = std::fs::canonicalize(&self.deps.state_dir).unwrap_or_else(|_| self.deps.state_dir.clone());
-        let home = self.deps.config.agent.home.clone().unwrap_or_else(|| state_dir.join("agent-home"));
+        let state_dir = std::fs::canonicalize(&self.deps.state_dir)
+            .unwrap_or_else(|_| self.deps.state_dir.clone());
+        let home = self
+            .deps
+            .config
+            .agent
+            .home
+            .clone()
+            .unwrap_or_else(|| state_dir.join("agent-home"));
         let tmp = state_dir.join("tmp").join(&session.id);
         for dir in [&home, &tmp] {
             std::fs::DirBuilder::new()
@@ -517,10 +583,17 @@ impl SessionManager {
             ("TMPDIR".to_string(), tmp.display().to_string()),
             ("MITZO_URL".to_string(), self.deps.own_url.clone()),
             ("MITZO_SESSION_ID".to_string(), session.id.clone()),
-            ("MITZO_SESSION_TOKEN".to_string(), token.expose_str().to_string()),
+            (
+                "MITZO_SESSION_TOKEN".to_string(),
+                token.expose_str().to_string(),
+            ),
             ("DISABLE_AUTOUPDATER".to_string(), "1".to_string()),
         ];
-        let env = crate::sandbox::build_env(std::env::vars_os(), &self.deps.config.agent.env_passthrough, &session_env);
+        let env = crate::sandbox::build_env(
+            std::env::vars_os(),
+            &self.deps.config.agent.env_passthrough,
+            &session_env,
+        );
         let mut args: Vec<String> = [
             "--output-format",
             "stream-json",
@@ -553,7 +626,9 @@ impl SessionManager {
             Ok(a) => Arc::new(a),
             Err(e) => {
                 self.deps.session_tokens.revoke(&session.id);
-                session.log.publish("error", json!({ "error": e.to_string() }));
+                session
+                    .log
+                    .publish("error", json!({ "error": e.to_string() }));
                 return Err(e);
             }
         };
@@ -573,7 +648,12 @@ impl SessionManager {
     }
 
     /// Everything the agent says, turned into events and decisions.
-    async fn drive(self: Arc<Self>, session: Arc<Session>, mut rx: mpsc::UnboundedReceiver<AgentEvent>, generation: u64) {
+    async fn drive(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        mut rx: mpsc::UnboundedReceiver<AgentEvent>,
+        generation: u64,
+    ) {
         while let Some(event) = rx.recv().await {
             match event {
                 AgentEvent::Message(msg) => self.on_message(&session, msg).await,
@@ -601,16 +681,24 @@ impl SessionManager {
         self.deps.session_tokens.revoke(&session.id);
         for perm in pending {
             self.remember_resolved(&perm);
-            session
-                .log
-                .publish("permission_resolved", json!({ "permId": perm, "decision": "deny", "by": "agent_exit" }));
+            session.log.publish(
+                "permission_resolved",
+                json!({ "permId": perm, "decision": "deny", "by": "agent_exit" }),
+            );
         }
         let clean = exit.code == Some(0) && state == "idle";
         if !was_stopping && !clean {
             let tail = exit.stderr_tail.trim();
-            let error = if tail.is_empty() { exit.describe() } else { format!("{}; stderr: {tail}", exit.describe()) };
+            let error = if tail.is_empty() {
+                exit.describe()
+            } else {
+                format!("{}; stderr: {tail}", exit.describe())
+            };
             tracing::warn!(session = %session.id, %error, "agent ended unexpectedly");
-            session.log.publish("error", json!({ "error": error, "exitCode": exit.code, "signal": exit.signal }));
+            session.log.publish(
+                "error",
+                json!({ "error": error, "exitCode": exit.code, "signal": exit.signal }),
+            );
         }
         if !was_stopping {
             session.set_state(&self.deps.db, "idle");
@@ -627,7 +715,9 @@ impl SessionManager {
 
     async fn on_message(self: &Arc<Self>, session: &Arc<Session>, msg: Incoming) {
         match msg {
-            Incoming::Init { agent_session_id, .. } => {
+            Incoming::Init {
+                agent_session_id, ..
+            } => {
                 let row = {
                     let mut inner = session.lock();
                     inner.row.agent_session_id = Some(agent_session_id);
@@ -656,18 +746,30 @@ impl SessionManager {
                 save(&self.deps.db, row);
                 session.set_state(&self.deps.db, "idle");
             }
-            Incoming::ControlRequest { request_id, request } => {
-                self.on_control_request(session, &request_id, &request).await;
+            Incoming::ControlRequest {
+                request_id,
+                request,
+            } => {
+                self.on_control_request(session, &request_id, &request)
+                    .await;
             }
-            Incoming::ControlResponse { request_id, result: Err(e) } => {
-                session
-                    .log
-                    .publish("error", json!({ "error": format!("agent refused control request {request_id}: {e}") }));
+            Incoming::ControlResponse {
+                request_id,
+                result: Err(e),
+            } => {
+                session.log.publish(
+                    "error",
+                    json!({ "error": format!("agent refused control request {request_id}: {e}") }),
+                );
             }
             Incoming::ControlCancel { request_id } => {
                 let perm = {
                     let mut inner = session.lock();
-                    let perm = inner.pending.iter().find(|(_, p)| p.request_id == request_id).map(|(k, _)| k.clone());
+                    let perm = inner
+                        .pending
+                        .iter()
+                        .find(|(_, p)| p.request_id == request_id)
+                        .map(|(k, _)| k.clone());
                     if let Some(p) = &perm {
                         inner.pending.remove(p);
                     }
@@ -675,9 +777,10 @@ impl SessionManager {
                 };
                 if let Some(p) = perm {
                     self.remember_resolved(&p);
-                    session
-                        .log
-                        .publish("permission_resolved", json!({ "permId": p, "decision": "cancelled", "by": "agent" }));
+                    session.log.publish(
+                        "permission_resolved",
+                        json!({ "permId": p, "decision": "cancelled", "by": "agent" }),
+                    );
                 }
             }
             Incoming::StreamEvent(_) | Incoming::System(_) | Incoming::ControlResponse { .. } => {}
@@ -687,7 +790,12 @@ impl SessionManager {
         }
     }
 
-    async fn on_control_request(self: &Arc<Self>, session: &Arc<Session>, request_id: &str, request: &Value) {
+    async fn on_control_request(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        request_id: &str,
+        request: &Value,
+    ) {
         let agent = session.lock().agent.clone();
         let Some(agent) = agent else { return };
         let subtype = request.get("subtype").and_then(Value::as_str).unwrap_or("");
@@ -698,7 +806,11 @@ impl SessionManager {
             ));
             return;
         }
-        let tool = request.get("tool_name").and_then(Value::as_str).unwrap_or("").to_string();
+        let tool = request
+            .get("tool_name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let input = request.get("input").cloned().unwrap_or(Value::Null);
         let overrides = {
             let configs = self.deps.repo_configs.clone();
@@ -720,21 +832,33 @@ impl SessionManager {
             .collect();
         let (mode, always) = {
             let inner = session.lock();
-            (Mode::parse(&inner.row.mode).unwrap_or_default(), inner.always.clone())
+            (
+                Mode::parse(&inner.row.mode).unwrap_or_default(),
+                inner.always.clone(),
+            )
         };
-        let (verdict, tier) = permissions::decide(&tool, &input, mode, &overrides, &always, &session.cwd);
+        let (verdict, tier) =
+            permissions::decide(&tool, &input, mode, &overrides, &always, &session.cwd);
         match verdict {
             Verdict::Allow => {
-                agent.send(&protocol::control_success(request_id, protocol::allow(&input)));
-                self.audit(&session.id, &tool, &input, "allow", DecidedBy::Policy).await;
+                agent.send(&protocol::control_success(
+                    request_id,
+                    protocol::allow(&input),
+                ));
+                self.audit(&session.id, &tool, &input, "allow", DecidedBy::Policy)
+                    .await;
             }
             Verdict::Deny(message) => {
-                agent.send(&protocol::control_success(request_id, protocol::deny(&message)));
+                agent.send(&protocol::control_success(
+                    request_id,
+                    protocol::deny(&message),
+                ));
                 session.log.publish(
                     "permission_resolved",
                     json!({ "permId": null, "toolName": tool, "decision": "deny", "by": "policy", "message": message }),
                 );
-                self.audit(&session.id, &tool, &input, "deny", DecidedBy::Policy).await;
+                self.audit(&session.id, &tool, &input, "deny", DecidedBy::Policy)
+                    .await;
             }
             Verdict::Ask => {
                 let perm_id = hex::encode(rand::random::<[u8; 16]>());
@@ -762,16 +886,28 @@ impl SessionManager {
     }
 
     /// ntfy after the delay, deny at the timeout: for one pending permission.
-    async fn pending_timers(self: Arc<Self>, session: Arc<Session>, perm_id: String, timeout: Duration) {
+    async fn pending_timers(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        perm_id: String,
+        timeout: Duration,
+    ) {
         if let Some(ntfy) = self.deps.ntfy.clone() {
             let delay = ntfy.delay.min(timeout);
             tokio::time::sleep(delay).await;
-            let pending = session.lock().pending.get(&perm_id).map(|p| (p.tool.clone(), permissions::summarise(&p.tool, &p.input)));
+            let pending = session
+                .lock()
+                .pending
+                .get(&perm_id)
+                .map(|p| (p.tool.clone(), permissions::summarise(&p.tool, &p.input)));
             if let Some((tool, summary)) = pending {
                 let cap = self.approval_capability(&perm_id);
                 let sid = session.id.clone();
                 let p = perm_id.clone();
-                let result = tokio::task::spawn_blocking(move || ntfy.notify_permission(&sid, &p, &tool, &summary, &cap)).await;
+                let result = tokio::task::spawn_blocking(move || {
+                    ntfy.notify_permission(&sid, &p, &tool, &summary, &cap)
+                })
+                .await;
                 match result {
                     Ok(Ok(())) => tracing::info!(session = %session.id, "permission sent to ntfy"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "ntfy notification failed"),
@@ -789,7 +925,9 @@ impl SessionManager {
                 .await
                 .is_ok()
         {
-            session.log.publish("permission_timeout", json!({ "permId": perm_id }));
+            session
+                .log
+                .publish("permission_timeout", json!({ "permId": perm_id }));
         }
     }
 
@@ -814,22 +952,37 @@ impl SessionManager {
     }
 
     fn was_resolved(&self, perm_id: &str) -> bool {
-        self.resolved.lock().map(|r| r.iter().any(|p| p == perm_id)).unwrap_or(false)
+        self.resolved
+            .lock()
+            .map(|r| r.iter().any(|p| p == perm_id))
+            .unwrap_or(false)
     }
 
     /// The session holding a pending permission: 404 unknown, 410 decided.
     pub fn find_pending(&self, perm_id: &str) -> Result<Arc<Session>> {
-        if let Some(s) = self.live().into_iter().find(|s| s.lock().pending.contains_key(perm_id)) {
+        if let Some(s) = self
+            .live()
+            .into_iter()
+            .find(|s| s.lock().pending.contains_key(perm_id))
+        {
             return Ok(s);
         }
         if self.was_resolved(perm_id) {
-            return Err(Error::Gone("this permission was already decided or has expired".into()));
+            return Err(Error::Gone(
+                "this permission was already decided or has expired".into(),
+            ));
         }
         Err(Error::NotFound("no such permission".into()))
     }
 
     /// Decide a pending permission (single use).
-    pub async fn resolve(&self, session: &Arc<Session>, perm_id: &str, decision: Decision, by: DecidedBy) -> Result<()> {
+    pub async fn resolve(
+        &self,
+        session: &Arc<Session>,
+        perm_id: &str,
+        decision: Decision,
+        by: DecidedBy,
+    ) -> Result<()> {
         let (pending, agent, remaining) = {
             let mut inner = session.lock();
             let Some(p) = inner.pending.remove(perm_id) else {
@@ -860,8 +1013,13 @@ impl SessionManager {
             "permission_resolved",
             json!({ "permId": perm_id, "toolName": pending.tool, "decision": decision.as_str(), "by": by.as_str() }),
         );
-        let verdict = if decision == Decision::Deny { "deny" } else { decision.as_str() };
-        self.audit(&session.id, &pending.tool, &pending.input, verdict, by).await;
+        let verdict = if decision == Decision::Deny {
+            "deny"
+        } else {
+            decision.as_str()
+        };
+        self.audit(&session.id, &pending.tool, &pending.input, verdict, by)
+            .await;
         if remaining == 0 && session.is_active() {
             session.set_state(&self.deps.db, "running");
         }
@@ -869,13 +1027,26 @@ impl SessionManager {
         Ok(())
     }
 
-    async fn audit(&self, session_id: &str, tool: &str, input: &Value, decision: &str, by: DecidedBy) {
-        let (sid, tool, summary, decision) =
-            (session_id.to_string(), tool.to_string(), permissions::summarise(tool, input), decision.to_string());
+    async fn audit(
+        &self,
+        session_id: &str,
+        tool: &str,
+        input: &Value,
+        decision: &str,
+        by: DecidedBy,
+    ) {
+        let (sid, tool, summary, decision) = (
+            session_id.to_string(),
+            tool.to_string(),
+            permissions::summarise(tool, input),
+            decision.to_string(),
+        );
         let result = self
             .deps
             .db
-            .call(move |c| store::audit_insert(c, now_ms(), &sid, &tool, &summary, &decision, by.as_str()))
+            .call(move |c| {
+                store::audit_insert(c, now_ms(), &sid, &tool, &summary, &decision, by.as_str())
+            })
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "writing the audit log failed");
@@ -907,11 +1078,18 @@ impl SessionManager {
                 }
             }
             if let Some(idle) = self.deps.config.idle_exit {
-                let busy = !self.active_ids().is_empty() || self.clients.load(Ordering::Relaxed) > 0 || self.has_pending();
+                let busy = !self.active_ids().is_empty()
+                    || self.clients.load(Ordering::Relaxed) > 0
+                    || self.has_pending();
                 if busy {
                     self.touch();
-                } else if now_ms() - self.last_activity.load(Ordering::Relaxed) >= idle.as_millis() as i64 {
-                    tracing::info!("idle for {}; exiting (the socket starts mitzod again)", humantime::format_duration(idle));
+                } else if now_ms() - self.last_activity.load(Ordering::Relaxed)
+                    >= idle.as_millis() as i64
+                {
+                    tracing::info!(
+                        "idle for {}; exiting (the socket starts mitzod again)",
+                        humantime::format_duration(idle)
+                    );
                     self.idle.notify_one();
                 }
             }
@@ -932,7 +1110,9 @@ impl SessionManager {
 
 fn validate_text(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
     if value.len() < min || value.len() > max {
-        return Err(Error::BadRequest(format!("{field} must be {min}..={max} bytes")));
+        return Err(Error::BadRequest(format!(
+            "{field} must be {min}..={max} bytes"
+        )));
     }
     if value.contains('\0') {
         return Err(Error::BadRequest(format!("{field} contains a NUL byte")));
@@ -945,18 +1125,36 @@ fn validate_text(field: &str, value: &str, min: usize, max: usize) -> Result<()>
 fn publish_assistant(session: &Session, v: &Value) {
     let message = v.get("message").cloned().unwrap_or(Value::Null);
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    session.log.publish("message_start", json!({ "messageId": id, "model": message.get("model") }));
-    let blocks = message.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+    session.log.publish(
+        "message_start",
+        json!({ "messageId": id, "model": message.get("model") }),
+    );
+    let blocks = message
+        .get("content")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for (index, block) in blocks.iter().enumerate() {
-        let kind = block.get("type").and_then(Value::as_str).unwrap_or("unknown");
-        session.log.publish("block_start", json!({ "index": index, "blockType": kind }));
+        let kind = block
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        session
+            .log
+            .publish("block_start", json!({ "index": index, "blockType": kind }));
         match kind {
             "text" => {
-                session.log.publish("block_delta", json!({ "index": index, "text": block.get("text") }));
+                session.log.publish(
+                    "block_delta",
+                    json!({ "index": index, "text": block.get("text") }),
+                );
                 session.log.publish("block_end", json!({ "index": index }));
             }
             "thinking" => {
-                session.log.publish("block_delta", json!({ "index": index, "thinking": block.get("thinking") }));
+                session.log.publish(
+                    "block_delta",
+                    json!({ "index": index, "thinking": block.get("thinking") }),
+                );
                 session.log.publish("block_end", json!({ "index": index }));
             }
             "tool_use" => {
@@ -970,9 +1168,10 @@ fn publish_assistant(session: &Session, v: &Value) {
             }
         }
     }
-    session
-        .log
-        .publish("message_end", json!({ "messageId": id, "stopReason": message.get("stop_reason") }));
+    session.log.publish(
+        "message_end",
+        json!({ "messageId": id, "stopReason": message.get("stop_reason") }),
+    );
 }
 
 fn publish_tool_results(session: &Session, v: &Value) {

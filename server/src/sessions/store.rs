@@ -111,7 +111,11 @@ pub fn update(conn: &Connection, s: &SessionRow) -> Result<()> {
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
     Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND hidden = 0"), [id], row)
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND hidden = 0"),
+            [id],
+            row,
+        )
         .optional()?)
 }
 
@@ -128,7 +132,10 @@ pub fn list(conn: &Connection, offset: u32, limit: u32) -> Result<(Vec<SessionRo
 }
 
 pub fn hide(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.execute("UPDATE sessions SET hidden = 1, state = 'stopped' WHERE id = ?1 AND hidden = 0", [id])? > 0)
+    Ok(conn.execute(
+        "UPDATE sessions SET hidden = 1, state = 'stopped' WHERE id = ?1 AND hidden = 0",
+        [id],
+    )? > 0)
 }
 
 /// Sessions that were live when mitzod stopped: shown as interrupted now.
@@ -140,7 +147,11 @@ pub fn mark_interrupted(conn: &Connection) -> Result<usize> {
 }
 
 pub fn last_seq(conn: &Connection, id: &str) -> Result<u64> {
-    let seq: Option<i64> = conn.query_row("SELECT MAX(seq) FROM events WHERE session_id = ?1", [id], |r| r.get(0))?;
+    let seq: Option<i64> = conn.query_row(
+        "SELECT MAX(seq) FROM events WHERE session_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
     Ok(seq.unwrap_or(0) as u64)
 }
 
@@ -150,7 +161,10 @@ pub fn events(conn: &Connection, id: &str, from: u64, to: u64, limit: u32) -> Re
         "SELECT frame FROM events WHERE session_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
     )?;
     let out = stmt
-        .query_map(params![id, from as i64, to.min(i64::MAX as u64) as i64, limit], |r| r.get(0))?
+        .query_map(
+            params![id, from as i64, to.min(i64::MAX as u64) as i64, limit],
+            |r| r.get(0),
+        )?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(out)
 }
@@ -167,7 +181,15 @@ pub struct AuditRow {
     pub decided_by: String,
 }
 
-pub fn audit_insert(conn: &Connection, ts: i64, session_id: &str, tool: &str, summary: &str, decision: &str, by: &str) -> Result<()> {
+pub fn audit_insert(
+    conn: &Connection,
+    ts: i64,
+    session_id: &str,
+    tool: &str,
+    summary: &str,
+    decision: &str,
+    by: &str,
+) -> Result<()> {
     conn.execute(
         "INSERT INTO audit (ts, session_id, tool, input_summary, decision, decided_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![ts, session_id, tool, summary, decision, by],
@@ -175,7 +197,11 @@ pub fn audit_insert(conn: &Connection, ts: i64, session_id: &str, tool: &str, su
     Ok(())
 }
 
-pub fn audit_list(conn: &Connection, session_id: Option<&str>, limit: u32) -> Result<Vec<AuditRow>> {
+pub fn audit_list(
+    conn: &Connection,
+    session_id: Option<&str>,
+    limit: u32,
+) -> Result<Vec<AuditRow>> {
     let map = |r: &rusqlite::Row<'_>| {
         Ok(AuditRow {
             id: r.get(0)?,
@@ -190,7 +216,9 @@ pub fn audit_list(conn: &Connection, session_id: Option<&str>, limit: u32) -> Re
     let sql = "SELECT id, ts, session_id, tool, input_summary, decision, decided_by FROM audit";
     let rows = match session_id {
         Some(id) => conn
-            .prepare(&format!("{sql} WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2"))?
+            .prepare(&format!(
+                "{sql} WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
             .query_map(params![id, limit], map)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
         None => conn

@@ -32,7 +32,11 @@ pub fn landlock_or_skip(test: &str) -> bool {
 
 fn chown_to_service_user(path: &Path) {
     if is_root() {
-        let status = Command::new("chown").args(["-R", "nobody:"]).arg(path).status().unwrap();
+        let status = Command::new("chown")
+            .args(["-R", "nobody:"])
+            .arg(path)
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -43,12 +47,23 @@ pub fn make_repo(dir: &Path) -> PathBuf {
     std::fs::create_dir(&repo).unwrap();
     let git = |args: &[&str]| {
         let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .current_dir(&repo)
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     git(&["init", "-q"]);
     std::fs::write(repo.join("README.md"), "hello\n").unwrap();
@@ -68,7 +83,10 @@ pub fn install_fake_agent(dir: &Path) -> PathBuf {
     let wrapper = bin.join("claude");
     std::fs::write(
         &wrapper,
-        format!("#!/bin/sh\nexec /usr/bin/python3 {} \"$@\"\n", bin.join("fake_agent.py").display()),
+        format!(
+            "#!/bin/sh\nexec /usr/bin/python3 {} \"$@\"\n",
+            bin.join("fake_agent.py").display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -124,7 +142,8 @@ impl SessionServer {
     }
 
     pub fn create(&self, body: Value) -> Response {
-        self.server.post("/api/sessions", &self.internal_headers(), &body.to_string())
+        self.server
+            .post("/api/sessions", &self.internal_headers(), &body.to_string())
     }
 
     pub fn ws(&self) -> Ws {
@@ -135,21 +154,29 @@ impl SessionServer {
     pub fn wait_event(&self, session: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let r = self.server.get(&format!("/api/sessions/{session}/events"), &self.internal_headers());
+            let r = self.server.get(
+                &format!("/api/sessions/{session}/events"),
+                &self.internal_headers(),
+            );
             assert_eq!(r.status, 200, "{}", r.text());
             let events = r.json()["events"].as_array().cloned().unwrap_or_default();
             if events.iter().any(&pred) {
                 return events;
             }
-            assert!(Instant::now() < deadline, "event never came: {events:#?}\nlog:\n{}", self.server.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "event never came: {events:#?}\nlog:\n{}",
+                self.server.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn audit(&self, session: &str) -> Vec<Value> {
-        let r = self
-            .server
-            .get(&format!("/api/audit?sessionId={session}"), &[("Authorization", &format!("Bearer {}", self.jwt))]);
+        let r = self.server.get(
+            &format!("/api/audit?sessionId={session}"),
+            &[("Authorization", &format!("Bearer {}", self.jwt))],
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["entries"].as_array().cloned().unwrap_or_default()
     }
@@ -164,12 +191,19 @@ pub struct Ws {
 impl Ws {
     pub fn connect(port: u16, jwt: &str) -> Ws {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut req = format!("ws://127.0.0.1:{port}/ws/chat").into_client_request().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut req = format!("ws://127.0.0.1:{port}/ws/chat")
+            .into_client_request()
+            .unwrap();
         req.headers_mut()
             .insert("Authorization", format!("Bearer {jwt}").parse().unwrap());
         let (socket, _) = tungstenite::client(req, stream).expect("websocket handshake");
-        let mut ws = Ws { socket, seen: Vec::new() };
+        let mut ws = Ws {
+            socket,
+            seen: Vec::new(),
+        };
         let welcome = ws.next();
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         assert!(welcome["connectionId"].is_string());
@@ -218,7 +252,9 @@ pub fn by_session(frames: &[Value]) -> BTreeMap<String, Vec<(u64, String)>> {
     for f in frames {
         if let (Some(s), Some(seq)) = (f["sessionId"].as_str(), f["seq"].as_u64()) {
             if seq > 0 {
-                out.entry(s.to_string()).or_default().push((seq, f["type"].as_str().unwrap_or("").to_string()));
+                out.entry(s.to_string())
+                    .or_default()
+                    .push((seq, f["type"].as_str().unwrap_or("").to_string()));
             }
         }
     }
@@ -262,9 +298,9 @@ pub fn fake_ntfy() -> (u16, std::sync::mpsc::Receiver<(String, Value)>) {
             let _ = reader.read_exact(&mut body);
             let _ = tx.send((head, serde_json::from_slice(&body).unwrap_or(Value::Null)));
             let mut w = stream;
-            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+            let _ =
+                w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
         }
     });
     (port, rx)
 }
-
