@@ -117,9 +117,31 @@ pub fn check_repo(git: &Git, repo: &Path) -> Result<PathBuf> {
     let out = git.output(&canonical, &canonical, &["rev-parse", "--show-toplevel"])?;
     let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || Path::new(&top) != canonical {
+        // Say what git said: "dubious ownership" (a repo owned by another
+        // user than the one mitzod serves as) reads very differently from
+        // "not a git repository".
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        let uid = nix::unistd::Uid::effective();
+        let hint = if said.contains("dubious ownership") {
+            format!(
+                "; the repo must belong to the user mitzod runs as (uid {uid}), who also needs to write it"
+            )
+        } else {
+            String::new()
+        };
         return Err(Error::Worktree(format!(
-            "{} is not the top level of a git repository",
-            repo.display()
+            "{} is not the top level of a git repository{}{hint}",
+            repo.display(),
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(" (git: {said})")
+            }
         )));
     }
     Ok(canonical)
