@@ -86,6 +86,7 @@ fn adopt(fd: RawFd, name: String) -> Result<Listener> {
             listener
                 .set_nonblocking(true)
                 .map_err(|e| bad(&e.to_string()))?;
+            set_nodelay(&listener).map_err(|e| bad(&e))?;
             Ok(Listener::Tcp { name, listener })
         }
         Some(AddressFamily::Unix) => {
@@ -97,6 +98,13 @@ fn adopt(fd: RawFd, name: String) -> Result<Listener> {
         }
         other => Err(bad(&format!("unsupported address family {other:?}"))),
     }
+}
+
+/// TCP_NODELAY on a listening socket; Linux copies it to every accepted
+/// one. Small WebSocket frames must not wait for Nagle and delayed ACKs.
+fn set_nodelay(listener: &std::net::TcpListener) -> std::result::Result<(), String> {
+    nix::sys::socket::setsockopt(listener, sockopt::TcpNoDelay, &true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))
 }
 
 /// Bind the configured addresses (only when systemd passed none).
@@ -111,6 +119,7 @@ pub fn bind(addrs: &[crate::config::ListenAddr]) -> Result<Vec<Listener>> {
                 listener
                     .set_nonblocking(true)
                     .map_err(|e| Error::io("listen: set_nonblocking", e))?;
+                set_nodelay(&listener).map_err(Error::Systemd)?;
                 out.push(Listener::Tcp {
                     name: "http".into(),
                     listener,

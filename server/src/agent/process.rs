@@ -62,10 +62,7 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    pub fn spawn(
-        spec: SpawnSpec,
-        events: mpsc::UnboundedSender<AgentEvent>,
-    ) -> Result<AgentProcess> {
+    pub fn spawn(spec: SpawnSpec, events: mpsc::Sender<AgentEvent>) -> Result<AgentProcess> {
         let cmd = SandboxedCommand::new(&spec.program, &spec.policy, spec.env)?
             .args(&spec.args)
             .current_dir(&spec.cwd);
@@ -115,11 +112,13 @@ impl AgentProcess {
                 Ok(s) => (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)),
                 Err(_) => (None, None),
             };
-            let _ = events.send(AgentEvent::Exit(AgentExit {
-                code,
-                signal,
-                stderr_tail: tail,
-            }));
+            let _ = events
+                .send(AgentEvent::Exit(AgentExit {
+                    code,
+                    signal,
+                    stderr_tail: tail,
+                }))
+                .await;
         });
         Ok(AgentProcess {
             pid,
@@ -159,7 +158,9 @@ async fn keep_tail<R: AsyncRead + Unpin>(mut r: R, tail: Arc<Mutex<Vec<u8>>>) {
 
 /// Read newline-terminated lines of at most `MAX_LINE` bytes; a longer line
 /// is reported and skipped without ever being held in memory.
-async fn read_lines<R: AsyncRead + Unpin>(r: R, events: mpsc::UnboundedSender<AgentEvent>) {
+/// The channel is bounded: a flooding agent blocks on its own stdout pipe
+/// instead of growing mitzod's memory.
+async fn read_lines<R: AsyncRead + Unpin>(r: R, events: mpsc::Sender<AgentEvent>) {
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     let mut line: Vec<u8> = Vec::new();
     let mut overflow = false;
@@ -183,15 +184,18 @@ async fn read_lines<R: AsyncRead + Unpin>(r: R, events: mpsc::UnboundedSender<Ag
         reader.consume(consumed);
         if complete.is_some() {
             if overflow {
-                let _ = events.send(AgentEvent::Malformed(format!(
-                    "agent wrote a line over {} MiB; skipped",
-                    MAX_LINE / (1024 * 1024)
-                )));
+                let _ = events
+                    .send(AgentEvent::Malformed(format!(
+                        "agent wrote a line over {} MiB; skipped",
+                        MAX_LINE / (1024 * 1024)
+                    )))
+                    .await;
             } else if !line.iter().all(u8::is_ascii_whitespace) {
-                let _ = events.send(match parse_line(&line) {
+                let event = match parse_line(&line) {
                     Ok(msg) => AgentEvent::Message(msg),
                     Err(why) => AgentEvent::Malformed(format!("{why}: {}", preview(&line))),
-                });
+                };
+                let _ = events.send(event).await;
             }
             line.clear();
             overflow = false;
@@ -218,7 +222,7 @@ mod tests {
         data.extend_from_slice(b"{\"type\":\"result\"}\n");
         data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
         data.extend_from_slice(b"\nnot json\n{\"type\":\"assistant\"}\n");
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         read_lines(&data[..], tx).await;
         let mut got = Vec::new();
         while let Ok(e) = rx.try_recv() {

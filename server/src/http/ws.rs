@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
@@ -116,10 +117,45 @@ struct Connection {
     watching: HashMap<String, Watch>,
 }
 
-async fn connection(state: AppState, mut socket: WebSocket) {
+async fn connection(state: AppState, socket: WebSocket) {
     state.sessions.clients.fetch_add(1, Ordering::Relaxed);
     state.sessions.touch();
+    let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Arc<str>>(OUTBOX);
+    // The writer drains the outbox on its own, so handling a client frame
+    // may wait for room in it without ever waiting on itself.
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outbox.recv().await {
+            if sink
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let tasks_out = out.clone();
+    let mut tasks = state.task_events.subscribe();
+    let task_forwarder = tokio::spawn(async move {
+        loop {
+            match tasks.recv().await {
+                Ok(event) => {
+                    let (kind, payload) = task_frame(&event);
+                    if tasks_out
+                        .send(connection_frame(kind, payload))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
     let mut conn = Connection {
         state: state.clone(),
         out,
@@ -133,39 +169,32 @@ async fn connection(state: AppState, mut socket: WebSocket) {
             json!({ "connectionId": connection_id, "protocolVersion": 2 }),
         ))
         .await;
-    let mut tasks = state.task_events.subscribe();
-    loop {
-        tokio::select! {
-            incoming = socket.recv() => {
-                let Some(Ok(msg)) = incoming else { break };
-                match msg {
-                    Message::Text(text) => conn.handle(text.as_str()).await,
-                    Message::Binary(_) => {
-                        let _ = conn.out.send(error_frame(None, "binary frames are not supported; send JSON text")).await;
-                    }
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => {}
-                }
+    while let Some(Ok(msg)) = stream.next().await {
+        match msg {
+            Message::Text(text) => conn.handle(text.as_str()).await,
+            Message::Binary(_) => {
+                let _ = conn
+                    .out
+                    .send(error_frame(
+                        None,
+                        "binary frames are not supported; send JSON text",
+                    ))
+                    .await;
             }
-            Some(frame) = outbox.recv() => {
-                if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
-                    break;
-                }
-            }
-            task = tasks.recv() => match task {
-                Ok(event) => {
-                    let (kind, payload) = task_frame(&event);
-                    let _ = conn.out.send(connection_frame(kind, payload)).await;
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => tasks = state.task_events.subscribe(),
-            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+        if writer.is_finished() {
+            break;
         }
     }
+    task_forwarder.abort();
     for (_, w) in conn.watching.drain() {
         w.forwarder.abort();
         state.sessions.detach(&w.session);
     }
+    drop(conn);
+    writer.abort();
     state.sessions.clients.fetch_sub(1, Ordering::Relaxed);
     state.sessions.touch();
 }

@@ -614,7 +614,7 @@ impl SessionManager {
         if let Some(r) = resume.filter(|r| !r.is_empty()) {
             args.extend(["--resume".to_string(), r]);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(256);
         let spec = SpawnSpec {
             program,
             args,
@@ -651,7 +651,7 @@ impl SessionManager {
     async fn drive(
         self: Arc<Self>,
         session: Arc<Session>,
-        mut rx: mpsc::UnboundedReceiver<AgentEvent>,
+        mut rx: mpsc::Receiver<AgentEvent>,
         generation: u64,
     ) {
         while let Some(event) = rx.recv().await {
