@@ -746,7 +746,7 @@ impl Server {
         let log = dir.join("mitzod.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin);
-        // `MITZOD_*` variables are config keys to mitzod (`MITZO_BIN` too).
+        // `MITZOD_*` variables are config keys to mitzod: keep the caller's out.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("MITZOD_") {
                 cmd.env_remove(key);
