@@ -25,6 +25,8 @@
 //! setup time is not mixed into the streaming numbers), `BENCH_DUMP=dir` (one
 //! CSV per run: session, emit stamp and latency of every message, in ns).
 
+mod bench_support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -38,12 +40,12 @@ use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 
+use bench_support::{is_root, machine, mitzod_bin, open_tempdir, rss_kib, write_config};
+
 const N_ONE: usize = 2000;
 const N_MANY: usize = 200;
 const MANY: usize = 50;
 const PACE_US: u64 = 500;
-const PASSPHRASE: &str = "bench passphrase for sessions";
-const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef0123456789abcdef";
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 const AGENT: &str = r#"import json, sys, time, uuid
@@ -110,10 +112,6 @@ fn now_ns() -> u64 {
     // SAFETY: a valid pointer to a timespec on our stack.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
 }
 
 /// What one session (or one bare agent) measured.
@@ -209,20 +207,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn main() {
-    let bin = std::env::var("MITZO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let exe = std::env::current_exe().expect("current exe");
-            exe.parent()
-                .and_then(|p| p.parent())
-                .expect("target dir")
-                .join("mitzod")
-        });
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --release -p mitzod",
-        bin.display()
-    );
+    let bin = mitzod_bin();
     let abi = mitzod::sandbox::landlock_abi();
     assert!(
         abi.supported(),
@@ -235,17 +220,13 @@ fn main() {
         .clamp(1, MANY);
     let isolation = std::env::var("BENCH_ISOLATION").is_ok_and(|v| v == "1");
 
-    let dir = tempfile::Builder::new()
-        .prefix("mitzod-bench-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = open_tempdir("mitzod-bench-");
     let repo = make_repo(dir.path());
     let agent = install_agent(dir.path());
     let mut server = Server::start(&bin, dir.path(), &repo, &agent, isolation);
     let jwt = server.login();
 
-    println!("machine: {} cores, kernel {}", cores(), kernel());
+    println!("{}", machine());
     println!("{abi}");
     println!(
         "mitzod {} (runs as {}), session isolation {}, 50-session run over {conns} WebSocket connection(s)",
@@ -724,25 +705,14 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let jwt = dir.join("jwt-secret");
-        std::fs::write(&jwt, JWT_SECRET).unwrap();
-        std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let hash =
-            mitzod::auth::passphrase::hash(&mitzod::secret::Secret::new(PASSPHRASE)).unwrap();
-        let user = if is_root() { "user = \"nobody\"\n" } else { "" };
-        let config = dir.join("mitzod.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "repo_path = \"{}\"\n{user}state_dir = \"{}\"\nlisten = [\"127.0.0.1:{port}\"]\njwt_secret_file = \"{}\"\n\
-                 passphrase_hash = \"{hash}\"\n\n[session]\nisolation = {isolation}\n\n[agent]\ncommand = \"{}\"\n",
+        let config = write_config(
+            dir,
+            &format!(
+                "repo_path = \"{}\"\nlisten = [\"127.0.0.1:{port}\"]\n\n[session]\nisolation = {isolation}\n\n[agent]\ncommand = \"{}\"",
                 repo.display(),
-                dir.join("state").display(),
-                jwt.display(),
                 agent.display(),
             ),
-        )
-        .unwrap();
+        );
         let log = dir.join("mitzod.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin);
@@ -815,16 +785,7 @@ impl Server {
     }
 
     fn login(&self) -> String {
-        let (status, body) = self
-            .http(
-                "POST",
-                "/api/auth/login",
-                &json!({ "passphrase": PASSPHRASE }).to_string(),
-            )
-            .expect("login");
-        assert_eq!(status, 200, "login failed: {body}");
-        let v: Value = serde_json::from_str(&body).expect("login JSON");
-        v["token"].as_str().expect("token").to_string()
+        bench_support::login(std::net::SocketAddr::from(([127, 0, 0, 1], self.port)))
     }
 
     fn pid(&self) -> u32 {
@@ -860,26 +821,4 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }

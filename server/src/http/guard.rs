@@ -112,6 +112,10 @@ const CREDENTIAL_PARAMS: &[&str] = &[
 /// before a handler runs, whether or not it reads its body.
 const LARGE_BODY_ROUTES: &[(&str, usize)] = &[("/api/files/write", super::files::WRITE_BODY_LIMIT)];
 
+/// Oversized bodies up to this size are drained before the 413.
+const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn reject_query_credentials(
     State(state): State<AppState>,
     req: Request,
@@ -127,9 +131,24 @@ pub async fn reject_query_credentials(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Error::PayloadTooLarge(format!("request body larger than {limit} bytes"))
-            .into_response();
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        // Read and drop a moderately oversized body (bounded in size and
+        // time) so the client gets its 413 rather than a broken pipe; a
+        // huge one is refused at once.
+        if n <= DRAIN_LIMIT {
+            let drain = async {
+                let mut stream = req.into_body().into_data_stream();
+                while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {}
+            };
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+        }
+        let mut response =
+            Error::PayloadTooLarge(format!("request body larger than {limit} bytes"))
+                .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
     if let Some(query) = req.uri().query() {
         if let Some(problem) = query_credential(query, &state) {
