@@ -888,3 +888,46 @@ fn one_connection_drives_many_busy_sessions() {
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{id}: {seqs:?}");
     }
 }
+
+#[test]
+fn quiet_sessions_leave_memory_and_come_back_intact() {
+    if !landlock_or_skip("quiet_sessions_leave_memory_and_come_back_intact") {
+        return;
+    }
+    let s = start("[session]\ndetach_ttl = \"1s\"\n");
+    let r = s.create(json!({"source": "test", "initialPrompt": "text:before"}));
+    let id = r.json()["sessionId"].as_str().unwrap().to_string();
+    let events = s.wait_event(&id, |e| e["type"] == "result");
+    let last = events.last().unwrap()["seq"].as_u64().unwrap();
+    // No client: the agent is stopped after the TTL, the session dropped
+    // from memory a few seconds later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let active = s
+            .server
+            .get("/api/sessions/active", &s.internal_headers())
+            .json();
+        if active["loaded"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never evicted: {active}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut ws = s.ws();
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": "history"}));
+    let first = ws.wait_for("first new event", |f| {
+        f["sessionId"] == id.as_str() && f["seq"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(
+        first["seq"].as_u64().unwrap() > last,
+        "seq continues after a reload"
+    );
+    let events = s.wait_event(&id, |e| {
+        e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("text:before")
+    });
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}

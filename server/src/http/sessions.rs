@@ -154,7 +154,8 @@ async fn active(State(state): State<AppState>, _auth: Authed<scope::Internal>) -
         .filter(|s| s.is_active())
         .map(|s| summary_json(&state, &s.row()))
         .collect();
-    Json(json!({ "sessions": sessions }))
+    // `loaded`: sessions held in memory (the rest live in the database).
+    Json(json!({ "sessions": sessions, "loaded": state.sessions.loaded() }))
 }
 
 async fn meta(

@@ -31,6 +31,8 @@ use events::{now_ms, EventLog, Persist, Subscription};
 use store::SessionRow;
 
 pub const MAX_PROMPT: usize = 256 * 1024;
+/// Pending permissions one session may have at once; more are denied.
+const MAX_PENDING: usize = 32;
 
 /// Who decided a permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +339,11 @@ impl SessionManager {
             .or_insert_with(|| Arc::new(self.session_from_row(row, last_seq)))
             .clone();
         Ok(session)
+    }
+
+    /// How many sessions are held in memory.
+    pub fn loaded(&self) -> usize {
+        self.map().len()
     }
 
     pub fn live(&self) -> Vec<Arc<Session>> {
@@ -860,6 +867,15 @@ impl SessionManager {
                 self.audit(&session.id, &tool, &input, "deny", DecidedBy::Policy)
                     .await;
             }
+            Verdict::Ask if session.lock().pending.len() >= MAX_PENDING => {
+                let message = "too many permission requests are waiting for the owner";
+                agent.send(&protocol::control_success(
+                    request_id,
+                    protocol::deny(message),
+                ));
+                self.audit(&session.id, &tool, &input, "deny", DecidedBy::Policy)
+                    .await;
+            }
             Verdict::Ask => {
                 let perm_id = hex::encode(rand::random::<[u8; 16]>());
                 let timeout = Duration::from_secs(self.deps.config.permissions.timeout_secs);
@@ -1077,6 +1093,8 @@ impl SessionManager {
                     self.stop(&session, "detached").await;
                 }
             }
+            // Twice the TTL (at least 5 s): long after the event writer flushed.
+            self.evict_quiet_sessions((ttl * 2).max(Duration::from_secs(5)));
             if let Some(idle) = self.deps.config.idle_exit {
                 let busy = !self.active_ids().is_empty()
                     || self.clients.load(Ordering::Relaxed) > 0
@@ -1094,6 +1112,26 @@ impl SessionManager {
                 }
             }
         }
+    }
+
+    /// Drop sessions nobody uses from memory (their history stays in the
+    /// database and they load again on demand), so a long-running server
+    /// does not hold every ring it ever had. Only a session that nothing
+    /// else holds a handle to is dropped.
+    fn evict_quiet_sessions(&self, quiet_for: Duration) {
+        self.map().retain(|_, s| {
+            if Arc::strong_count(s) > 1 {
+                return true;
+            }
+            let inner = s.lock();
+            let quiet = inner.agent.is_none()
+                && inner.watchers == 0
+                && inner.pending.is_empty()
+                && inner
+                    .detached_since
+                    .is_some_and(|t| t.elapsed() >= quiet_for);
+            !quiet
+        });
     }
 
     /// Shutdown: end every agent; their sessions show as interrupted and
