@@ -710,6 +710,61 @@ fn orphans_left_by_a_dead_agent_are_killed() {
     assert!(!alive(gc));
 }
 
+#[test]
+fn only_the_ended_sessions_orphans_are_killed() {
+    let _g = serial();
+    if !landlock_or_skip("only_the_ended_sessions_orphans_are_killed") {
+        return;
+    }
+    set_child_subreaper().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    // Two "sessions" each leave a detached process behind; only session A ends.
+    let leave_orphan = |session: &str| {
+        let pidfile = d.join(format!("{session}.pid"));
+        let script = format!(
+            "(setsid sh -c 'echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 1000' &); exit 0",
+            p = pidfile.display()
+        );
+        let policy = Policy {
+            read_write: vec![d.clone(), "/dev/null".into()],
+            read_exec: mitzod::sandbox::system_read_exec_paths(),
+            ..Policy::default()
+        };
+        let env = build_env(
+            std::env::vars_os(),
+            &[],
+            &[("MITZO_SESSION_ID".into(), session.into())],
+        );
+        let mut child = SandboxedCommand::new("/bin/sh", &policy, env)
+            .unwrap()
+            .args(["-c", &script])
+            .into_std()
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid: i32 = wait_for_file_plain(&pidfile).trim().parse().unwrap();
+        child.wait().unwrap();
+        pid
+    };
+    let a = leave_orphan("2026-01-01-aaaaaaaaaaaa");
+    let b = leave_orphan("2026-01-01-bbbbbbbbbbbb");
+    // And a child of ours that belongs to no session (like a git command).
+    let mut unrelated = Command::new("sleep").arg("1000").spawn().unwrap();
+    let killed = mitzod::sandbox::kill_marked_orphans("MITZO_SESSION_ID=2026-01-01-aaaaaaaaaaaa");
+    assert!(killed.contains(&a), "{killed:?}");
+    assert!(!alive(a));
+    assert!(alive(b), "another session's process is left alone");
+    assert!(
+        unrelated.try_wait().unwrap().is_none(),
+        "mitzod's own children are left alone"
+    );
+    unrelated.kill().unwrap();
+    unrelated.wait().unwrap();
+    kill_orphans(&[]);
+    assert!(!alive(b));
+}
+
 fn wait_for_file_plain(p: &Path) -> String {
     for _ in 0..1000 {
         if let Ok(s) = std::fs::read_to_string(p) {

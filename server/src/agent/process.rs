@@ -102,8 +102,17 @@ impl AgentProcess {
         let reader = tokio::spawn(async move { read_lines(stdout, reader_events).await });
         tokio::spawn(async move {
             let status = child.wait().await;
-            let _ = reader.await;
-            let _ = stderr_task.await;
+            // A descendant may still hold the pipes open: the exit is
+            // reported anyway, after a short grace for the last lines.
+            let grace = Duration::from_secs(2);
+            let reader_abort = reader.abort_handle();
+            let stderr_abort = stderr_task.abort_handle();
+            if tokio::time::timeout(grace, reader).await.is_err() {
+                reader_abort.abort();
+            }
+            if tokio::time::timeout(grace, stderr_task).await.is_err() {
+                stderr_abort.abort();
+            }
             let tail = tail
                 .lock()
                 .map(|t| String::from_utf8_lossy(&t).into_owned())

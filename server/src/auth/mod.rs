@@ -94,6 +94,8 @@ impl<S: Scope> FromRequestParts<AppState> for Authed<S> {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(&parts.headers, state)?;
+        // Authenticated traffic keeps an `idle_exit` server up.
+        state.sessions.touch();
         if !S::allows(&caller) {
             return Err(Error::Forbidden(format!(
                 "this route needs the {} scope",

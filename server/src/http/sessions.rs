@@ -69,6 +69,7 @@ async fn create(
             mode,
             model: body.model,
             isolation: body.isolation,
+            headless,
         })
         .await?;
     if let Some(prompt) = body.initial_prompt.filter(|p| !p.trim().is_empty()) {

@@ -26,6 +26,7 @@ use crate::sessions::{Session, MAX_PROMPT};
 
 const MAX_FRAME: usize = MAX_PROMPT + 64 * 1024;
 const OUTBOX: usize = 4096;
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws/chat", get(upgrade))
@@ -126,11 +127,14 @@ async fn connection(state: AppState, socket: WebSocket) {
     // may wait for room in it without ever waiting on itself.
     let writer = tokio::spawn(async move {
         while let Some(frame) = outbox.recv().await {
-            if sink
-                .send(Message::Text(frame.to_string().into()))
-                .await
-                .is_err()
-            {
+            // A client that stops reading (a suspended phone) is dropped
+            // rather than kept attached forever.
+            let sent = tokio::time::timeout(
+                SEND_TIMEOUT,
+                sink.send(Message::Text(frame.to_string().into())),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
         }
@@ -236,12 +240,17 @@ impl Connection {
                 client_msg_id,
                 mode,
             } => {
-                let mode = super::sessions::parse_mode(mode.as_deref())?;
+                // No `mode`: the session keeps its own (a new one asks).
+                let wanted = mode
+                    .as_deref()
+                    .map(|m| super::sessions::parse_mode(Some(m)))
+                    .transpose()?;
+                let mode = wanted.unwrap_or_default();
                 let session = match session_id {
                     Some(id) => {
                         let s = sessions.get(&id).await?;
-                        if s.row().mode != mode.as_str() {
-                            sessions.set_mode(&s, mode).await;
+                        if let Some(m) = wanted.filter(|m| s.row().mode != m.as_str()) {
+                            sessions.set_mode(&s, m).await;
                         }
                         s
                     }
@@ -348,6 +357,9 @@ impl Connection {
             old.forwarder.abort();
             self.state.sessions.detach(&old.session);
         }
+        // A client that saw more than the server has (events lost in a
+        // crash) must not filter out what comes next.
+        let after = after.min(session.log.last_seq());
         let (backlog, sub) = self.state.sessions.subscribe(&session, after).await?;
         let mut last = after;
         let mut replayed = 0;

@@ -16,5 +16,7 @@ pub mod spawn;
 pub use env::{build_env, is_forbidden_env};
 pub use landlock::{landlock_abi, AbiProbe, Enforcement, EnforcementReport, Status};
 pub use policy::{agent_policy, system_read_exec_paths, AgentPolicyInputs, Policy, Scopes};
-pub use process::{kill_orphans, set_child_subreaper, terminate_session, TerminateReport};
+pub use process::{
+    kill_marked_orphans, kill_orphans, set_child_subreaper, terminate_session, TerminateReport,
+};
 pub use spawn::SandboxedCommand;

@@ -242,6 +242,32 @@ pub fn kill_orphans(keep: &[u32]) -> Vec<i32> {
     killed
 }
 
+/// Kill (SIGKILL) and reap the children of this process whose environment
+/// carries `marker` (e.g. `MITZO_SESSION_ID=<id>`), with their descendants:
+/// the orphans one ended session left behind, reparented to us as
+/// subreaper. Other sessions' processes and mitzod's own children (git)
+/// carry no such entry and are left alone. Returns the pids killed.
+pub fn kill_marked_orphans(marker: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let orphans: Vec<i32> = all_processes()
+        .into_iter()
+        .filter(|(pid, i)| i.ppid == me && !is_dead(i) && has_env_entry(*pid, marker))
+        .map(|(pid, _)| pid)
+        .collect();
+    let mut killed = Vec::new();
+    for pid in orphans {
+        let report = terminate_session(pid as u32, Duration::ZERO, false);
+        killed.extend(report.members);
+    }
+    killed
+}
+
+fn has_env_entry(pid: i32, entry: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,14 +16,24 @@ pub struct Frame {
     pub json: Arc<str>,
 }
 
-/// A row for the database writer.
+/// An event row for the database writer.
 #[derive(Debug)]
-pub struct Persist {
+pub struct EventRow {
     pub session_id: String,
     pub seq: u64,
     pub ts: i64,
     pub kind: String,
     pub json: Arc<str>,
+}
+
+/// What the database writer does, strictly in the order sent.
+#[derive(Debug)]
+pub enum Persist {
+    Event(EventRow),
+    /// The session's row as it is now (state, turns, agent session id).
+    Session(super::store::SessionRow),
+    /// Answer once everything sent before is committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 pub struct EventLog {
@@ -37,6 +47,7 @@ struct Ring {
     next_seq: u64,
     capacity: usize,
     frames: VecDeque<Frame>,
+    last_publish: std::time::Instant,
 }
 
 pub fn now_ms() -> i64 {
@@ -79,6 +90,7 @@ impl EventLog {
                 next_seq: last_seq + 1,
                 capacity,
                 frames: VecDeque::new(),
+                last_publish: std::time::Instant::now(),
             }),
             tx,
             persist,
@@ -98,19 +110,34 @@ impl EventLog {
             seq,
             json: json.clone(),
         };
+        ring.last_publish = std::time::Instant::now();
         ring.frames.push_back(frame.clone());
         while ring.frames.len() > ring.capacity {
             ring.frames.pop_front();
         }
-        let _ = self.persist.send(Persist {
+        let _ = self.persist.send(Persist::Event(EventRow {
             session_id: self.session_id.clone(),
             seq,
             ts: now_ms(),
             kind: kind.to_string(),
             json,
-        });
+        }));
         let _ = self.tx.send(frame.clone());
         frame
+    }
+
+    /// Queue the session's row behind the events already published, so the
+    /// database never sees an older row after a newer one.
+    pub fn save_row(&self, row: super::store::SessionRow) {
+        let _ = self.persist.send(Persist::Session(row));
+    }
+
+    /// How long since the last event.
+    pub fn quiet_for(&self) -> std::time::Duration {
+        self.inner
+            .lock()
+            .map(|r| r.last_publish.elapsed())
+            .unwrap_or_default()
     }
 
     /// Frames after `after` still in memory, a receiver for what follows,
@@ -124,7 +151,8 @@ impl EventLog {
             .cloned()
             .collect();
         let oldest_in_ring = ring.frames.front().map(|f| f.seq).unwrap_or(ring.next_seq);
-        let missing = (after + 1 < oldest_in_ring).then_some((after + 1, oldest_in_ring - 1));
+        let next = after.saturating_add(1);
+        let missing = (next < oldest_in_ring).then_some((next, oldest_in_ring - 1));
         Subscription {
             replay,
             missing,

@@ -83,14 +83,12 @@ struct Pending {
     request_id: String,
     tool: String,
     input: Value,
-    expires_at: i64,
 }
 
 struct Inner {
     row: SessionRow,
     agent: Option<Arc<AgentProcess>>,
     generation: u64,
-    stopping: bool,
     always: HashSet<String>,
     pending: HashMap<String, Pending>,
     watchers: usize,
@@ -103,6 +101,9 @@ pub struct Session {
     pub cwd: PathBuf,
     pub log: EventLog,
     inner: Mutex<Inner>,
+    /// Held while an agent is started, stopped or cleaned up after: one
+    /// agent per session, and no prompt lands in a dying one.
+    lifecycle: tokio::sync::Mutex<()>,
 }
 
 impl Session {
@@ -122,7 +123,7 @@ impl Session {
         self.lock().watchers > 0
     }
 
-    fn set_state(&self, db: &Db, state: &str) {
+    fn set_state(&self, state: &str) {
         let row = {
             let mut inner = self.lock();
             if inner.row.state == state {
@@ -134,17 +135,8 @@ impl Session {
         };
         self.log
             .publish("session_state_changed", json!({ "state": state }));
-        save(db, row);
+        self.log.save_row(row);
     }
-}
-
-fn save(db: &Db, row: SessionRow) {
-    let db = db.clone();
-    tokio::spawn(async move {
-        if let Err(e) = db.call(move |c| store::update(c, &row)).await {
-            tracing::error!(error = %e, "saving session failed");
-        }
-    });
 }
 
 /// What a new session asks for.
@@ -155,6 +147,8 @@ pub struct NewSession {
     pub mode: Mode,
     pub model: Option<String>,
     pub isolation: Option<bool>,
+    /// Started with a prompt and no client (REST `initialPrompt`).
+    pub headless: bool,
 }
 
 /// Everything the manager needs from the rest of the server.
@@ -182,6 +176,8 @@ pub struct SessionManager {
     /// Permission ids decided or expired recently: 410 rather than 404.
     resolved: Mutex<VecDeque<String>>,
     pub clients: AtomicUsize,
+    /// Set at shutdown: no new agent starts.
+    shutting_down: std::sync::atomic::AtomicBool,
     last_activity: AtomicI64,
     heartbeat: AtomicI64,
     pub idle: Notify,
@@ -209,6 +205,7 @@ impl SessionManager {
             sessions: Mutex::new(HashMap::new()),
             resolved: Mutex::new(VecDeque::new()),
             clients: AtomicUsize::new(0),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             last_activity: AtomicI64::new(now_ms()),
             heartbeat: AtomicI64::new(now_ms()),
             idle: Notify::new(),
@@ -282,7 +279,7 @@ impl SessionManager {
             cwd: cwd.display().to_string(),
             branch: isolation.then(|| crate::worktree::branch_name(&id)),
             isolation,
-            headless: false,
+            headless: req.headless,
             agent_session_id: None,
             state: "idle".into(),
             num_turns: 0,
@@ -311,12 +308,12 @@ impl SessionManager {
                 row,
                 agent: None,
                 generation: 0,
-                stopping: false,
                 always: HashSet::new(),
                 pending: HashMap::new(),
                 watchers: 0,
                 detached_since: Some(Instant::now()),
             }),
+            lifecycle: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -379,18 +376,24 @@ impl SessionManager {
             )));
         }
         self.touch();
-        let running = session.lock().agent.clone();
-        let agent = match running {
-            Some(a) => a,
-            None => self.start_agent(session).await?,
+        let agent = {
+            let _lifecycle = session.lifecycle.lock().await;
+            let running = session.lock().agent.clone();
+            match running {
+                Some(a) => a,
+                None => self.start_agent(session).await?,
+            }
         };
         session.log.publish(
             "user_message",
             json!({ "prompt": prompt, "clientMsgId": client_msg_id }),
         );
-        session.set_state(&self.deps.db, "running");
+        session.set_state("running");
         if !agent.send(&protocol::user_message(prompt)) {
-            return Err(Error::Conflict("the agent is no longer running".into()));
+            session.set_state("idle");
+            return Err(Error::Conflict(
+                "the agent just ended; send the prompt again".into(),
+            ));
         }
         Ok(())
     }
@@ -401,7 +404,7 @@ impl SessionManager {
             inner.row.mode = mode.as_str().into();
             (inner.row.clone(), inner.agent.clone())
         };
-        save(&self.deps.db, row);
+        session.log.save_row(row);
         if let Some(agent) = agent {
             let id = format!("mode_{}", hex::encode(rand::random::<[u8; 4]>()));
             agent.send(&protocol::control_request(
@@ -434,24 +437,34 @@ impl SessionManager {
 
     /// Stop the agent (the session stays, and can be resumed).
     pub async fn stop(&self, session: &Arc<Session>, reason: &str) {
-        self.end_agent(session).await;
-        session
-            .log
-            .publish("session_end", json!({ "reason": reason }));
-        session.set_state(&self.deps.db, "stopped");
+        let _lifecycle = session.lifecycle.lock().await;
+        let ended = self.end_agent(session).await;
+        if ended || session.row().state != "stopped" {
+            session
+                .log
+                .publish("session_end", json!({ "reason": reason }));
+            session.set_state("stopped");
+        }
     }
 
-    /// Terminate the agent and its tree, and revoke its token.
-    async fn end_agent(&self, session: &Arc<Session>) {
-        let agent = {
-            let mut inner = session.lock();
-            inner.stopping = true;
-            inner.agent.clone()
-        };
-        if let Some(agent) = agent {
-            agent.terminate().await;
-        }
+    /// Terminate the agent and its tree, and revoke its token; false when
+    /// there was no agent.
+    async fn end_agent(&self, session: &Arc<Session>) -> bool {
+        let agent = session.lock().agent.clone();
+        let Some(agent) = agent else { return false };
+        agent.terminate().await;
         self.deps.session_tokens.revoke(&session.id);
+        let pending: Vec<String> = {
+            let mut inner = session.lock();
+            // The drive task sees a new generation and drops what the dead
+            // agent still had queued.
+            inner.generation += 1;
+            inner.agent = None;
+            inner.pending.drain().map(|(k, _)| k).collect()
+        };
+        self.withdraw_pending(session, pending, "session_end");
+        self.clean_up_after_agent(session).await;
+        true
     }
 
     /// Stop and hide.
@@ -489,7 +502,7 @@ impl SessionManager {
         let frames = self
             .deps
             .db
-            .call(move |c| store::events(c, &owned, after + 1, u64::MAX, limit))
+            .call(move |c| store::events(c, &owned, after.saturating_add(1), u64::MAX, limit))
             .await?;
         Ok(frames
             .iter()
@@ -546,6 +559,11 @@ impl SessionManager {
     }
 
     async fn start_agent(self: &Arc<Self>, session: &Arc<Session>) -> Result<Arc<AgentProcess>> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(Error::Conflict(
+                "mitzod is shutting down; try again in a moment".into(),
+            ));
+        }
         let (mode, model, resume) = {
             let inner = session.lock();
             (
@@ -642,7 +660,6 @@ impl SessionManager {
         let generation = {
             let mut inner = session.lock();
             inner.generation += 1;
-            inner.stopping = false;
             inner.agent = Some(agent.clone());
             inner.generation
         };
@@ -662,39 +679,39 @@ impl SessionManager {
         generation: u64,
     ) {
         while let Some(event) = rx.recv().await {
+            // After a stop, what the dead agent still had queued is dropped.
+            let current = session.lock().generation == generation;
             match event {
-                AgentEvent::Message(msg) => self.on_message(&session, msg).await,
-                AgentEvent::Malformed(why) => {
+                AgentEvent::Message(msg) if current => self.on_message(&session, msg).await,
+                AgentEvent::Malformed(why) if current => {
                     session.log.publish("error", json!({ "error": why }));
                 }
                 AgentEvent::Exit(exit) => {
                     self.on_exit(&session, generation, exit).await;
                     break;
                 }
+                _ => {}
             }
         }
     }
 
+    /// The agent ended by itself (a stop is handled by `end_agent`).
     async fn on_exit(&self, session: &Arc<Session>, generation: u64, exit: AgentExit) {
-        let (was_stopping, pending, state) = {
+        let _lifecycle = session.lifecycle.lock().await;
+        let (pending, state) = {
             let mut inner = session.lock();
             if inner.generation != generation {
                 return;
             }
             inner.agent = None;
+            inner.generation += 1;
             let pending: Vec<String> = inner.pending.drain().map(|(k, _)| k).collect();
-            (inner.stopping, pending, inner.row.state.clone())
+            (pending, inner.row.state.clone())
         };
         self.deps.session_tokens.revoke(&session.id);
-        for perm in pending {
-            self.remember_resolved(&perm);
-            session.log.publish(
-                "permission_resolved",
-                json!({ "permId": perm, "decision": "deny", "by": "agent_exit" }),
-            );
-        }
+        self.withdraw_pending(session, pending, "agent_exit");
         let clean = exit.code == Some(0) && state == "idle";
-        if !was_stopping && !clean {
+        if !clean {
             let tail = exit.stderr_tail.trim();
             let error = if tail.is_empty() {
                 exit.describe()
@@ -707,15 +724,27 @@ impl SessionManager {
                 json!({ "error": error, "exitCode": exit.code, "signal": exit.signal }),
             );
         }
-        if !was_stopping {
-            session.set_state(&self.deps.db, "idle");
+        session.set_state("idle");
+        self.clean_up_after_agent(session).await;
+    }
+
+    /// Pending permissions of an agent that is gone: decided by nobody.
+    fn withdraw_pending(&self, session: &Session, pending: Vec<String>, by: &str) {
+        for perm in pending {
+            self.remember_resolved(&perm);
+            session.log.publish(
+                "permission_resolved",
+                json!({ "permId": perm, "decision": "deny", "by": by }),
+            );
         }
-        let keep: Vec<u32> = self
-            .live()
-            .iter()
-            .filter_map(|s| s.lock().agent.as_ref().map(|a| a.pid))
-            .collect();
-        let _ = tokio::task::spawn_blocking(move || crate::sandbox::kill_orphans(&keep)).await;
+    }
+
+    /// Kill what the session's agent left behind (processes reparented to
+    /// us, found by their `MITZO_SESSION_ID`) and remove its private tmp.
+    async fn clean_up_after_agent(&self, session: &Session) {
+        let marker = format!("MITZO_SESSION_ID={}", session.id);
+        let _ =
+            tokio::task::spawn_blocking(move || crate::sandbox::kill_marked_orphans(&marker)).await;
         let tmp = self.deps.state_dir.join("tmp").join(&session.id);
         let _ = tokio::fs::remove_dir_all(tmp).await;
     }
@@ -730,7 +759,7 @@ impl SessionManager {
                     inner.row.agent_session_id = Some(agent_session_id);
                     inner.row.clone()
                 };
-                save(&self.deps.db, row);
+                session.log.save_row(row);
             }
             Incoming::Assistant(v) => publish_assistant(session, &v),
             Incoming::User(v) => publish_tool_results(session, &v),
@@ -750,8 +779,8 @@ impl SessionManager {
                         "costUsd": v.get("total_cost_usd"),
                     }),
                 );
-                save(&self.deps.db, row);
-                session.set_state(&self.deps.db, "idle");
+                session.log.save_row(row);
+                session.set_state("idle");
             }
             Incoming::ControlRequest {
                 request_id,
@@ -788,6 +817,9 @@ impl SessionManager {
                         "permission_resolved",
                         json!({ "permId": p, "decision": "cancelled", "by": "agent" }),
                     );
+                    if session.lock().pending.is_empty() {
+                        session.set_state("running");
+                    }
                 }
             }
             Incoming::StreamEvent(_) | Incoming::System(_) | Incoming::ControlResponse { .. } => {}
@@ -886,14 +918,13 @@ impl SessionManager {
                         request_id: request_id.to_string(),
                         tool: tool.clone(),
                         input: input.clone(),
-                        expires_at,
                     },
                 );
                 session.log.publish(
                     "permission_request",
                     json!({ "permId": perm_id, "toolName": tool, "toolInput": input, "tier": tier, "expiresAt": expires_at }),
                 );
-                session.set_state(&self.deps.db, "requires_action");
+                session.set_state("requires_action");
                 let me = self.clone();
                 let s = session.clone();
                 tokio::spawn(async move { me.pending_timers(s, perm_id, timeout).await });
@@ -1022,13 +1053,18 @@ impl SessionManager {
                 _ => "denied by the owner",
             }),
         };
-        if let Some(agent) = agent {
-            agent.send(&protocol::control_success(&pending.request_id, response));
-        }
         session.log.publish(
             "permission_resolved",
             json!({ "permId": perm_id, "toolName": pending.tool, "decision": decision.as_str(), "by": by.as_str() }),
         );
+        // Running again before the agent hears the answer: its next events
+        // (and its `result`, which means idle) must come after this.
+        if remaining == 0 && agent.is_some() {
+            session.set_state("running");
+        }
+        if let Some(agent) = agent {
+            agent.send(&protocol::control_success(&pending.request_id, response));
+        }
         let verdict = if decision == Decision::Deny {
             "deny"
         } else {
@@ -1036,10 +1072,6 @@ impl SessionManager {
         };
         self.audit(&session.id, &pending.tool, &pending.input, verdict, by)
             .await;
-        if remaining == 0 && session.is_active() {
-            session.set_state(&self.deps.db, "running");
-        }
-        let _ = pending.expires_at;
         Ok(())
     }
 
@@ -1090,7 +1122,9 @@ impl SessionManager {
                 };
                 if expired {
                     tracing::info!(session = %session.id, "no client for the detach TTL; stopping the agent");
-                    self.stop(&session, "detached").await;
+                    // Not inline: the supervisor's beat must not wait on it.
+                    let me = self.clone();
+                    tokio::spawn(async move { me.stop(&session, "detached").await });
                 }
             }
             // Twice the TTL (at least 5 s): long after the event writer flushed.
@@ -1130,19 +1164,29 @@ impl SessionManager {
                 && inner
                     .detached_since
                     .is_some_and(|t| t.elapsed() >= quiet_for);
-            !quiet
+            drop(inner);
+            // Long after its last event: the writer has flushed it, so a
+            // reload reads the right last seq.
+            !(quiet && s.log.quiet_for() >= quiet_for)
         });
     }
 
     /// Shutdown: end every agent; their sessions show as interrupted and
     /// resume (`--resume`) on the next prompt after a restart.
-    pub async fn stop_all(&self) {
+    pub async fn stop_all(self: &Arc<Self>) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut stopping = tokio::task::JoinSet::new();
         for s in self.live() {
-            if s.is_active() {
-                self.end_agent(&s).await;
-                s.set_state(&self.deps.db, "interrupted");
-            }
+            let me = self.clone();
+            stopping.spawn(async move {
+                let _lifecycle = s.lifecycle.lock().await;
+                if me.end_agent(&s).await {
+                    s.set_state("interrupted");
+                }
+            });
         }
+        while stopping.join_next().await.is_some() {}
+        store::flush(&self.persist).await;
     }
 }
 

@@ -229,37 +229,66 @@ pub fn audit_list(
     Ok(rows)
 }
 
-/// The event writer: batches rows into one transaction per wake-up.
+/// The writer: events and session rows, in the order they were sent,
+/// batched into one transaction per wake-up; a flush is answered once
+/// everything before it is committed.
 pub fn spawn_writer(db: Db) -> mpsc::UnboundedSender<Persist> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Persist>();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                batch.push(more);
-                if batch.len() >= 512 {
-                    break;
+            while batch.len() < 512 {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
                 }
             }
-            let result = db
-                .call(move |conn| {
-                    let tx = conn.transaction()?;
-                    {
-                        let mut stmt = tx.prepare_cached(
-                            "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        )?;
-                        for p in &batch {
-                            stmt.execute(params![p.session_id, p.seq as i64, p.ts, p.kind, &*p.json])?;
-                        }
-                    }
-                    tx.commit()?;
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "persisting session events failed");
+            let mut flushes = Vec::new();
+            let mut writes = Vec::new();
+            for p in batch {
+                match p {
+                    Persist::Flush(done) => flushes.push(done),
+                    other => writes.push(other),
+                }
+            }
+            if !writes.is_empty() {
+                let result = db.call(move |conn| write_batch(conn, &writes)).await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "persisting session events failed");
+                }
+            }
+            for done in flushes {
+                let _ = done.send(());
             }
         }
     });
     tx
+}
+
+fn write_batch(conn: &mut Connection, writes: &[Persist]) -> Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut event = tx.prepare_cached(
+            "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for w in writes {
+            match w {
+                Persist::Event(e) => {
+                    event.execute(params![e.session_id, e.seq as i64, e.ts, e.kind, &*e.json])?;
+                }
+                Persist::Session(row) => update(&tx, row)?,
+                Persist::Flush(_) => {}
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Wait until everything sent to the writer so far is committed.
+pub async fn flush(writer: &mpsc::UnboundedSender<Persist>) {
+    let (done, wait) = tokio::sync::oneshot::channel();
+    if writer.send(Persist::Flush(done)).is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
+    }
 }
