@@ -86,23 +86,14 @@ pub fn builtin_tier(tool: &str) -> Tier {
     }
 }
 
-/// The tier after the repo's `toolTierOverrides`. An override may make a
-/// tool stricter; it may never make a mutating or unknown tool `safe` (which
-/// would auto-allow it in ask mode), nor turn an unknown tool auto-allowable.
+/// The tier after the repo's `toolTierOverrides`. An override can only make
+/// a tool stricter: the repo (which the agent can write) never widens what
+/// is auto-allowed.
 pub fn effective_tier(tool: &str, overrides: &BTreeMap<String, Tier>) -> Tier {
     let builtin = builtin_tier(tool);
     match overrides.get(tool) {
-        None => builtin,
-        Some(&wanted) if wanted >= builtin => wanted,
-        Some(&wanted) => {
-            // Widening: allowed only between mutating tiers (e.g. Bash as
-            // standard), never to safe and never for unknown tools.
-            if builtin == Tier::Unknown || wanted == Tier::Safe {
-                builtin
-            } else {
-                wanted
-            }
-        }
+        Some(&wanted) if wanted > builtin => wanted,
+        _ => builtin,
     }
 }
 
@@ -267,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn overrides_only_narrow_or_stay_mutating() {
+    fn overrides_only_narrow() {
         let mut o = BTreeMap::new();
         o.insert("Write".to_string(), Tier::Safe);
         o.insert("Bash".to_string(), Tier::Standard);
@@ -280,8 +271,8 @@ mod tests {
         );
         assert_eq!(
             effective_tier("Bash", &o),
-            Tier::Standard,
-            "elevated → standard is allowed"
+            Tier::Elevated,
+            "never widened, even to another mutating tier"
         );
         assert_eq!(
             effective_tier("Read", &o),

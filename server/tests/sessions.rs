@@ -931,3 +931,81 @@ fn quiet_sessions_leave_memory_and_come_back_intact() {
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
+
+#[test]
+fn logout_ends_an_open_chat() {
+    let s = start("");
+    let mut ws = s.ws();
+    let origin = format!("http://127.0.0.1:{}", s.server.port);
+    let r = s.server.post(
+        "/api/auth/logout",
+        &[
+            ("Authorization", &format!("Bearer {}", s.jwt)),
+            ("Origin", &origin),
+        ],
+        "{}",
+    );
+    assert_eq!(r.status, 200);
+    ws.send(json!({"type": "hello", "protocolVersion": 2}));
+    let err = ws.wait_type("error");
+    assert!(
+        err["error"].as_str().unwrap().contains("logged out"),
+        "{err}"
+    );
+    // And the connection is closed.
+    loop {
+        match ws.socket.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[test]
+fn agents_cannot_approve_their_own_work() {
+    if !landlock_or_skip("agents_cannot_approve_their_own_work") {
+        return;
+    }
+    let s = start("");
+    let r = s.create(json!({"source": "test", "initialPrompt": "env"}));
+    let id = r.json()["sessionId"].as_str().unwrap().to_string();
+    let env = text_of(&s.wait_event(&id, |e| e["type"] == "result"));
+    let token = env
+        .lines()
+        .find_map(|l| l.strip_prefix("MITZO_SESSION_TOKEN="))
+        .unwrap()
+        .to_string();
+    let bearer = format!("Bearer {token}");
+    for kind in ["human_approval", "gh_review"] {
+        let body = json!({"type": kind, "status": "approved", "repo": "o/r", "pr": 1}).to_string();
+        let r = s
+            .server
+            .post("/api/signals/resolve", &[("Authorization", &bearer)], &body);
+        assert_eq!(r.status, 403, "{kind}: {}", r.text());
+    }
+    let body = json!({"type": "gh_ci", "status": "success", "repo": "o/r", "pr": 1}).to_string();
+    assert_eq!(
+        s.server
+            .post("/api/signals/resolve", &[("Authorization", &bearer)], &body)
+            .status,
+        200
+    );
+}
+
+#[test]
+fn repo_overrides_never_widen_agent_mode() {
+    if !landlock_or_skip("repo_overrides_never_widen_agent_mode") {
+        return;
+    }
+    let s = start("");
+    // An agent could write this file; it must not buy itself Bash.
+    std::fs::write(
+        s.repo.join(".mitzo.json"),
+        r#"{"toolTierOverrides": {"Bash": "standard"}}"#,
+    )
+    .unwrap();
+    let mut ws = s.ws();
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Bash:echo x > x.txt", "mode": "agent"}));
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["tier"], "elevated");
+}

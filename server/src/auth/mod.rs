@@ -30,6 +30,7 @@ pub enum Caller {
     Owner {
         jti: String,
         exp: i64,
+        epoch: u64,
         via_cookie: bool,
     },
     /// Hooks and scripts holding the persisted internal token; `client_id`
@@ -177,6 +178,7 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, Err
         Source::Cookie => state.owner.verify(&token).map(|c| Caller::Owner {
             jti: c.jti,
             exp: c.exp,
+            epoch: c.epoch,
             via_cookie: true,
         }),
         Source::Bearer if looks_like_internal_token(&token) => {
@@ -197,6 +199,7 @@ pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, Err
         Source::Bearer => state.owner.verify(&token).map(|c| Caller::Owner {
             jti: c.jti,
             exp: c.exp,
+            epoch: c.epoch,
             via_cookie: false,
         }),
     }

@@ -116,6 +116,17 @@ impl OwnerAuth {
         Ok(claims)
     }
 
+    /// Whether a token verified earlier is still good: not expired, not
+    /// revoked, not from before a logout-all. Long-lived connections
+    /// (WebSockets) ask this as they go.
+    pub fn still_valid(&self, jti: &str, exp: i64, epoch: u64) -> bool {
+        if exp <= now_secs() || epoch < self.epoch.load(Ordering::SeqCst) {
+            return false;
+        }
+        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        !revoked.contains_key(jti)
+    }
+
     /// Revoke one token (logout); persisted before it returns.
     pub async fn revoke(&self, jti: &str, exp: i64) -> Result<()> {
         let (j, e) = (jti.to_string(), exp);

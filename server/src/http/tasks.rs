@@ -222,6 +222,12 @@ async fn signal(
         Caller::Session { session_id } => Some(session_id.clone()),
         _ => None,
     };
+    // An agent may report its own CI; it may not approve its own work.
+    if scope.is_some() && !matches!(body.kind, tasks::SignalType::GhCi) {
+        return Err(Error::Forbidden(
+            "a session token may only send gh_ci signals; reviews and approvals come from hooks or the owner".into(),
+        ));
+    }
     let (matched, events) = state
         .db
         .call(move |c| tasks::resolve_signal(c, &body, scope.as_deref()))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
@@ -26,6 +26,8 @@ use crate::sessions::{Session, MAX_PROMPT};
 
 const MAX_FRAME: usize = MAX_PROMPT + 64 * 1024;
 const OUTBOX: usize = 4096;
+const MAX_WATCHES: usize = 200;
+const CREDENTIAL_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn routes() -> Router<AppState> {
@@ -34,12 +36,18 @@ pub fn routes() -> Router<AppState> {
 
 async fn upgrade(
     State(state): State<AppState>,
-    _auth: Authed<scope::Owner>,
+    auth: Authed<scope::Owner>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let credential = match auth.caller() {
+        crate::auth::Caller::Owner {
+            jti, exp, epoch, ..
+        } => (jti.clone(), *exp, *epoch),
+        _ => return Error::Forbidden("the chat needs the owner".into()).into_response(),
+    };
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
-        .on_upgrade(move |socket| connection(state, socket))
+        .on_upgrade(move |socket| connection(state, socket, credential))
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +126,10 @@ struct Connection {
     watching: HashMap<String, Watch>,
 }
 
-async fn connection(state: AppState, socket: WebSocket) {
+/// The owner credential a connection was opened with: (jti, exp, epoch).
+type Credential = (String, i64, u64);
+
+async fn connection(state: AppState, socket: WebSocket, credential: Credential) {
     state.sessions.clients.fetch_add(1, Ordering::Relaxed);
     state.sessions.touch();
     let (mut sink, mut stream) = socket.split();
@@ -173,7 +184,36 @@ async fn connection(state: AppState, socket: WebSocket) {
             json!({ "connectionId": connection_id, "protocolVersion": 2 }),
         ))
         .await;
-    while let Some(Ok(msg)) = stream.next().await {
+    let still_valid = |state: &AppState| {
+        state
+            .owner
+            .still_valid(&credential.0, credential.1, credential.2)
+    };
+    let mut recheck = tokio::time::interval(CREDENTIAL_RECHECK);
+    loop {
+        // Logout, logout-all and expiry end an open chat too: checked
+        // before every frame and on a timer.
+        let msg = tokio::select! {
+            msg = stream.next() => msg,
+            _ = recheck.tick() => {
+                if still_valid(&state) { continue }
+                None
+            }
+        };
+        let msg = match msg {
+            Some(Ok(msg)) if still_valid(&state) => msg,
+            Some(Ok(_)) | None if !still_valid(&state) => {
+                let _ = conn
+                    .out
+                    .send(error_frame(
+                        None,
+                        "logged out: this owner session has ended; log in again",
+                    ))
+                    .await;
+                break;
+            }
+            _ => break,
+        };
         match msg {
             Message::Text(text) => conn.handle(text.as_str()).await,
             Message::Binary(_) => {
@@ -198,7 +238,13 @@ async fn connection(state: AppState, socket: WebSocket) {
         state.sessions.detach(&w.session);
     }
     drop(conn);
-    writer.abort();
+    // Every sender is gone: the writer sends what is queued and ends.
+    if tokio::time::timeout(std::time::Duration::from_secs(1), writer)
+        .await
+        .is_err()
+    {
+        tracing::debug!("websocket writer did not finish in time");
+    }
     state.sessions.clients.fetch_sub(1, Ordering::Relaxed);
     state.sessions.touch();
 }
@@ -353,6 +399,11 @@ impl Connection {
     /// Watch `session` from `after`: the missed frames now, in order, then
     /// live ones, never a duplicate. Returns how many were replayed.
     async fn watch(&mut self, session: Arc<Session>, after: u64) -> Result<usize> {
+        if self.watching.len() >= MAX_WATCHES && !self.watching.contains_key(&session.id) {
+            return Err(Error::BadRequest(format!(
+                "a connection watches at most {MAX_WATCHES} sessions; unwatch some first"
+            )));
+        }
         if let Some(old) = self.watching.remove(&session.id) {
             old.forwarder.abort();
             self.state.sessions.detach(&old.session);

@@ -454,15 +454,15 @@ impl SessionManager {
         let Some(agent) = agent else { return false };
         agent.terminate().await;
         self.deps.session_tokens.revoke(&session.id);
-        let pending: Vec<String> = {
+        let pending: Vec<(String, Pending)> = {
             let mut inner = session.lock();
             // The drive task sees a new generation and drops what the dead
             // agent still had queued.
             inner.generation += 1;
             inner.agent = None;
-            inner.pending.drain().map(|(k, _)| k).collect()
+            inner.pending.drain().collect()
         };
-        self.withdraw_pending(session, pending, "session_end");
+        self.withdraw_pending(session, pending, "session_end").await;
         self.clean_up_after_agent(session).await;
         true
     }
@@ -705,11 +705,11 @@ impl SessionManager {
             }
             inner.agent = None;
             inner.generation += 1;
-            let pending: Vec<String> = inner.pending.drain().map(|(k, _)| k).collect();
+            let pending: Vec<(String, Pending)> = inner.pending.drain().collect();
             (pending, inner.row.state.clone())
         };
         self.deps.session_tokens.revoke(&session.id);
-        self.withdraw_pending(session, pending, "agent_exit");
+        self.withdraw_pending(session, pending, "agent_exit").await;
         let clean = exit.code == Some(0) && state == "idle";
         if !clean {
             let tail = exit.stderr_tail.trim();
@@ -728,14 +728,17 @@ impl SessionManager {
         self.clean_up_after_agent(session).await;
     }
 
-    /// Pending permissions of an agent that is gone: decided by nobody.
-    fn withdraw_pending(&self, session: &Session, pending: Vec<String>, by: &str) {
-        for perm in pending {
+    /// Pending permissions of an agent that is gone: decided by nobody,
+    /// and audited as such.
+    async fn withdraw_pending(&self, session: &Session, pending: Vec<(String, Pending)>, by: &str) {
+        for (perm, p) in pending {
             self.remember_resolved(&perm);
             session.log.publish(
                 "permission_resolved",
-                json!({ "permId": perm, "decision": "deny", "by": by }),
+                json!({ "permId": perm, "toolName": p.tool, "decision": "deny", "by": by }),
             );
+            self.audit_as(&session.id, &p.tool, &p.input, "withdrawn", by)
+                .await;
         }
     }
 
@@ -806,17 +809,22 @@ impl SessionManager {
                         .iter()
                         .find(|(_, p)| p.request_id == request_id)
                         .map(|(k, _)| k.clone());
-                    if let Some(p) = &perm {
-                        inner.pending.remove(p);
-                    }
-                    perm
+                    perm.and_then(|k| inner.pending.remove(&k).map(|p| (k, p)))
                 };
-                if let Some(p) = perm {
+                if let Some((p, pending)) = perm {
                     self.remember_resolved(&p);
                     session.log.publish(
                         "permission_resolved",
-                        json!({ "permId": p, "decision": "cancelled", "by": "agent" }),
+                        json!({ "permId": p, "toolName": pending.tool, "decision": "cancelled", "by": "agent" }),
                     );
+                    self.audit_as(
+                        &session.id,
+                        &pending.tool,
+                        &pending.input,
+                        "cancelled",
+                        "agent",
+                    )
+                    .await;
                     if session.lock().pending.is_empty() {
                         session.set_state("running");
                     }
@@ -1083,18 +1091,29 @@ impl SessionManager {
         decision: &str,
         by: DecidedBy,
     ) {
-        let (sid, tool, summary, decision) = (
+        self.audit_as(session_id, tool, input, decision, by.as_str())
+            .await;
+    }
+
+    async fn audit_as(
+        &self,
+        session_id: &str,
+        tool: &str,
+        input: &Value,
+        decision: &str,
+        by: &str,
+    ) {
+        let (sid, tool, summary, decision, by) = (
             session_id.to_string(),
             tool.to_string(),
             permissions::summarise(tool, input),
             decision.to_string(),
+            by.to_string(),
         );
         let result = self
             .deps
             .db
-            .call(move |c| {
-                store::audit_insert(c, now_ms(), &sid, &tool, &summary, &decision, by.as_str())
-            })
+            .call(move |c| store::audit_insert(c, now_ms(), &sid, &tool, &summary, &decision, &by))
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "writing the audit log failed");
