@@ -24,6 +24,7 @@ fn main() {
     let policy = agent_policy(&AgentPolicyInputs {
         repo: &root.join("repo"),
         worktrees: &[],
+        repo_writable: false,
         agent_home: &root.join("state/agent-home"),
         session_tmp: &root.join("state/tmp"),
         state_dir: &root.join("state"),

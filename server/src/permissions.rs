@@ -145,13 +145,35 @@ pub fn write_outside(tool: &str, input: &serde_json::Value, worktree: &Path) -> 
     };
     let root = std::fs::canonicalize(worktree).unwrap_or_else(|_| normalise(worktree));
     let target = resolve(Path::new(raw), &root);
-    if target.starts_with(&root) {
-        None
-    } else {
-        Some(format!(
+    let Ok(inside) = target.strip_prefix(&root) else {
+        return Some(format!(
             "{tool} may only write inside the session's worktree {}; {raw} is outside it",
             root.display()
-        ))
+        ));
+    };
+    if let Some(what) = steering_file(inside) {
+        return Some(format!(
+            "{tool} may not write {what} ({raw}): it steers git, Claude Code or mitzod itself; ask the owner to change it"
+        ));
+    }
+    None
+}
+
+/// Files inside a worktree that change what runs or what is allowed: git's
+/// metadata, Claude Code's project settings and hooks, the repo config.
+fn steering_file(inside: &Path) -> Option<&'static str> {
+    let mut parts = inside
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    let first = parts.next()?;
+    if inside.components().any(|c| c.as_os_str() == ".git") {
+        return Some("git metadata");
+    }
+    match first.as_str() {
+        ".claude" => Some("Claude Code's project settings"),
+        ".mitzo.json" => Some(".mitzo.json"),
+        ".gitattributes" | ".gitmodules" => Some("git attributes"),
+        _ => None,
     }
 }
 
@@ -297,6 +319,32 @@ mod tests {
             v("mcp__github__delete_repo"),
             Verdict::Ask,
             "not the whole server"
+        );
+    }
+
+    #[test]
+    fn files_that_steer_tools_are_denied_inside_the_worktree() {
+        let base = tempfile::tempdir().unwrap();
+        let wt = base.path().join("wt");
+        std::fs::create_dir(&wt).unwrap();
+        let always = HashSet::new();
+        for p in [
+            ".claude/settings.local.json",
+            ".git/hooks/pre-commit",
+            "sub/.git/config",
+            ".mitzo.json",
+            ".gitattributes",
+        ] {
+            let input = json!({"file_path": wt.join(p).to_str().unwrap()});
+            match decide("Write", &input, Mode::Auto, &none(), &always, &wt).0 {
+                Verdict::Deny(msg) => assert!(msg.contains("steers"), "{p}: {msg}"),
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+        let input = json!({"file_path": wt.join("src/claude.rs").to_str().unwrap()});
+        assert_eq!(
+            decide("Write", &input, Mode::Auto, &none(), &always, &wt).0,
+            Verdict::Allow
         );
     }
 

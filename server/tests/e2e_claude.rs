@@ -140,6 +140,18 @@ fn real_claude_allow_deny_and_sandbox() {
     assert!(!outside.exists(), "Landlock stopped it: {result}");
     assert_eq!(result["isError"], true, "{result}");
 
+    // Nor may it plant a git hook the owner's own git would run later.
+    let hook = s.repo.join(".git/hooks/post-checkout");
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": format!("RUN: echo touch /tmp/pwned > {}", hook.display())}));
+    let req = ws.wait_type("permission_request");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    let result = ws.wait_type("tool_result");
+    ws.wait_type("result");
+    assert!(
+        !hook.exists(),
+        "the repo's .git is read-only to an isolated session: {result}"
+    );
+
     // Deny.
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "RUN: echo no > denied.txt"}));
     let req = ws.wait_type("permission_request");

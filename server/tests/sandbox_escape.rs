@@ -73,6 +73,7 @@ impl Fx {
         let policy = agent_policy(&AgentPolicyInputs {
             repo: &repo,
             worktrees: std::slice::from_ref(&wt),
+            repo_writable: false,
             agent_home: &state.join("agent-home"),
             session_tmp: &state.join("tmp/s1"),
             state_dir: &state,
@@ -201,15 +202,35 @@ fn escape_table() {
     let sib = sibling.id();
 
     // Outside files for the link/rename rows.
-    std::fs::write(fx.repo.join("to-move"), "x\n").unwrap();
-    std::fs::write(fx.repo.join("to-move-ctl"), "x\n").unwrap();
+    std::fs::write(fx.wt.join("to-move"), "x\n").unwrap();
+    std::fs::write(fx.wt.join("to-move-ctl"), "x\n").unwrap();
     let link_target = fx.owner_home.join("link-target");
-    std::os::unix::fs::symlink(&link_target, fx.repo.join("link-out")).unwrap();
+    std::os::unix::fs::symlink(&link_target, fx.wt.join("link-out")).unwrap();
+    let main_out = fx.repo.join("main-checkout.txt");
+    let hook = fx.repo.join(".git/hooks/post-commit");
     let connect = |port: u16| format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
 
     let rows = vec![
-        row("write inside the repo", format!("echo ok > {}/ok.txt", q(&fx.repo)), Expect::Allowed),
         row("write inside the worktree", format!("echo ok > {}/ok.txt", q(&fx.wt)), Expect::Allowed),
+        // An isolated session writes its worktree, not the main checkout,
+        // and nothing git or the owner would later run outside the sandbox.
+        row("write the main checkout of the repo", format!("echo x > {}", q(&main_out)), Expect::Denied)
+            .control()
+            .absent(main_out.clone())
+            .cleanup(main_out.clone()),
+        row("plant .git/hooks/post-commit", format!("echo 'touch /tmp/pwn' > {}", q(&hook)), Expect::Denied)
+            .control()
+            .absent(hook.clone())
+            .cleanup(hook.clone()),
+        row(
+            "set core.fsmonitor in .git/config",
+            format!("cd {} && git config core.fsmonitor 'touch /tmp/pwn'", q(&fx.repo)),
+            Expect::Denied,
+        ),
+        row("write the repo's .mitzo.json", format!("echo {{}} > {}/.mitzo.json", q(&fx.repo)), Expect::Denied)
+            .control()
+            .absent(fx.repo.join(".mitzo.json"))
+            .cleanup(fx.repo.join(".mitzo.json")),
         row(
             "git add + commit inside the worktree",
             format!(
@@ -253,20 +274,20 @@ fn escape_table() {
         row("read /etc/passwd", "cat /etc/passwd".into(), Expect::Allowed),
         row("read the owner's files", format!("cat {}/notes", q(&fx.owner_home)), Expect::Denied).control(),
         row(
-            "write through a symlink in the repo pointing outside",
-            format!("echo pwn >> {}/link-out", q(&fx.repo)),
+            "write through a symlink in the worktree pointing outside",
+            format!("echo pwn >> {}/link-out", q(&fx.wt)),
             Expect::Denied,
         )
         .control(),
         row(
-            "hard link an outside file into the repo",
-            format!("ln {}/notes {}/hl", q(&fx.owner_home), q(&fx.repo)),
+            "hard link an outside file into the worktree",
+            format!("ln {}/notes {}/hl", q(&fx.owner_home), q(&fx.wt)),
             Expect::Denied,
         )
-        .absent(fx.repo.join("hl")),
+        .absent(fx.wt.join("hl")),
         row(
-            "rename a repo file to outside",
-            format!("mv {}/to-move {}/moved", q(&fx.repo), q(&fx.owner_home)),
+            "rename a worktree file to outside",
+            format!("mv {}/to-move {}/moved", q(&fx.wt), q(&fx.owner_home)),
             Expect::Denied,
         )
         .absent(fx.owner_home.join("moved")),
@@ -297,6 +318,7 @@ fn escape_table() {
         .control(),
     ];
 
+    let config_before = std::fs::read_to_string(fx.repo.join(".git/config")).unwrap();
     let mut failures = Vec::new();
     for r in &rows {
         if r.control {
@@ -364,8 +386,8 @@ fn escape_table() {
         "written through the symlink"
     );
     assert!(
-        fx.repo.join("to-move").exists(),
-        "rename out of the repo moved the file"
+        fx.wt.join("to-move").exists(),
+        "rename out of the worktree moved the file"
     );
     // Known gap, reported not asserted: on this kernel Landlock does not
     // deny PTRACE_MODE_READ opens (/proc/<pid>/environ, maps) of a dumpable
@@ -387,7 +409,58 @@ fn escape_table() {
         "escape table failures:\n{}",
         failures.join("\n")
     );
+    assert_eq!(
+        std::fs::read_to_string(fx.repo.join(".git/config")).unwrap(),
+        config_before,
+        "the repo's git config is unchanged"
+    );
     let _ = &fx.root;
+}
+
+/// A session without isolation works in the repo itself: there the repo is
+/// writable (and its `.git` with it: such a session cannot be protected the
+/// same way, see SECURITY.md).
+#[test]
+fn non_isolated_session_writes_its_repo() {
+    let _g = serial();
+    if !landlock_or_skip("non_isolated_session_writes_its_repo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let repo = root.join("repo");
+    init_repo(&repo);
+    let state = root.join("state");
+    for d in ["agent-home", "tmp/s1"] {
+        std::fs::create_dir_all(state.join(d)).unwrap();
+    }
+    let policy = agent_policy(&AgentPolicyInputs {
+        repo: &repo,
+        worktrees: std::slice::from_ref(&repo),
+        repo_writable: true,
+        agent_home: &state.join("agent-home"),
+        session_tmp: &state.join("tmp/s1"),
+        state_dir: &state,
+        hidden: &[],
+        agent_binary: Path::new("/bin/sh"),
+        own_port: None,
+        agent: &AgentConfig::default(),
+        landlock: Enforcement::Required,
+    })
+    .unwrap();
+    let out = SandboxedCommand::new("/bin/sh", &policy, build_env(std::env::vars_os(), &[], &[]))
+        .unwrap()
+        .args(["-c", &format!("echo ok > {}/in-repo.txt", sh_quote(&repo))])
+        .into_std()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(repo.join("in-repo.txt").exists());
 }
 
 #[test]

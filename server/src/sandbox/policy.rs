@@ -115,6 +115,11 @@ pub struct AgentPolicyInputs<'a> {
     pub repo: &'a Path,
     /// The session's worktrees (read-write; usually inside the repo).
     pub worktrees: &'a [PathBuf],
+    /// Whether the whole repo is writable. False for an isolated session:
+    /// the repo is read-only, its worktrees and the git metadata a commit
+    /// in them needs are writable, and `.git/hooks`, `.git/config`, the main
+    /// checkout and its `.mitzo.json` are out of the agent's reach.
+    pub repo_writable: bool,
     /// `agent.home` (read-write): where `~/.claude` lives.
     pub agent_home: &'a Path,
     /// The private per-session tmp dir (read-write; `TMPDIR`).
@@ -151,7 +156,15 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
 
     let mut rw = Vec::new();
     let repo = canonical(inp.repo, "repo")?;
-    rw.push(("repo", repo));
+    let mut repo_read = Vec::new();
+    if inp.repo_writable {
+        rw.push(("repo", repo.clone()));
+    } else {
+        repo_read.push(repo.clone());
+        for dir in git_write_dirs(&repo, inp.worktrees) {
+            rw.push(("git metadata", dir));
+        }
+    }
     for w in inp.worktrees {
         rw.push(("worktree", canonical(w, "worktree")?));
     }
@@ -173,6 +186,7 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
     }
 
     let mut read_exec = system_read_exec_paths();
+    read_exec.extend(repo_read);
     let bin = canonical(inp.agent_binary, "agent binary")?;
     if let Some(dir) = bin.parent() {
         read_exec.push(dir.to_path_buf());
@@ -206,6 +220,28 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
         scopes: Scopes::default(),
         landlock: inp.landlock,
     })
+}
+
+/// What a commit in a linked worktree writes: objects, refs, reflogs and
+/// the worktree's own admin dir. Not hooks, not config, not info.
+fn git_write_dirs(repo: &Path, worktrees: &[PathBuf]) -> Vec<PathBuf> {
+    let git = repo.join(".git");
+    if !git.is_dir() {
+        return Vec::new();
+    }
+    let mut dirs: Vec<PathBuf> = ["objects", "refs", "logs"]
+        .iter()
+        .map(|d| git.join(d))
+        .collect();
+    for w in worktrees {
+        if let Some(name) = w.file_name() {
+            dirs.push(git.join("worktrees").join(name));
+        }
+    }
+    dirs.into_iter()
+        .filter(|d| d.is_dir())
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .collect()
 }
 
 fn canonical(p: &Path, what: &str) -> Result<PathBuf> {
@@ -323,6 +359,7 @@ mod tests {
         AgentPolicyInputs {
             repo: Box::leak(root.join("repo").into_boxed_path()),
             worktrees: &[],
+            repo_writable: true,
             agent_home: Box::leak(root.join("state/agent-home").into_boxed_path()),
             session_tmp: Box::leak(root.join("state/tmp/s1").into_boxed_path()),
             state_dir: Box::leak(root.join("state").into_boxed_path()),

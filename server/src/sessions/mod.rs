@@ -593,6 +593,8 @@ impl SessionManager {
         let policy = crate::sandbox::agent_policy(&AgentPolicyInputs {
             repo: &session.repo,
             worktrees: std::slice::from_ref(&session.cwd),
+            // Isolated: the worktree only; in the repo itself: the repo.
+            repo_writable: session.cwd == session.repo,
             agent_home: &home,
             session_tmp: &tmp,
             state_dir: &state_dir,
@@ -636,8 +638,8 @@ impl SessionManager {
         if let Some(m) = model {
             args.extend(["--model".to_string(), m]);
         }
-        if let Some(r) = resume.filter(|r| !r.is_empty()) {
-            args.extend(["--resume".to_string(), r]);
+        if let Some(r) = resume.filter(|r| is_agent_session_id(r)) {
+            args.push(format!("--resume={r}"));
         }
         let (tx, rx) = mpsc::channel(256);
         let spec = SpawnSpec {
@@ -757,6 +759,14 @@ impl SessionManager {
             Incoming::Init {
                 agent_session_id, ..
             } => {
+                // It goes back on the agent's command line: only a plain id.
+                if !is_agent_session_id(&agent_session_id) {
+                    session.log.publish(
+                        "error",
+                        json!({ "error": "agent reported a malformed session id; it will not be resumed" }),
+                    );
+                    return;
+                }
                 let row = {
                     let mut inner = session.lock();
                     inner.row.agent_session_id = Some(agent_session_id);
@@ -1207,6 +1217,13 @@ impl SessionManager {
         while stopping.join_next().await.is_some() {}
         store::flush(&self.persist).await;
     }
+}
+
+/// Claude Code's session ids are UUIDs: hex digits and dashes.
+fn is_agent_session_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        && !id.starts_with('-')
 }
 
 fn validate_text(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
