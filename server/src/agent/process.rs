@@ -66,9 +66,16 @@ impl AgentProcess {
         let cmd = SandboxedCommand::new(&spec.program, &spec.policy, spec.env)?
             .args(&spec.args)
             .current_dir(&spec.cwd);
+        // The protocol runs over socket pairs, not pipes: a process in the
+        // agent's sandbox can open a pipe through /proc/<agent>/fd/N and
+        // write protocol lines into it, but a socket cannot be opened that
+        // way (ENXIO).
+        let io = |e: std::io::Error| Error::io("creating the agent's stdio sockets", e);
+        let (stdin_ours, stdin_theirs) = std::os::unix::net::UnixStream::pair().map_err(io)?;
+        let (stdout_ours, stdout_theirs) = std::os::unix::net::UnixStream::pair().map_err(io)?;
         let mut cmd = cmd.into_tokio();
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+        cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(stdin_theirs)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout_theirs)))
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
             Error::Sandbox(format!(
@@ -76,14 +83,21 @@ impl AgentProcess {
                 spec.program.display()
             ))
         })?;
+        // The child's ends live on in the child only.
+        drop(cmd);
         let pid = child
             .id()
             .ok_or_else(|| Error::Internal("agent exited at once".into()))?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(Error::Internal("agent stdio not captured".into()));
+        let Some(stderr) = child.stderr.take() else {
+            return Err(Error::Internal("agent stderr not captured".into()));
         };
+        let adopt = |s: std::os::unix::net::UnixStream| {
+            s.set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixStream::from_std(s))
+                .map_err(io)
+        };
+        let mut stdin = adopt(stdin_ours)?;
+        let stdout = adopt(stdout_ours)?;
 
         let (stdin_tx, mut stdin_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         tokio::spawn(async move {
@@ -93,7 +107,8 @@ impl AgentProcess {
                     break;
                 }
             }
-            // Sender gone: closing stdin tells the agent to finish.
+            // Sender gone: end of input tells the agent to finish.
+            let _ = stdin.shutdown().await;
         });
 
         let tail = Arc::new(Mutex::new(Vec::<u8>::new()));
