@@ -1036,3 +1036,17 @@ fn a_tool_cannot_write_into_the_agents_protocol_stream() {
         .unwrap()
         .contains("injected\":true"));
 }
+
+#[test]
+fn big_agent_output_is_clipped_in_events() {
+    if !landlock_or_skip("big_agent_output_is_clipped_in_events") {
+        return;
+    }
+    let s = start("");
+    let r = s.create(json!({"source": "test", "initialPrompt": "huge:2"}));
+    let id = r.json()["sessionId"].as_str().unwrap().to_string();
+    let events = s.wait_event(&id, |e| e["type"] == "result");
+    let text = text_of(&events);
+    assert!(text.len() < 300 * 1024, "{} bytes kept", text.len());
+    assert!(text.contains("more bytes not shown"), "marked as clipped");
+}

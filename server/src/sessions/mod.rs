@@ -787,7 +787,7 @@ impl SessionManager {
                     json!({
                         "subtype": v.get("subtype"),
                         "isError": v.get("is_error"),
-                        "result": v.get("result"),
+                        "result": v.get("result").map(clip),
                         "numTurns": row.num_turns,
                         "costUsd": v.get("total_cost_usd"),
                     }),
@@ -940,7 +940,7 @@ impl SessionManager {
                 );
                 session.log.publish(
                     "permission_request",
-                    json!({ "permId": perm_id, "toolName": tool, "toolInput": input, "tier": tier, "expiresAt": expires_at }),
+                    json!({ "permId": perm_id, "toolName": tool, "toolInput": clip(&input), "tier": tier, "expiresAt": expires_at }),
                 );
                 session.set_state("requires_action");
                 let me = self.clone();
@@ -1219,6 +1219,34 @@ impl SessionManager {
     }
 }
 
+/// Longest string of agent output kept in one event: events are held in
+/// memory (ring, broadcast, outboxes), so their size is bounded in bytes,
+/// not only in number. The agent's own transcript keeps the whole text.
+const MAX_EVENT_TEXT: usize = 256 * 1024;
+
+/// `v` with every string longer than `MAX_EVENT_TEXT` cut (on a char
+/// boundary) and marked.
+fn clip(v: &Value) -> Value {
+    match v {
+        Value::String(text) if text.len() > MAX_EVENT_TEXT => {
+            let mut end = MAX_EVENT_TEXT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            Value::String(format!(
+                "{}… [{} more bytes not shown]",
+                &text[..end],
+                text.len() - end
+            ))
+        }
+        Value::Array(items) => Value::Array(items.iter().map(clip).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), clip(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
 /// Claude Code's session ids are UUIDs: hex digits and dashes.
 fn is_agent_session_id(id: &str) -> bool {
     (8..=64).contains(&id.len())
@@ -1264,21 +1292,21 @@ fn publish_assistant(session: &Session, v: &Value) {
             "text" => {
                 session.log.publish(
                     "block_delta",
-                    json!({ "index": index, "text": block.get("text") }),
+                    json!({ "index": index, "text": block.get("text").map(clip) }),
                 );
                 session.log.publish("block_end", json!({ "index": index }));
             }
             "thinking" => {
                 session.log.publish(
                     "block_delta",
-                    json!({ "index": index, "thinking": block.get("thinking") }),
+                    json!({ "index": index, "thinking": block.get("thinking").map(clip) }),
                 );
                 session.log.publish("block_end", json!({ "index": index }));
             }
             "tool_use" => {
                 session.log.publish(
                     "block_end",
-                    json!({ "index": index, "toolName": block.get("name"), "toolId": block.get("id"), "input": block.get("input") }),
+                    json!({ "index": index, "toolName": block.get("name"), "toolId": block.get("id"), "input": block.get("input").map(clip) }),
                 );
             }
             _ => {
@@ -1316,7 +1344,7 @@ fn publish_tool_results(session: &Session, v: &Value) {
         };
         session.log.publish(
             "tool_result",
-            json!({ "toolId": block.get("tool_use_id"), "result": result, "isError": block.get("is_error") }),
+            json!({ "toolId": block.get("tool_use_id"), "result": clip(&result), "isError": block.get("is_error") }),
         );
     }
 }
