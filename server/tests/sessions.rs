@@ -1050,3 +1050,27 @@ fn big_agent_output_is_clipped_in_events() {
     assert!(text.len() < 300 * 1024, "{} bytes kept", text.len());
     assert!(text.contains("more bytes not shown"), "marked as clipped");
 }
+
+#[test]
+fn leftover_session_tmp_dirs_are_removed_at_start() {
+    let mut s = start("");
+    let leftover = s.server.state_dir.join("tmp/2026-01-01-000000000000");
+    s.server.stop();
+    std::fs::create_dir_all(leftover.join("sub")).unwrap();
+    std::fs::write(leftover.join("sub/file"), "x").unwrap();
+    if is_root() {
+        // As mitzod itself would have made them.
+        let tmp = s.server.state_dir.join("tmp");
+        assert!(std::process::Command::new("chown")
+            .args(["-R", "nobody:"])
+            .arg(&tmp)
+            .status()
+            .unwrap()
+            .success());
+    }
+    s.server.start();
+    assert!(
+        !leftover.exists(),
+        "a crash's private tmp is cleaned at start-up"
+    );
+}

@@ -198,6 +198,12 @@ impl SessionManager {
                 "sessions live at the last stop are marked interrupted"
             );
         }
+        // No agent runs yet: private tmp dirs left by a crash go.
+        if let Ok(entries) = std::fs::read_dir(deps.state_dir.join("tmp")) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         Ok(Arc::new(SessionManager {
             deps,
             git,
