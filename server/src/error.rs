@@ -52,6 +52,10 @@ pub enum Error {
     RateLimited { retry_after: Duration },
     #[error("{0}")]
     Internal(String),
+    /// A dependency of the request is missing (no agent binary, no
+    /// Landlock): the caller is told why, it is not a server fault.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -73,6 +77,7 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Worktree(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Credential(_)
             | Error::StateDir(_)
             | Error::Privileges(_)
@@ -90,7 +95,7 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, Error::Unavailable(_)) {
             tracing::error!(error = %self, "request failed");
             "internal error".to_string()
         } else {

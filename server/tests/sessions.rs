@@ -1074,3 +1074,24 @@ fn leftover_session_tmp_dirs_are_removed_at_start() {
         "a crash's private tmp is cleaned at start-up"
     );
 }
+
+#[test]
+fn an_agent_that_cannot_start_says_why() {
+    let s = start_with(
+        "",
+        vec![("MITZOD_AGENT__COMMAND".into(), "/nonexistent/claude".into())],
+    );
+    let r = s.create(json!({"source": "test", "initialPrompt": "hi"}));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.error().contains("/nonexistent/claude"), "{}", r.error());
+    let mut ws = s.ws();
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "hi"}));
+    let err = ws.wait_type("error");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start the agent"),
+        "{err}"
+    );
+}

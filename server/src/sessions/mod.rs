@@ -387,7 +387,11 @@ impl SessionManager {
             let running = session.lock().agent.clone();
             match running {
                 Some(a) => a,
-                None => self.start_agent(session).await?,
+                None => self.start_agent(session).await.map_err(|e| {
+                    let why = format!("cannot start the agent: {e}");
+                    session.log.publish("error", json!({ "error": why }));
+                    Error::Unavailable(why)
+                })?,
             }
         };
         session.log.publish(
@@ -659,9 +663,6 @@ impl SessionManager {
             Ok(a) => Arc::new(a),
             Err(e) => {
                 self.deps.session_tokens.revoke(&session.id);
-                session
-                    .log
-                    .publish("error", json!({ "error": e.to_string() }));
                 return Err(e);
             }
         };
