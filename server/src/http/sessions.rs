@@ -100,19 +100,46 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-fn summary_json(state: &AppState, row: &store::SessionRow) -> Value {
-    let live = state.sessions.active_ids();
-    let attached = state.sessions.attached_ids();
-    json!({
-        "id": row.id,
-        "summary": row.summary,
-        "lastModified": row.last_modified,
-        "branch": row.branch,
-        "isActive": live.contains(&row.id),
-        "isAttached": attached.contains(&row.id),
-        "numTurns": row.num_turns,
-        "state": row.state,
-    })
+/// What the live sessions are, taken once per request.
+struct LiveView {
+    rows: std::collections::HashMap<String, store::SessionRow>,
+    active: std::collections::HashSet<String>,
+    attached: std::collections::HashSet<String>,
+}
+
+impl LiveView {
+    fn now(state: &AppState) -> LiveView {
+        let mut view = LiveView {
+            rows: Default::default(),
+            active: Default::default(),
+            attached: Default::default(),
+        };
+        for s in state.sessions.live() {
+            if s.is_active() {
+                view.active.insert(s.id.clone());
+            }
+            if s.is_attached() {
+                view.attached.insert(s.id.clone());
+            }
+            view.rows.insert(s.id.clone(), s.row());
+        }
+        view
+    }
+
+    /// The in-memory row is fresher than the database for a live session.
+    fn summary(&self, row: &store::SessionRow) -> Value {
+        let row = self.rows.get(&row.id).unwrap_or(row);
+        json!({
+            "id": row.id,
+            "summary": row.summary,
+            "lastModified": row.last_modified,
+            "branch": row.branch,
+            "isActive": self.active.contains(&row.id),
+            "isAttached": self.attached.contains(&row.id),
+            "numTurns": row.num_turns,
+            "state": row.state,
+        })
+    }
 }
 
 async fn list(
@@ -129,31 +156,18 @@ async fn list(
         .db
         .call(move |c| store::list(c, offset, limit))
         .await?;
-    let sessions: Vec<Value> = rows
-        .iter()
-        .map(|r| summary_json(&state, &live_row(&state, r)))
-        .collect();
+    let view = LiveView::now(&state);
+    let sessions: Vec<Value> = rows.iter().map(|r| view.summary(r)).collect();
     Ok(Json(json!({ "sessions": sessions, "hasMore": more })))
 }
 
-/// The in-memory row is fresher than the database for a live session.
-fn live_row(state: &AppState, row: &store::SessionRow) -> store::SessionRow {
-    state
-        .sessions
-        .live()
-        .into_iter()
-        .find(|s| s.id == row.id)
-        .map(|s| s.row())
-        .unwrap_or_else(|| row.clone())
-}
-
 async fn active(State(state): State<AppState>, _auth: Authed<scope::Internal>) -> Json<Value> {
-    let sessions: Vec<Value> = state
-        .sessions
-        .live()
-        .into_iter()
-        .filter(|s| s.is_active())
-        .map(|s| summary_json(&state, &s.row()))
+    let view = LiveView::now(&state);
+    let sessions: Vec<Value> = view
+        .rows
+        .values()
+        .filter(|r| view.active.contains(&r.id))
+        .map(|r| view.summary(r))
         .collect();
     // `loaded`: sessions held in memory (the rest live in the database).
     Json(json!({ "sessions": sessions, "loaded": state.sessions.loaded() }))

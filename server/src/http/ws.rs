@@ -413,17 +413,7 @@ impl Connection {
         let after = after.min(session.log.last_seq());
         let (backlog, sub) = self.state.sessions.subscribe(&session, after).await?;
         let mut last = after;
-        let mut replayed = 0;
-        for frame in backlog {
-            let seq = seq_of(&frame);
-            if seq > last {
-                last = seq;
-                replayed += 1;
-                if self.out.send(frame).await.is_err() {
-                    break;
-                }
-            }
-        }
+        let replayed = send_after(&self.out, backlog, &mut last).await.unwrap_or(0);
         self.state.sessions.attach(&session);
         let out = self.out.clone();
         let sessions = self.state.sessions.clone();
@@ -445,14 +435,8 @@ impl Connection {
                         let Ok((backlog, sub)) = sessions.subscribe(&s, last).await else {
                             return;
                         };
-                        for frame in backlog {
-                            let seq = seq_of(&frame);
-                            if seq > last {
-                                last = seq;
-                                if out.send(frame).await.is_err() {
-                                    return;
-                                }
-                            }
+                        if send_after(&out, backlog, &mut last).await.is_none() {
+                            return;
                         }
                         live = sub.live;
                     }
@@ -473,11 +457,22 @@ fn task_frame(event: &crate::tasks::TaskEvent) -> (&'static str, Value) {
     }
 }
 
-fn seq_of(frame: &str) -> u64 {
-    serde_json::from_str::<Value>(frame)
-        .ok()
-        .and_then(|v| v.get("seq").and_then(Value::as_u64))
-        .unwrap_or(0)
+/// Send the frames after `last`, in order, moving `last` along; how many
+/// were sent, or `None` once the connection is gone.
+async fn send_after(
+    out: &mpsc::Sender<Arc<str>>,
+    frames: Vec<crate::sessions::events::Frame>,
+    last: &mut u64,
+) -> Option<usize> {
+    let mut sent = 0;
+    for frame in frames {
+        if frame.seq > *last {
+            *last = frame.seq;
+            out.send(frame.json).await.ok()?;
+            sent += 1;
+        }
+    }
+    Some(sent)
 }
 
 fn frame_session(frame: &ClientFrame) -> Option<String> {

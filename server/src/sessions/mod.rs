@@ -27,7 +27,7 @@ use crate::permissions::{self, Mode, Tier, Verdict};
 use crate::repo_config::{RepoConfigs, ToolTier};
 use crate::sandbox::{AgentPolicyInputs, Enforcement};
 use crate::secret::Secret;
-use events::{now_ms, EventLog, Persist, Subscription};
+use events::{now_ms, EventLog, Frame, Persist, Subscription};
 use store::SessionRow;
 
 pub const MAX_PROMPT: usize = 256 * 1024;
@@ -353,20 +353,8 @@ impl SessionManager {
         self.map().values().cloned().collect()
     }
 
-    pub fn active_ids(&self) -> HashSet<String> {
-        self.map()
-            .values()
-            .filter(|s| s.is_active())
-            .map(|s| s.id.clone())
-            .collect()
-    }
-
-    pub fn attached_ids(&self) -> HashSet<String> {
-        self.map()
-            .values()
-            .filter(|s| s.is_attached())
-            .map(|s| s.id.clone())
-            .collect()
+    fn any_agent_running(&self) -> bool {
+        self.live().iter().any(|s| s.is_active())
     }
 
     /// Send a prompt: start (or resume) the agent when it is not running.
@@ -516,7 +504,7 @@ impl SessionManager {
             .await?;
         Ok(frames
             .iter()
-            .filter_map(|f| serde_json::from_str(f).ok())
+            .filter_map(|(_, f)| serde_json::from_str(f).ok())
             .collect())
     }
 
@@ -525,9 +513,9 @@ impl SessionManager {
         &self,
         session: &Session,
         after: u64,
-    ) -> Result<(Vec<Arc<str>>, Subscription)> {
+    ) -> Result<(Vec<Frame>, Subscription)> {
         let sub = session.log.subscribe(after);
-        let mut frames: Vec<Arc<str>> = Vec::new();
+        let mut frames: Vec<Frame> = Vec::new();
         if let Some((from, to)) = sub.missing {
             let id = session.id.clone();
             // The writer may lag the ring by a few rows: wait for them.
@@ -547,9 +535,12 @@ impl SessionManager {
             if (rows.len() as u64) <= to - from {
                 tracing::warn!(session = %id, from, to, found = rows.len(), "replay from the database is incomplete");
             }
-            frames.extend(rows.into_iter().map(Arc::from));
+            frames.extend(rows.into_iter().map(|(seq, json)| Frame {
+                seq,
+                json: Arc::from(json),
+            }));
         }
-        frames.extend(sub.replay.iter().map(|f| f.json.clone()));
+        frames.extend(sub.replay.iter().cloned());
         Ok((frames, sub))
     }
 
@@ -1166,7 +1157,7 @@ impl SessionManager {
             // Twice the TTL (at least 5 s): long after the event writer flushed.
             self.evict_quiet_sessions((ttl * 2).max(Duration::from_secs(5)));
             if let Some(idle) = self.deps.config.idle_exit {
-                let busy = !self.active_ids().is_empty()
+                let busy = self.any_agent_running()
                     || self.clients.load(Ordering::Relaxed) > 0
                     || self.has_pending();
                 if busy {

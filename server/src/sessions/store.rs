@@ -155,17 +155,23 @@ pub fn last_seq(conn: &Connection, id: &str) -> Result<u64> {
     Ok(seq.unwrap_or(0) as u64)
 }
 
-/// Frames with `from <= seq <= to` (as stored JSON text), oldest first.
-pub fn events(conn: &Connection, id: &str, from: u64, to: u64, limit: u32) -> Result<Vec<String>> {
+/// Frames with `from <= seq <= to` as (seq, stored JSON text), oldest first.
+pub fn events(
+    conn: &Connection,
+    id: &str,
+    from: u64,
+    to: u64,
+    limit: u32,
+) -> Result<Vec<(u64, String)>> {
     let mut stmt = conn.prepare(
-        "SELECT frame FROM events WHERE session_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+        "SELECT seq, frame FROM events WHERE session_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
     )?;
     let out = stmt
         .query_map(
             params![id, from as i64, to.min(i64::MAX as u64) as i64, limit],
-            |r| r.get(0),
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
         )?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+        .collect::<rusqlite::Result<Vec<(u64, String)>>>()?;
     Ok(out)
 }
 
