@@ -225,28 +225,11 @@ fn real_claude_ntfy_approval() {
     let (_, body) = published
         .recv_timeout(Duration::from_secs(60))
         .expect("ntfy notified");
-    let allow = body["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["label"] == "Allow once")
-        .unwrap()
-        .clone();
-    let url = allow["url"].as_str().unwrap();
-    let path = format!(
-        "/{}",
-        url.split_once("127.0.0.1:")
-            .unwrap()
-            .1
-            .split_once('/')
-            .unwrap()
-            .1
-    );
-    let cap = allow["headers"]["X-Approval-Token"].as_str().unwrap();
+    let allow = ntfy_action(&body, "Allow once");
     let r = s.server.post(
-        &path,
-        &[("X-Approval-Token", cap)],
-        allow["body"].as_str().unwrap(),
+        &allow.path,
+        &[("X-Approval-Token", &allow.capability)],
+        &allow.body,
     );
     assert_eq!(r.status, 200, "{}", r.text());
     s.wait_event(&id, |e| e["type"] == "result");

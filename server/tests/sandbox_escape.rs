@@ -694,18 +694,32 @@ fn planted_git_programs_never_run() {
 }
 
 fn spawn_agent(script: &str, dir: &Path) -> std::process::Child {
+    spawn_agent_with_env(script, dir, &[])
+}
+
+/// A sandboxed `sh -c script` that may write `dir`, with `session` values
+/// in its environment.
+fn spawn_agent_with_env(
+    script: &str,
+    dir: &Path,
+    session: &[(String, String)],
+) -> std::process::Child {
     let policy = Policy {
         read_write: vec![dir.to_path_buf(), "/dev/null".into()],
         read_exec: mitzod::sandbox::system_read_exec_paths(),
         ..Policy::default()
     };
-    SandboxedCommand::new("/bin/sh", &policy, build_env(std::env::vars_os(), &[], &[]))
-        .unwrap()
-        .args(["-c", script])
-        .into_std()
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
+    SandboxedCommand::new(
+        "/bin/sh",
+        &policy,
+        build_env(std::env::vars_os(), &[], session),
+    )
+    .unwrap()
+    .args(["-c", script])
+    .into_std()
+    .stdin(Stdio::null())
+    .spawn()
+    .unwrap()
 }
 
 #[test]
@@ -799,23 +813,8 @@ fn only_the_ended_sessions_orphans_are_killed() {
             "(setsid sh -c 'echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 1000' &); exit 0",
             p = pidfile.display()
         );
-        let policy = Policy {
-            read_write: vec![d.clone(), "/dev/null".into()],
-            read_exec: mitzod::sandbox::system_read_exec_paths(),
-            ..Policy::default()
-        };
-        let env = build_env(
-            std::env::vars_os(),
-            &[],
-            &[("MITZO_SESSION_ID".into(), session.into())],
-        );
-        let mut child = SandboxedCommand::new("/bin/sh", &policy, env)
-            .unwrap()
-            .args(["-c", &script])
-            .into_std()
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            spawn_agent_with_env(&script, &d, &[("MITZO_SESSION_ID".into(), session.into())]);
         let pid: i32 = wait_for_file_plain(&pidfile).trim().parse().unwrap();
         child.wait().unwrap();
         pid

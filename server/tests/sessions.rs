@@ -640,27 +640,19 @@ fn ntfy_action_decides_once_with_its_capability() {
     assert_eq!(body["topic"], "mitzo-test");
     let actions = body["actions"].as_array().unwrap();
     assert_eq!(actions.len(), 2);
-    let allow = actions.iter().find(|a| a["label"] == "Allow once").unwrap();
-    let url = allow["url"].as_str().unwrap();
-    assert!(!url.contains('?'), "no token in the URL: {url}");
-    let cap = allow["headers"]["X-Approval-Token"].as_str().unwrap();
-    let path = url
-        .split_once("127.0.0.1:")
-        .unwrap()
-        .1
-        .split_once('/')
-        .unwrap()
-        .1;
-    let path = format!("/{path}");
+    let allow = ntfy_action(&body, "Allow once");
+    assert!(
+        !allow.url.contains('?'),
+        "no token in the URL: {}",
+        allow.url
+    );
+    let (path, cap) = (allow.path.clone(), allow.capability.as_str());
     let follow =
         |token: &str, body: &str| s.server.post(&path, &[("X-Approval-Token", token)], body);
     // A wrong capability: 403, and the permission is still open.
+    assert_eq!(follow(&"0".repeat(64), &allow.body).status, 403);
     assert_eq!(
-        follow(&"0".repeat(64), allow["body"].as_str().unwrap()).status,
-        403
-    );
-    assert_eq!(
-        follow(cap, allow["body"].as_str().unwrap()).status,
+        follow(cap, &allow.body).status,
         200,
         "follow the Allow action"
     );
@@ -670,7 +662,7 @@ fn ntfy_action_decides_once_with_its_capability() {
         .any(|e| e["type"] == "permission_resolved" && e["by"] == "ntfy"));
     assert!(wt.join("phone.txt").exists());
     // Single use: 410. Unknown: 404.
-    assert_eq!(follow(cap, allow["body"].as_str().unwrap()).status, 410);
+    assert_eq!(follow(cap, &allow.body).status, 410);
     assert_eq!(
         s.server
             .post(
@@ -967,14 +959,7 @@ fn agents_cannot_approve_their_own_work() {
         return;
     }
     let s = start("");
-    let r = s.create(json!({"source": "test", "initialPrompt": "env"}));
-    let id = r.json()["sessionId"].as_str().unwrap().to_string();
-    let env = text_of(&s.wait_event(&id, |e| e["type"] == "result"));
-    let token = env
-        .lines()
-        .find_map(|l| l.strip_prefix("MITZO_SESSION_TOKEN="))
-        .unwrap()
-        .to_string();
+    let (_, token) = session_token(&s);
     let bearer = format!("Bearer {token}");
     for kind in ["human_approval", "gh_review"] {
         let body = json!({"type": kind, "status": "approved", "repo": "o/r", "pr": 1}).to_string();

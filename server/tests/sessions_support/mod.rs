@@ -304,3 +304,35 @@ pub fn fake_ntfy() -> (u16, std::sync::mpsc::Receiver<(String, Value)>) {
     });
     (port, rx)
 }
+
+/// One action of a published ntfy notification, as a client would follow
+/// it: (path on mitzod, the `X-Approval-Token` capability, the body).
+pub struct NtfyAction {
+    pub url: String,
+    pub path: String,
+    pub capability: String,
+    pub body: String,
+}
+
+pub fn ntfy_action(published: &Value, label: &str) -> NtfyAction {
+    let action = published["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|a| a["label"] == label)
+        .unwrap_or_else(|| panic!("no {label:?} action in {published}"));
+    let url = action["url"].as_str().unwrap().to_string();
+    let path = format!(
+        "/{}",
+        url.split_once("://").unwrap().1.split_once('/').unwrap().1
+    );
+    NtfyAction {
+        url,
+        path,
+        capability: action["headers"]["X-Approval-Token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        body: action["body"].as_str().unwrap().to_string(),
+    }
+}
