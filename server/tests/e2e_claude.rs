@@ -204,8 +204,17 @@ fn real_claude_ntfy_approval() {
     };
     let api = fake_api();
     let (ntfy_port, published) = fake_ntfy();
+    // One-tap actions: opted in, with a token protecting the topic.
+    let secrets = open_tempdir();
+    let token_file = secrets.path().join("ntfy-token");
+    std::fs::write(&token_file, "tk_e2e\n").unwrap();
     let s = start_real(&claude, &api, "", |port| {
         vec![
+            ("MITZOD_NTFY__ONE_TAP".into(), "true".into()),
+            (
+                "MITZOD_NTFY__TOKEN_FILE".into(),
+                token_file.display().to_string(),
+            ),
             (
                 "MITZOD_PUBLIC_URL".into(),
                 format!("http://127.0.0.1:{port}"),
