@@ -423,3 +423,80 @@ fn real_claude_write_shows_a_diff_and_deny_says_why() {
         "{audit:?}"
     );
 }
+
+/// Claude Code's own settings and its built-in auto-allowed commands are
+/// not a way around mitzod's broker: every call passes the `PreToolUse`
+/// hook mitzod registers, and settings files the agent can write are not
+/// loaded.
+#[test]
+fn real_claude_every_tool_call_reaches_the_broker() {
+    let Some(claude) = claude_or_skip("real_claude_every_tool_call_reaches_the_broker") else {
+        return;
+    };
+    let api = fake_api();
+    let s = start_real(&claude, &api, "", |_| Vec::new());
+    let mut ws = s.ws();
+    // A read-only command Claude Code itself would run unasked: in ask
+    // mode mitzod asks the owner (Bash is elevated).
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: echo hello", "mode": "ask"}));
+    let created = ws.wait_type("session_created");
+    let id = created["sessionId"].as_str().unwrap().to_string();
+    let wt = PathBuf::from(created["worktrees"]["primary"]["path"].as_str().unwrap());
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["toolName"], "Bash");
+    assert!(
+        req["summary"].as_str().unwrap().contains("$ echo hello"),
+        "{req}"
+    );
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "deny"}));
+    ws.wait_type("tool_result");
+    ws.wait_type("result");
+
+    // Settings that would auto-allow Bash, planted where an agent could
+    // write them (the worktree, the session's agent home): no effect.
+    let allow_bash =
+        r#"{"permissions":{"allow":["Bash","Bash(*)"],"defaultMode":"bypassPermissions"}}"#;
+    std::fs::create_dir_all(wt.join(".claude")).unwrap();
+    std::fs::write(wt.join(".claude/settings.json"), allow_bash).unwrap();
+    std::fs::write(wt.join(".claude/settings.local.json"), allow_bash).unwrap();
+    let home = s.server.state_dir.join("agent-homes").join(&id);
+    assert!(home.is_dir(), "the session has its own agent home");
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(home.join(".claude/settings.json"), allow_bash).unwrap();
+    ws.send(json!({"type": "stop", "sessionId": id}));
+    ws.wait_type("session_end");
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": "RUN: echo planted > planted.txt"}));
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["toolName"], "Bash", "still asked: {req}");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "deny"}));
+    ws.wait_type("tool_result");
+    ws.wait_type("result");
+    assert!(!wt.join("planted.txt").exists());
+
+    // In auto mode the policy allows it, and the audit log says so.
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": "RUN: ls", "mode": "auto"}));
+    let result = ws.wait_type("tool_result");
+    assert_ne!(result["isError"], true, "{result}");
+    ws.wait_type("result");
+    let audit = s.audit(&id);
+    let rows: Vec<(String, String, String)> = audit
+        .iter()
+        .map(|a| {
+            (
+                a["inputSummary"].as_str().unwrap_or("").to_string(),
+                a["decision"].as_str().unwrap_or("").to_string(),
+                a["decidedBy"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|(s, d, b)| s.contains("$ ls") && d == "allow" && b == "policy"),
+        "the built-in read-only command is audited: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|(s, d, b)| s.contains("$ echo hello") && d == "deny" && b == "owner"),
+        "{rows:?}"
+    );
+}

@@ -27,9 +27,43 @@ const MAX_PENDING: usize = 32;
 pub const ASK_TOOL: &str = "AskUserQuestion";
 const MAX_ANSWER: usize = 4000;
 
-/// Our `initialize` control request.
+/// The id of the `PreToolUse` hook mitzod registers.
+pub const PRE_TOOL_USE_HOOK: &str = "mitzo_pre_tool_use";
+
+/// Our `initialize` control request: a `PreToolUse` hook for every tool
+/// (as the Agent SDK registers its hooks), so that every call — Claude
+/// Code's own auto-allowed read-only commands included — reaches mitzod's
+/// policy and audit log before it runs.
 pub fn initialize_request() -> Value {
-    protocol::initialize()
+    serde_json::json!({
+        "subtype": "initialize",
+        "hooks": {"PreToolUse": [{"matcher": null, "hookCallbackIds": [PRE_TOOL_USE_HOOK]}]},
+    })
+}
+
+/// Title, summary and diff of a call (reads the target file: blocking pool).
+async fn describe(tool: &str, input: &Value, session: &Session) -> approval::Approval {
+    let (t, i, cwd) = (tool.to_string(), input.clone(), session.cwd.clone());
+    tokio::task::spawn_blocking(move || approval::describe(&t, &i, &cwd))
+        .await
+        .unwrap_or_else(|e| approval::Approval {
+            title: format!("Use {tool}"),
+            summary: format!("no summary: {e}"),
+            diff: None,
+        })
+}
+
+/// The hook's answer: `allow` and `deny` decide; `ask` sends the call on
+/// to `can_use_tool`, where the owner is asked.
+fn hook_decision(decision: &str, reason: Option<&str>) -> Value {
+    let mut out = serde_json::json!({
+        "hookEventName": "PreToolUse",
+        "permissionDecision": decision,
+    });
+    if let Some(r) = reason {
+        out["permissionDecisionReason"] = Value::from(r);
+    }
+    serde_json::json!({ "hookSpecificOutput": out })
 }
 
 fn gone() -> Error {
@@ -46,12 +80,19 @@ impl SessionManager {
         let agent = session.lock().agent.clone();
         let Some(agent) = agent else { return };
         let subtype = request.get("subtype").and_then(Value::as_str).unwrap_or("");
-        if subtype != "can_use_tool" {
-            agent.send(&protocol::control_error(
-                request_id,
-                &format!("mitzod does not support control request `{subtype}`"),
-            ));
-            return;
+        match subtype {
+            "can_use_tool" => {}
+            "hook_callback" => {
+                self.pre_tool_use(session, request_id, request).await;
+                return;
+            }
+            _ => {
+                agent.send(&protocol::control_error(
+                    request_id,
+                    &format!("mitzod does not support control request `{subtype}`"),
+                ));
+                return;
+            }
         }
         let tool = request
             .get("tool_name")
@@ -63,40 +104,8 @@ impl SessionManager {
             self.ask_questions(session, request_id, &input).await;
             return;
         }
-        let overrides = {
-            let configs = self.deps.repo_configs.clone();
-            let repo = session.repo.clone();
-            tokio::task::spawn_blocking(move || configs.get(&repo).tool_tier_overrides.clone())
-                .await
-                .unwrap_or_default()
-        };
-        let overrides = overrides
-            .into_iter()
-            .map(|(k, v)| {
-                let t = match v {
-                    ToolTier::Safe => Tier::Safe,
-                    ToolTier::Standard => Tier::Standard,
-                    ToolTier::Elevated => Tier::Elevated,
-                };
-                (k, t)
-            })
-            .collect();
-        let (mode, always) = {
-            let inner = session.lock();
-            (inner.row.mode, inner.always.clone())
-        };
-        let (verdict, tier) =
-            permissions::decide(&tool, &input, mode, &overrides, &always, &session.cwd);
-        let described = {
-            let (t, i, cwd) = (tool.clone(), input.clone(), session.cwd.clone());
-            tokio::task::spawn_blocking(move || approval::describe(&t, &i, &cwd))
-                .await
-                .unwrap_or_else(|e| approval::Approval {
-                    title: format!("Use {tool}"),
-                    summary: format!("no summary: {e}"),
-                    diff: None,
-                })
-        };
+        let (verdict, tier) = self.policy(session, &tool, &input).await;
+        let described = describe(&tool, &input, session).await;
         let audit_line = described.audit_line();
         match verdict {
             Verdict::Allow => {
@@ -154,6 +163,90 @@ impl SessionManager {
                     expires_at,
                 });
                 self.waiting(session, perm_id, timeout);
+            }
+        }
+    }
+
+    /// What mitzod's policy says about one call in this session.
+    async fn policy(&self, session: &Session, tool: &str, input: &Value) -> (Verdict, Tier) {
+        let overrides = {
+            let configs = self.deps.repo_configs.clone();
+            let repo = session.repo.clone();
+            tokio::task::spawn_blocking(move || configs.get(&repo).tool_tier_overrides.clone())
+                .await
+                .unwrap_or_default()
+        };
+        let overrides = overrides
+            .into_iter()
+            .map(|(k, v)| {
+                let t = match v {
+                    ToolTier::Safe => Tier::Safe,
+                    ToolTier::Standard => Tier::Standard,
+                    ToolTier::Elevated => Tier::Elevated,
+                };
+                (k, t)
+            })
+            .collect();
+        let (mode, always) = {
+            let inner = session.lock();
+            (inner.row.mode, inner.always.clone())
+        };
+        permissions::decide(tool, input, mode, &overrides, &always, &session.cwd)
+    }
+
+    /// The `PreToolUse` hook: policy allow and deny are final here (and
+    /// audited); anything the owner must decide goes on to `can_use_tool`.
+    async fn pre_tool_use(&self, session: &Arc<Session>, request_id: &str, request: &Value) {
+        let Some(agent) = session.lock().agent.clone() else {
+            return;
+        };
+        let callback = request.get("callback_id").and_then(Value::as_str);
+        let input = request.get("input").unwrap_or(&Value::Null);
+        let event = input.get("hook_event_name").and_then(Value::as_str);
+        let tool = input.get("tool_name").and_then(Value::as_str);
+        let (Some(PRE_TOOL_USE_HOOK), Some("PreToolUse"), Some(tool)) = (callback, event, tool)
+        else {
+            agent.send(&protocol::control_error(
+                request_id,
+                "mitzod registered no such hook",
+            ));
+            return;
+        };
+        let tool_input = input.get("tool_input").cloned().unwrap_or(Value::Null);
+        if tool == ASK_TOOL {
+            agent.send(&protocol::control_success(
+                request_id,
+                hook_decision("ask", None),
+            ));
+            return;
+        }
+        let (verdict, _) = self.policy(session, tool, &tool_input).await;
+        let answer = match &verdict {
+            Verdict::Allow => hook_decision("allow", Some("allowed by mitzod's policy")),
+            Verdict::Deny(why) => hook_decision("deny", Some(why)),
+            Verdict::Ask => hook_decision("ask", None),
+        };
+        agent.send(&protocol::control_success(request_id, answer));
+        if verdict == Verdict::Ask {
+            return;
+        }
+        let audit_line = describe(tool, &tool_input, session).await.audit_line();
+        match verdict {
+            Verdict::Deny(message) => {
+                session.log.publish(ServerEvent::PermissionResolved {
+                    perm_id: None,
+                    tool_name: tool.to_string(),
+                    decision: Outcome::Deny,
+                    by: DecidedBy::Policy,
+                    message: Some(message),
+                    answers: None,
+                });
+                self.audit(&session.id, tool, &audit_line, "deny", DecidedBy::Policy)
+                    .await;
+            }
+            _ => {
+                self.audit(&session.id, tool, &audit_line, "allow", DecidedBy::Policy)
+                    .await
             }
         }
     }

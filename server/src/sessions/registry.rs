@@ -305,6 +305,9 @@ impl SessionManager {
         if !found {
             return Err(Error::NotFound(format!("no session {id}")));
         }
+        // Its agent home (Claude Code's transcript and settings) goes too.
+        let home = self.deps.state_dir.join("agent-homes").join(id);
+        let _ = tokio::fs::remove_dir_all(home).await;
         Ok(())
     }
 
