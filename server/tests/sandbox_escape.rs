@@ -15,8 +15,8 @@ use std::time::Duration;
 use mitzod::config::AgentConfig;
 use mitzod::git::Git;
 use mitzod::sandbox::{
-    agent_policy, build_env, kill_orphans, set_child_subreaper, terminate_session,
-    AgentPolicyInputs, Enforcement, Policy, SandboxedCommand,
+    agent_policy, build_env, set_child_subreaper, terminate_session, AgentPolicyInputs,
+    Enforcement, Policy, SandboxedCommand,
 };
 use sandbox_common::*;
 
@@ -760,44 +760,6 @@ fn session_end_kills_setsid_double_forked_grandchild() {
 }
 
 #[test]
-fn orphans_left_by_a_dead_agent_are_killed() {
-    let _g = serial();
-    if !landlock_or_skip("orphans_left_by_a_dead_agent_are_killed") {
-        return;
-    }
-    set_child_subreaper().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = std::fs::canonicalize(dir.path()).unwrap();
-    let pidfile = d.join("gc.pid");
-    let script = format!(
-        "(setsid sh -c 'trap \"\" TERM; echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 1000' &); exit 0",
-        p = pidfile.display()
-    );
-    let mut child = spawn_agent(&script, &d);
-    let gc: i32 = wait_for_file_plain(&pidfile).trim().parse().unwrap();
-    child.wait().unwrap();
-    // The agent is gone; as subreaper we inherited its orphan.
-    let ppid = std::fs::read_to_string(format!("/proc/{gc}/stat")).unwrap();
-    let ppid: i32 = ppid
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        ppid,
-        std::process::id() as i32,
-        "orphan was not reparented to the subreaper"
-    );
-    let killed = kill_orphans(&[]);
-    assert!(killed.contains(&gc), "{killed:?}");
-    assert!(!alive(gc));
-}
-
-#[test]
 fn only_the_ended_sessions_orphans_are_killed() {
     let _g = serial();
     if !landlock_or_skip("only_the_ended_sessions_orphans_are_killed") {
@@ -833,7 +795,7 @@ fn only_the_ended_sessions_orphans_are_killed() {
     );
     unrelated.kill().unwrap();
     unrelated.wait().unwrap();
-    kill_orphans(&[]);
+    terminate_session(b as u32, Duration::ZERO, false);
     assert!(!alive(b));
 }
 
@@ -984,7 +946,7 @@ fn landlock_abi_is_reported() {
 }
 
 #[tokio::test]
-// Held across the await on purpose: kill_orphans in another test must not
+// Held across the await on purpose: the process-killing tests must not
 // see this child.
 #[allow(clippy::await_holding_lock)]
 async fn tokio_spawn_is_confined() {
