@@ -101,7 +101,7 @@ pub fn run(args: ReaperArgs) -> i32 {
     };
     let signals = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD];
     // SAFETY: a zeroed sigset filled through libc; blocking them here makes
-    // them wait for sigtimedwait (std resets the mask in the child).
+    // them wait for sigtimedwait (the child unblocks them again).
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -121,6 +121,11 @@ pub fn run(args: ReaperArgs) -> i32 {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // The mask is inherited across exec: the agent must not start
+            // with SIGTERM blocked.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             if let Some(rs) = nested.take() {
                 rs.restrict_self()
                     .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
