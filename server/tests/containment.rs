@@ -200,6 +200,44 @@ fn double_forked_daemon_dies_when_the_session_ends() {
 }
 
 #[test]
+fn the_reaper_ends_its_tree_when_mitzod_dies() {
+    let _g = serial();
+    set_child_subreaper().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    // A stand-in for mitzod: a shell that starts the reaper and waits.
+    let script = format!(
+        "{bin} reaper --parent $$ --grace-ms 200 -- /bin/sh -c {inner} & wait",
+        bin = sandbox_common::mitzod_bin().display(),
+        inner = sh_single(DOUBLE_FORK),
+    );
+    let mut parent = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .current_dir(&d)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = wait_pid(&d.join("daemon.pid"));
+    let guard = Reap(pidfd(daemon));
+    let fd = guard.0.as_ref().expect("the daemon is running");
+    // Control: with its parent alive the reaper keeps the session running.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        alive(daemon),
+        "control: the session runs while mitzod lives"
+    );
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    assert!(exited(fd), "the daemon outlived mitzod's death");
+    // The reaper was reparented to us and exited; reap it.
+    terminate_session(daemon as u32, Duration::ZERO, false);
+}
+
+fn sh_single(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
 fn an_agent_cannot_signal_its_reaper() {
     let _g = serial();
     if !landlock("an_agent_cannot_signal_its_reaper") {
@@ -425,6 +463,7 @@ fn fork_bomb_is_bounded_by_pids_max() {
 /// ends it as soon as the agent dies. mitzod is left with no zombie.
 #[test]
 fn real_session_orphans_die_with_the_session() {
+    let _g = serial();
     if !sessions_support::landlock_or_skip("real_session_orphans_die_with_the_session") {
         return;
     }
