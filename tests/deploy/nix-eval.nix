@@ -446,6 +446,18 @@ in
         "[A-Za-z0-9._-]+"
       ];
     };
+    apiKeyFileInStore = {
+      modules = [
+        enable
+        {
+          services.mitzo.settings.agent.api_key_file = "${builtins.storeDir}/00000000000000000000000000000000-api-key";
+        }
+      ];
+      expect = [
+        "services.mitzo.settings.agent.api_key_file"
+        "not in the Nix store"
+      ];
+    };
     stateDirRelative = {
       modules = [
         enable
