@@ -141,6 +141,24 @@ pub struct SessionConfig {
     pub worktree_cleanup: WorktreeCleanup,
     #[serde(default = "default_true")]
     pub isolation: bool,
+    /// `pids.max` of each session's cgroup (where mitzod has a delegated
+    /// cgroup): bounds fork bombs. 0: no limit.
+    #[serde(default = "default_pids_max")]
+    pub pids_max: u64,
+    /// `memory.max` of each session's cgroup, e.g. "4G" (none by default).
+    #[serde(default, deserialize_with = "de_memory_max")]
+    pub memory_max: Option<u64>,
+}
+
+fn default_pids_max() -> u64 {
+    4096
+}
+
+fn de_memory_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::sandbox::cgroup::parse_size(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl Default for SessionConfig {
@@ -151,6 +169,8 @@ impl Default for SessionConfig {
             worktree_stale_hours: default_stale_hours(),
             worktree_cleanup: WorktreeCleanup::default(),
             isolation: true,
+            pids_max: default_pids_max(),
+            memory_max: None,
         }
     }
 }

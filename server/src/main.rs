@@ -59,6 +59,18 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
+    /// The per-session process an agent runs under (started by mitzod).
+    #[command(hide = true)]
+    Reaper {
+        #[arg(long)]
+        parent: i32,
+        #[arg(long)]
+        ruleset_fd: Option<i32>,
+        #[arg(long, default_value_t = 3000)]
+        grace_ms: u64,
+        #[arg(last = true, required = true)]
+        command: Vec<OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,6 +101,20 @@ fn main() -> ExitCode {
             // Warnings (best-effort enforcement) go to stderr, where the caller sees them.
             mitzod::logging::init(Some("warn"));
             let code = mitzod::sandbox::cli::sandbox_exec(&policy, &command);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        Command::Reaper {
+            parent,
+            ruleset_fd,
+            grace_ms,
+            command,
+        } => {
+            let code = mitzod::sandbox::reaper::run(mitzod::sandbox::reaper::ReaperArgs {
+                parent,
+                ruleset_fd,
+                grace: std::time::Duration::from_millis(grace_ms),
+                command,
+            });
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
     };
@@ -157,6 +183,10 @@ fn serve(
         }
         state::Prepared::ForOwner => (None, None),
     };
+    // Before the drop: a delegated cgroup may belong to root until handed over.
+    let cgroup_base = mitzod::sandbox::cgroup::prepare_delegated_base(
+        owner.map(|(u, g)| (u.as_raw(), g.as_raw())),
+    );
     privileges::drop_privileges(target.as_ref())?;
     let (state_dir, (token, db)) = match (opened, state_dir_fd) {
         (Some(files), Some(fd)) => (dev::reach_state_dir(&state_dir, &fd)?, files),
@@ -192,6 +222,19 @@ fn serve(
     if let Err(e) = mitzod::sandbox::set_child_subreaper() {
         tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
     }
+    let limits = mitzod::sandbox::cgroup::Limits {
+        pids_max: (config.session.pids_max > 0).then_some(config.session.pids_max),
+        memory_max: config.session.memory_max,
+    };
+    match &cgroup_base {
+        Some(base) => tracing::info!(base = %base.display(), ?limits, "each agent runs under a reaper in a session cgroup"),
+        None => tracing::info!("no delegated cgroup: each agent runs under a reaper; session.pids_max and session.memory_max are not applied"),
+    }
+    mitzod::sandbox::configure_containment(mitzod::sandbox::ContainmentConfig {
+        cgroup_base,
+        limits,
+        ..Default::default()
+    });
     if let Some(phrase) = new_passphrase {
         eprintln!(
             "mitzod --dev: owner passphrase (shown once, kept in {}/passphrase): {phrase}",
