@@ -669,7 +669,7 @@ fn planted_git_programs_never_run() {
         std::fs::write(wt.join("scratch"), "x").unwrap();
         // Status (fsmonitor's trigger), then a forced removal.
         assert!(mitzod::worktree::is_dirty(&g, repo, &wt).unwrap());
-        mitzod::worktree::remove_worktree(&g, repo, &id, true).unwrap();
+        mitzod::worktree::remove_session_checkout(&g, repo, &id, true).unwrap();
         assert!(!wt.exists());
     }
     let ran: Vec<_> = std::fs::read_dir(&markers)
