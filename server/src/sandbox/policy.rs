@@ -396,6 +396,36 @@ mod tests {
     }
 
     #[test]
+    fn isolated_session_writes_only_its_checkout_and_reads_no_other() {
+        let d = setup();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        for p in [
+            ".git/objects",
+            ".claude/worktrees/a/.git",
+            ".claude/worktrees/b",
+            "src",
+        ] {
+            std::fs::create_dir_all(root.join("repo").join(p)).unwrap();
+        }
+        let agent = AgentConfig::default();
+        let own = [root.join("repo/.claude/worktrees/a")];
+        let mut inp = inputs(d.path(), &agent, &[]);
+        inp.repo_writable = false;
+        inp.worktrees = &own;
+        let p = agent_policy(&inp).unwrap();
+        let repo = root.join("repo");
+        assert!(p.read_write.contains(&own[0]));
+        let under = |x: &Path, list: &[PathBuf]| list.iter().any(|g| x.starts_with(g));
+        for grants in [&p.read_write, &p.read_only, &p.read_exec] {
+            assert!(!under(&repo.join(".claude/worktrees/b/x"), grants));
+        }
+        assert!(!under(&repo.join(".git/objects/x"), &p.read_write));
+        assert!(!under(&repo.join("src/x"), &p.read_write));
+        assert!(under(&repo.join(".git/objects/x"), &p.read_exec));
+        assert!(under(&repo.join("src/x"), &p.read_exec));
+    }
+
+    #[test]
     fn write_grant_containing_state_dir_is_refused() {
         let d = setup();
         let mut agent = AgentConfig {
