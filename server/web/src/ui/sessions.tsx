@@ -144,7 +144,7 @@ function NewSession({ onDone }: { onDone: () => void }) {
       return;
     }
     try {
-      const body: Record<string, unknown> = { source: "web", mode, isolation };
+      const body: Record<string, unknown> = { source: "web", mode, isolation, summary: firstLine(text) };
       if (HAS_REPO_CHOICE && repo) body.repo = repo;
       const r = await api<{ sessionId: string }>(routes.sessions, { method: "POST", body });
       const t = app.transcript(r.sessionId);
