@@ -89,7 +89,7 @@ function TopBar({ section }: { section: string }) {
           </span>
         )}
         <button type="button" class={`tray-btn${pending.length ? " hot" : ""}`} aria-expanded={tray} aria-label={`${pending.length} approvals waiting`} onClick={() => setTray(!tray)}>
-          ⚑ {pending.length}
+          <span aria-hidden="true">⚑</span> {pending.length}
         </button>
         <details class="menu account">
           <summary aria-label="Account">☰</summary>

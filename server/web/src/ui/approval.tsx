@@ -43,7 +43,7 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
         <h2 id={`perm-${p.permId}`}>{p.title || `${p.toolName} wants to run`}</h2>
         <Countdown until={p.expiresAt} />
       </header>
-      {p.summary ? <p class="summary">{p.summary}</p> : brief ? <p class="summary"><code>{brief}</code></p> : null}
+      {p.summary ? <p class="summary">{p.summary}</p> : brief && p.toolName !== "Bash" ? <p class="summary"><code>{brief}</code></p> : null}
       {p.toolName === "Bash" && !p.diff ? <pre class="cmd">$ {brief}</pre> : diff ? <Diff text={diff} /> : null}
       <details class="raw">
         <summary>Raw input</summary>
