@@ -8,6 +8,8 @@ export const PROTOCOL_VERSION = 2;
 export type Mode = "ask" | "agent" | "auto";
 export const MODES: Mode[] = ["ask", "agent", "auto"];
 export type Decision = "once" | "always" | "deny";
+/** The owner's three answers, as this server spells them. */
+export const DECISION: Record<"once" | "session" | "deny", Decision> = { once: "once", session: "always", deny: "deny" };
 
 interface Base {
   v?: number;
@@ -22,22 +24,28 @@ export type ServerFrame = Base &
     | { type: "error"; error: string; exitCode?: number | null; signal?: number | null }
     | { type: "reconnected"; sessions: { sessionId: string; replayed?: number; error?: string }[] }
     | { type: "session_created"; clientMsgId?: string | null; worktrees?: unknown }
-    | { type: "session_updated"; title?: string; state?: string; mode?: string }
+    | { type: "session_updated"; session?: SessionSummary & { mode?: Mode }; title?: string; state?: string; mode?: string }
+    | { type: "title_changed"; title: string }
+    | { type: "block_snapshot"; messageId?: string; index: number; blockType: string; text: string; toolName?: string; toolId?: string }
     | { type: "session_state_changed"; state: string }
     | { type: "user_message"; prompt: string; clientMsgId?: string | null }
     | { type: "message_start"; messageId: string; model?: string }
     | { type: "message_end"; messageId: string; stopReason?: string | null }
-    | { type: "block_start"; index: number; blockType: string; toolName?: string; toolId?: string }
+    | { type: "block_start"; messageId?: string; index: number; blockType: string; toolName?: string; toolId?: string }
     | {
         type: "block_delta";
+        messageId?: string;
         index: number;
+        deltaType?: "text" | "thinking" | "input_json";
         text?: string;
         thinking?: string;
         partialJson?: string;
       }
     | {
         type: "block_end";
+        messageId?: string;
         index: number;
+        blockType?: string;
         toolName?: string;
         toolId?: string;
         input?: unknown;

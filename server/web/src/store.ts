@@ -61,6 +61,7 @@ export interface PendingPermission {
 
 // Frames that change what the rest of the app shows (lists, approval tray).
 const META_FRAMES = new Set<string>([
+  "title_changed",
   "permission_request",
   "question_request",
   "permission_resolved",
@@ -143,7 +144,7 @@ export class Transcript extends Observable {
         this.messageId = f.messageId || key("m");
         break;
       case "block_start": {
-        const k = `${this.messageId}:${f.index}`;
+        const k = `${f.messageId || this.messageId}:${f.index}`;
         const old = this.blocks.get(k);
         if (f.blockType === "text" || f.blockType === "thinking") {
           if (old && (old.kind === "text" || old.kind === "thinking")) {
@@ -160,28 +161,52 @@ export class Transcript extends Observable {
         }
         break;
       }
+      case "block_snapshot": {
+        // The block so far, for a client that joined in the middle of it.
+        const k = `${f.messageId || this.messageId}:${f.index}`;
+        const old = this.blocks.get(k);
+        if (old && (old.kind === "text" || old.kind === "thinking")) {
+          old.text = f.text;
+          old.streaming = true;
+        } else if (old && old.kind === "tool") {
+          old.inputJson = f.text;
+        } else if (f.blockType === "text" || f.blockType === "thinking") {
+          const item: Item = { kind: f.blockType, key: k, text: f.text, streaming: true };
+          this.blocks.set(k, item);
+          this.push(item);
+        } else if (f.blockType === "tool_use" && f.toolId) {
+          this.addTool(k, f.toolId, f.toolName || "tool", undefined);
+        }
+        break;
+      }
       case "block_delta": {
-        const k = `${this.messageId}:${f.index}`;
+        const k = `${f.messageId || this.messageId}:${f.index}`;
+        const d =
+          f.deltaType === "thinking"
+            ? { ...f, thinking: f.text, text: undefined }
+            : f.deltaType === "input_json"
+              ? { ...f, partialJson: f.text, text: undefined }
+              : f;
         let item = this.blocks.get(k);
         if (!item) {
-          const kind = f.thinking !== undefined ? "thinking" : f.partialJson !== undefined ? null : "text";
+          const kind = d.thinking !== undefined ? "thinking" : d.partialJson !== undefined ? null : "text";
           if (!kind) break;
           const fresh: Item = { kind, key: k, text: "", streaming: true };
           this.blocks.set(k, fresh);
           this.push(fresh);
           item = fresh;
         }
-        if (item.kind === "text" && typeof f.text === "string") item.text += f.text;
-        else if (item.kind === "thinking" && typeof f.thinking === "string") item.text += f.thinking;
-        else if (item.kind === "tool" && typeof f.partialJson === "string") item.inputJson += f.partialJson;
+        if (item.kind === "text" && typeof d.text === "string") item.text += d.text;
+        else if (item.kind === "thinking" && typeof d.thinking === "string") item.text += d.thinking;
+        else if (item.kind === "tool" && typeof d.partialJson === "string") item.inputJson += d.partialJson;
         break;
       }
       case "block_end": {
-        const k = `${this.messageId}:${f.index}`;
+        const k = `${f.messageId || this.messageId}:${f.index}`;
         const item = this.blocks.get(k);
         if (item && (item.kind === "text" || item.kind === "thinking")) {
           item.streaming = false;
-          const full = item.kind === "text" ? f.text : f.thinking;
+          const full = item.kind === "text" ? f.text : (f.thinking ?? f.text);
           if (typeof full === "string") item.text = full;
         } else if (f.toolId) {
           const t = this.tools.get(f.toolId);
@@ -224,10 +249,15 @@ export class Transcript extends Observable {
       case "session_state_changed":
         this.state = f.state;
         break;
-      case "session_updated":
-        if (f.title) this.title = f.title;
-        if (f.state) this.state = f.state;
-        if (f.mode) this.mode = f.mode as Mode;
+      case "session_updated": {
+        const u = f.session || f;
+        if (u.title) this.title = u.title;
+        if (u.state) this.state = u.state;
+        if (u.mode) this.mode = u.mode as Mode;
+        break;
+      }
+      case "title_changed":
+        this.title = f.title;
         break;
       case "permission_request":
         this.pending.set(f.permId, {
@@ -253,7 +283,7 @@ export class Transcript extends Observable {
         break;
       case "permission_resolved":
         if (f.permId) this.pending.delete(f.permId);
-        if (f.decision !== "once" && f.decision !== "always" && f.decision !== "allow") {
+        if (!["once", "always", "allow", "allow_session", "answered"].includes(f.decision)) {
           this.push({
             kind: "note",
             key: key("pr"),

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { HAS_DENY_MESSAGE } from "../protocol";
+import { DECISION, HAS_DENY_MESSAGE } from "../protocol";
 import type { PendingPermission } from "../store";
 import * as ws from "../ws";
 import { Diff } from "./common";
@@ -27,14 +27,14 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
   if (p.questions) return <QuestionSheet p={p} />;
   const brief = toolBrief(p.toolName, p.toolInput);
   const diff = p.diff || inputDiff(p.toolName, p.toolInput);
-  const decide = (decision: "once" | "always" | "deny") => {
+  const decide = (choice: "once" | "session" | "deny") => {
     setBusy(true);
     ws.send({
       type: "permission_response",
       sessionId: p.sessionId,
       permId: p.permId,
-      decision,
-      ...(decision === "deny" && HAS_DENY_MESSAGE && reason.trim() ? { message: reason.trim() } : {}),
+      decision: DECISION[choice],
+      ...(choice === "deny" && HAS_DENY_MESSAGE && reason.trim() ? { message: reason.trim() } : {}),
     });
   };
   return (
@@ -67,7 +67,7 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
           <button type="button" class="primary" disabled={busy} onClick={() => decide("once")}>
             Allow once
           </button>
-          <button type="button" disabled={busy} onClick={() => decide("always")}>
+          <button type="button" disabled={busy} onClick={() => decide("session")}>
             Allow for this session
           </button>
           <button type="button" class="danger" disabled={busy} onClick={() => setDenying(true)}>
