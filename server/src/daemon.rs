@@ -218,6 +218,7 @@ async fn serve(p: Prepared) -> Result<()> {
         tokio::spawn(watchdog(interval, state.clone()));
     }
     tokio::spawn(state.sessions.clone().supervise());
+    tokio::spawn(clean_up_checkouts_periodically(state.config.clone()));
     let reason = tokio::select! {
         _ = stop_requested => "shutting down",
         _ = state.sessions.idle.notified() => "idle; exiting until the next connection",
@@ -235,6 +236,61 @@ async fn serve(p: Prepared) -> Result<()> {
         tracing::warn!("connections still open after 10s; exiting anyway");
     }
     Ok(())
+}
+
+/// `session.worktree_cleanup` over every configured repo: at start-up, then
+/// hourly. Checkouts are found by mitzod's own records (see
+/// [`crate::worktree`]), never by what a checkout or git's listing says.
+async fn clean_up_checkouts_periodically(config: Arc<Config>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let config = config.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || clean_up_checkouts(&config)).await {
+            tracing::warn!(error = %e, "checkout cleanup task failed");
+        }
+    }
+}
+
+fn clean_up_checkouts(config: &Config) {
+    let mut repos: Vec<&std::path::Path> = config.repo_path.iter().map(|p| p.as_path()).collect();
+    repos.extend(config.repos.values().map(|p| p.as_path()));
+    repos.sort();
+    repos.dedup();
+    if repos.is_empty() {
+        return;
+    }
+    let git = match crate::git::Git::new(config.sandbox.landlock.into()) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkout cleanup: no git");
+            return;
+        }
+    };
+    for repo in repos {
+        match crate::worktree::cleanup_stale(
+            &git,
+            repo,
+            &config.session,
+            std::time::SystemTime::now(),
+        ) {
+            Ok(r) => {
+                if !r.stale.is_empty() {
+                    tracing::info!(
+                        repo = %repo.display(),
+                        stale = r.stale.len(),
+                        removed = r.removed.len(),
+                        kept_dirty = r.kept_dirty.len(),
+                        failed = r.failed.len(),
+                        "stale session checkouts"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(repo = %repo.display(), error = %e, "checkout cleanup failed")
+            }
+        }
+    }
 }
 
 /// WATCHDOG=1 only while the runtime schedules tasks, the database answers

@@ -732,8 +732,9 @@ fn forbidden_env_never_reaches_the_child() {
     }
 }
 
-/// Plant every program git could run, check that planting works with a
-/// plain git, then let mitzod create and remove a worktree.
+/// Plant every program git could run in the main repo, check that planting
+/// works with a plain git, then let mitzod create a session checkout,
+/// inspect it, fetch its branch back and remove it.
 #[test]
 fn planted_git_programs_never_run() {
     let _g = serial();
@@ -867,9 +868,15 @@ fn planted_git_programs_never_run() {
         let wt = mitzod::worktree::prepare_session_dir(&g, repo, &id, true).unwrap();
         assert!(wt.join("README").exists());
         std::fs::write(wt.join("scratch"), "x").unwrap();
-        // Status (fsmonitor's trigger), then a forced removal.
+        // Status (fsmonitor's trigger), a commit fetched back into the main
+        // repo (reference-transaction, filters, hooks there), then a forced
+        // removal. Plants in the session's own git dir: `git_isolation`.
         assert!(mitzod::worktree::is_dirty(&g, repo, &wt).unwrap());
-        mitzod::worktree::remove_worktree(&g, repo, &id, true).unwrap();
+        git(&wt, &["add", "scratch"]);
+        git(&wt, &["commit", "-qm", "session"]);
+        mitzod::worktree::fetch_session_branch(&g, repo, &id).unwrap();
+        std::fs::write(wt.join("scratch2"), "x").unwrap();
+        mitzod::worktree::remove_session_checkout(&g, repo, &id, true).unwrap();
         assert!(!wt.exists());
     }
     let ran: Vec<_> = std::fs::read_dir(&markers)

@@ -27,10 +27,14 @@ pub async fn response_hygiene(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let mut response = normalise_error(response).await;
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // The web app's pages set their own (stricter for scripts, see
+    // `web::PAGE_CSP`); everything else gets the API's.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
