@@ -77,6 +77,8 @@ pub struct Config {
     /// Where each value came from, for error messages (not a config key).
     #[serde(skip)]
     pub sources: Sources,
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// The config file and the `MITZOD_*` variables a configuration was built
@@ -107,6 +109,37 @@ impl Sources {
             None => "the defaults".to_string(),
         }
     }
+}
+
+/// Connection limits of the HTTP listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection that has not sent a complete request head this long
+    /// after it opened, or after its previous response, is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Open TCP connections per client address; more are closed at once.
+    /// 0: no limit.
+    #[serde(default = "default_connections_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: default_header_read_timeout(),
+            max_connections_per_address: default_connections_per_address(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_connections_per_address() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -488,6 +521,15 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: String| Err(self.key_error(key, why));
+        if !(1..=3600).contains(&self.http.header_read_timeout_secs) {
+            return bad(
+                "http.header_read_timeout_secs",
+                format!(
+                    "must be 1..=3600, got {}",
+                    self.http.header_read_timeout_secs
+                ),
+            );
+        }
         if self.cookie_max_age_hours == 0 || self.cookie_max_age_hours > 8760 {
             return bad(
                 "cookie_max_age_hours",
