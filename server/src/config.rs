@@ -164,6 +164,11 @@ pub struct AgentConfig {
     /// The key itself, read before the privilege drop (never from TOML).
     #[serde(skip)]
     pub api_key: Option<Secret>,
+    /// Claude Code settings files the agent loads (`user`, `project`,
+    /// `local`): none by default, so settings an agent writes never take
+    /// effect.
+    #[serde(default)]
+    pub setting_sources: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -177,6 +182,7 @@ impl Default for AgentConfig {
             extra_write_paths: Vec::new(),
             api_key_file: None,
             api_key: None,
+            setting_sources: Vec::new(),
         }
     }
 }
@@ -275,6 +281,11 @@ pub struct NtfyConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default = "default_ntfy_delay")]
     pub delay_secs: u64,
+    /// Allow/deny actions in the notification itself (needs `token_file`:
+    /// whoever can read the topic could otherwise approve). Off: the
+    /// notification only links to the approval in the web app.
+    #[serde(default)]
+    pub one_tap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
