@@ -384,7 +384,9 @@ async fn serve(p: Prepared) -> Result<()> {
     }
     let status = format!("serving on {}", described.join(", "));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "{status}");
-    systemd::notify_ready(&status);
+    let health = state.db.health();
+    health.set_serving_status(&status);
+    systemd::notify_ready(&health.status_line());
     if let Some(interval) = systemd::watchdog_interval() {
         tokio::spawn(watchdog(interval, state.clone()));
     }

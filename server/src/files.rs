@@ -432,6 +432,17 @@ pub fn read(root: RawFd, rel: &str) -> Result<Vec<u8>> {
     read_capped(file, meta.len(), rel)
 }
 
+/// Open `rel` for reading as [`read`] does (same resolution, same checks,
+/// same size limit) and return it with its length, for a caller that
+/// streams the bytes itself.
+pub fn open_for_read(root: RawFd, rel: &str) -> Result<(File, u64)> {
+    let (file, meta) = open_regular(root, rel)?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(rel));
+    }
+    Ok((file, meta.len()))
+}
+
 fn read_capped(file: File, len: u64, shown: &str) -> Result<Vec<u8>> {
     if len > MAX_FILE_BYTES {
         return Err(too_large(shown));

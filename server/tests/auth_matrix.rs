@@ -14,6 +14,7 @@ const OWNER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/auth/check"),
     ("POST", "/api/auth/logout"),
     ("POST", "/api/auth/logout-all"),
+    ("GET", "/api/files/raw?path=a.txt"),
 ];
 
 fn now() -> i64 {

@@ -17,6 +17,13 @@ use serde_json::json;
 fn try_everywhere(f: &Fixture, path: &str, what: &str) {
     let r = f.get(&format!("/api/files/read?path={}", enc(path)));
     assert_refused(&r, &format!("read {what} {path:?}"));
+    let r = f.get(&format!("/api/files/raw?path={}", enc(path)));
+    assert_refused(&r, &format!("raw read {what} {path:?}"));
+    let r = f.get_accept(
+        &format!("/api/files/read?path={}", enc(path)),
+        "application/octet-stream",
+    );
+    assert_refused(&r, &format!("octet-stream read {what} {path:?}"));
     let r = f.get(&format!("/api/files/list?dir={}", enc(path)));
     assert_refused(&r, &format!("list {what} {path:?}"));
     let r = f.put_json(
@@ -432,6 +439,7 @@ fn only_the_owner_reaches_files() {
         "/api/files/roots",
         "/api/files/list",
         "/api/files/read?path=a.txt",
+        "/api/files/raw?path=a.txt",
     ] {
         let r = f.server.get(path, &[("X-Internal-Token", &token)]);
         assert_eq!(r.status, 403, "{path}: {}", r.text());
