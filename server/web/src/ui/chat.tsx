@@ -9,7 +9,7 @@ import { nav, stateLabel } from "./common";
 import { ItemView, itemVersion } from "./items";
 
 const PAGE = 300;
-const WINDOW = 50;
+const WINDOW = 25;
 
 const loading = new Map<string, Promise<void>>();
 
