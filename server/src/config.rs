@@ -90,6 +90,11 @@ pub struct AgentConfig {
     pub extra_read_paths: Vec<PathBuf>,
     #[serde(default)]
     pub extra_write_paths: Vec<PathBuf>,
+    /// Claude Code settings files the agent loads (`user`, `project`,
+    /// `local`): none by default, so settings an agent writes never take
+    /// effect.
+    #[serde(default)]
+    pub setting_sources: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -101,6 +106,7 @@ impl Default for AgentConfig {
             allowed_connect_ports: default_connect_ports(),
             extra_read_paths: Vec::new(),
             extra_write_paths: Vec::new(),
+            setting_sources: Vec::new(),
         }
     }
 }
@@ -179,6 +185,11 @@ pub struct NtfyConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default = "default_ntfy_delay")]
     pub delay_secs: u64,
+    /// Allow/deny actions in the notification itself (needs `token_file`:
+    /// whoever can read the topic could otherwise approve). Off: the
+    /// notification only links to the approval in the web app.
+    #[serde(default)]
+    pub one_tap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

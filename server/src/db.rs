@@ -17,6 +17,8 @@ const MIGRATIONS: &[&str] = &[
     crate::tasks::MIGRATION,
     // 3: agent sessions, their events, the permission audit log
     crate::sessions::store::MIGRATION,
+    // 4: typed session state and mode (CHECK), titles, repo names
+    crate::sessions::store::MIGRATION_4,
 ];
 
 #[derive(Clone)]

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod ntfy;
 pub mod permissions;
 pub mod privileges;
+pub mod protocol;
 pub mod repo_config;
 pub mod sandbox;
 pub mod secret;

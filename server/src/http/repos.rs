@@ -41,8 +41,13 @@ fn repo_list(state: &AppState) -> Vec<RepoEntry> {
         .collect()
 }
 
-async fn repos(State(state): State<AppState>, _a: Authed<scope::Internal>) -> Json<Vec<RepoEntry>> {
-    Json(repo_list(&state))
+/// Every repo a session may run in (`repo_path` included), and which one
+/// a new session gets when it names none.
+async fn repos(
+    State(state): State<AppState>,
+    _a: Authed<scope::Internal>,
+) -> Json<Vec<crate::protocol::RepoInfo>> {
+    Json(state.sessions.repos())
 }
 
 #[derive(Debug, Deserialize)]
