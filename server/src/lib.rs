@@ -11,6 +11,7 @@ pub mod dev;
 pub mod error;
 pub mod files;
 pub mod git;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod ntfy;

@@ -182,13 +182,17 @@ impl SessionManager {
             landlock: super::registry::landlock_mode(config),
         })?;
         let token = self.deps.session_tokens.issue(&session.id);
-        let session_env = launch::session_env(
+        let mut session_env = launch::session_env(
             &home,
             &tmp,
             &self.deps.own_url,
             &session.id,
             token.expose_str(),
         );
+        // agent.api_key_file / the anthropic-api-key credential, read before the drop.
+        if let Some(key) = &config.agent.api_key {
+            session_env.push(("ANTHROPIC_API_KEY".into(), key.expose_str().to_string()));
+        }
         let env = crate::sandbox::build_env(
             std::env::vars_os(),
             &config.agent.env_passthrough,
