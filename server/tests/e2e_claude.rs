@@ -424,6 +424,82 @@ fn real_claude_write_shows_a_diff_and_deny_says_why() {
     );
 }
 
+/// Control run: the CLI on its own (no mitzod, no hook) with a prompt; did
+/// it ask (`can_use_tool`), and did the tool run? Asks are denied.
+fn cli_alone(claude: &Path, api: &FakeApi, prompt: &str) -> (bool, bool) {
+    use std::io::Write;
+    let home = open_tempdir();
+    let work = open_tempdir();
+    let mut child = Command::new(claude)
+        .args([
+            "--output-format",
+            "stream-json",
+            "--input-format",
+            "stream-json",
+            "--verbose",
+            "--permission-prompt-tool",
+            "stdio",
+            "--permission-mode",
+            "default",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env(
+            "ANTHROPIC_BASE_URL",
+            format!("http://127.0.0.1:{}", api.port),
+        )
+        .env("ANTHROPIC_API_KEY", "sk-test-offline")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .current_dir(work.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let send = |stdin: &mut std::process::ChildStdin, v: serde_json::Value| {
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    };
+    send(
+        &mut stdin,
+        json!({"type": "control_request", "request_id": "init", "request": {"subtype": "initialize", "hooks": null}}),
+    );
+    send(
+        &mut stdin,
+        json!({"type": "user", "session_id": "", "message": {"role": "user", "content": prompt}, "parent_tool_use_id": null}),
+    );
+    let (mut asked, mut ran) = (false, false);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line.unwrap()) else {
+            continue;
+        };
+        match v["type"].as_str() {
+            Some("control_request") if v["request"]["subtype"] == "can_use_tool" => {
+                asked = true;
+                send(
+                    &mut stdin,
+                    json!({"type": "control_response", "response": {"subtype": "success",
+                    "request_id": v["request_id"], "response": {"behavior": "deny", "message": "control"}}}),
+                );
+            }
+            Some("user") => {
+                for b in v["message"]["content"].as_array().into_iter().flatten() {
+                    if b["type"] == "tool_result" && b["is_error"] != true {
+                        ran = true;
+                    }
+                }
+            }
+            Some("result") => break,
+            _ => {}
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    (asked, ran)
+}
+
 /// Claude Code's own settings and its built-in auto-allowed commands are
 /// not a way around mitzod's broker: every call passes the `PreToolUse`
 /// hook mitzod registers, and settings files the agent can write are not
@@ -434,10 +510,16 @@ fn real_claude_every_tool_call_reaches_the_broker() {
         return;
     };
     let api = fake_api();
+    // Control: on its own the CLI runs this read-only command unasked.
+    assert_eq!(
+        cli_alone(&claude, &api, "RUN: echo hello"),
+        (false, true),
+        "the CLI alone neither asks nor is stopped"
+    );
     let s = start_real(&claude, &api, "", |_| Vec::new());
     let mut ws = s.ws();
-    // A read-only command Claude Code itself would run unasked: in ask
-    // mode mitzod asks the owner (Bash is elevated).
+    // Through mitzod the same command reaches the broker: in ask mode the
+    // owner is asked (Bash is elevated).
     ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: echo hello", "mode": "ask"}));
     let created = ws.wait_type("session_created");
     let id = created["sessionId"].as_str().unwrap().to_string();
