@@ -544,6 +544,7 @@ fn drive_connection(
     kind: &str,
 ) -> Vec<SessionStats> {
     let prompt = format!("{kind} {n} {pace_us}");
+    let stream = kind == "stream";
     // Sessions in the order their `send` went out; ids as they are created.
     let mut pending: Vec<SessionStats> = Vec::new();
     for k in 0..count {
@@ -591,8 +592,11 @@ fn drive_connection(
             }
             s.last_seq = seq;
         }
+        // Whole messages: their `block_end` (persisted, never skipped);
+        // streamed ones: each live `block_delta`.
+        let measured = if stream { "block_delta" } else { "block_end" };
         match kind {
-            "block_delta" => {
+            k if k == measured => {
                 let stamp: u64 = f["text"]
                     .as_str()
                     .and_then(|t| t.trim().parse().ok())
