@@ -186,7 +186,7 @@ async fn close(
     let landlock = state.config.sandbox.landlock;
     blocking(move || {
         let git = crate::git::Git::new(landlock.into())?;
-        crate::worktree::remove_worktree(&git, &repo, &id, true)?;
+        crate::worktree::remove_session_checkout(&git, &repo, &id, true)?;
         tracing::info!(repo = %repo_name, session = %id, "session worktree removed");
         Ok(Json(json!({ "ok": true, "removed": body.path })))
     })
