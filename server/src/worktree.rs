@@ -490,7 +490,7 @@ pub fn fetch_session_branch(git: &Git, repo: &Path, id: &str) -> Result<()> {
     let branch = branch_name(id);
     let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
     let c = crate::git::Confined {
-        policy: git.scoped_policy(&[main_git.clone()], &[repo.clone()]),
+        policy: git.scoped_policy(std::slice::from_ref(&main_git), std::slice::from_ref(&repo)),
         cwd: repo.clone(),
         env: vec![("GIT_DIR".into(), main_git.into_os_string())],
     };

@@ -372,7 +372,8 @@ fn agent_cannot_touch_main_refs_objects_or_other_sessions() {
     let ctl_victim = object("the control run removes this one\n");
     std::fs::write(fx.wt_b.join("b-secret.txt"), "session b's\n").unwrap();
 
-    let cases: Vec<(&str, String, String, Box<dyn Fn() -> bool>)> = vec![
+    type Unchanged<'a> = Box<dyn Fn() -> bool + 'a>;
+    let cases: Vec<(&str, String, String, Unchanged)> = vec![
         (
             "push a new branch into the main repo",
             "git push -q origin HEAD:refs/heads/agent-made".into(),
