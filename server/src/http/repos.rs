@@ -1,5 +1,6 @@
-//! Repos: the configured list, opening a session's worktree in one, and
-//! the owner's view of the repo config.
+//! Repos: the configured list, opening a session's checkout in one,
+//! bringing its branch back and removing it, and the owner's view of the
+//! repo config.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/repos", get(repos))
         .route("/api/repos/open", post(open))
+        .route("/api/repos/fetch", post(fetch))
+        .route("/api/repos/close", post(close))
         .route("/api/config", get(config))
 }
 
@@ -52,23 +55,26 @@ pub struct OpenBody {
     pub session_id: String,
 }
 
+/// The configured repo a body names, after checking the session id.
+fn named_repo(state: &AppState, repo_name: &str, session_id: &str) -> Result<PathBuf> {
+    crate::worktree::validate_session_id(session_id)?;
+    if repo_name.len() > 128 {
+        return Err(Error::BadRequest("repoName: longer than 128 bytes".into()));
+    }
+    state
+        .config
+        .repos
+        .get(repo_name)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("no repo named {repo_name:?} in the config")))
+}
+
 async fn open(
     State(state): State<AppState>,
     _a: Authed<scope::Internal>,
     JsonBody(body): JsonBody<OpenBody>,
 ) -> Result<Json<Value>> {
-    crate::worktree::validate_session_id(&body.session_id)?;
-    if body.repo_name.len() > 128 {
-        return Err(Error::BadRequest("repoName: longer than 128 bytes".into()));
-    }
-    let repo = state
-        .config
-        .repos
-        .get(&body.repo_name)
-        .cloned()
-        .ok_or_else(|| {
-            Error::NotFound(format!("no repo named {:?} in the config", body.repo_name))
-        })?;
+    let repo = named_repo(&state, &body.repo_name, &body.session_id)?;
     let landlock = state.config.sandbox.landlock;
     blocking(move || {
         let git = crate::git::Git::new(landlock.into())?;
@@ -87,10 +93,67 @@ async fn open(
         });
         let path = crate::worktree::prepare_session_dir(&git, &repo, &id, true)?;
         let created = before.is_none() || before != inode(&path);
-        tracing::info!(repo = %body.repo_name, session = %id, created, "session worktree ready");
+        tracing::info!(repo = %body.repo_name, session = %id, created, "session checkout ready");
         Ok(Json(
             json!({ "path": path, "repoName": body.repo_name, "created": created }),
         ))
+    })
+    .await
+}
+
+/// Bring a session's commits into the main repo's `session/<id>` branch,
+/// through mitzod's confined git: what the owner reviews and merges.
+async fn fetch(
+    State(state): State<AppState>,
+    _a: Authed<scope::Internal>,
+    JsonBody(body): JsonBody<OpenBody>,
+) -> Result<Json<Value>> {
+    let repo = named_repo(&state, &body.repo_name, &body.session_id)?;
+    let landlock = state.config.sandbox.landlock;
+    blocking(move || {
+        let git = crate::git::Git::new(landlock.into())?;
+        let id = body.session_id;
+        crate::worktree::fetch_session_branch(&git, &repo, &id)?;
+        let branch = crate::worktree::branch_name(&id);
+        let repo = crate::worktree::check_repo(&git, &repo)?;
+        let commit = git
+            .run(
+                &repo,
+                &repo,
+                &["rev-parse", "--verify", &format!("refs/heads/{branch}")],
+            )?
+            .trim()
+            .to_string();
+        tracing::info!(repo = %body.repo_name, session = %id, "session branch fetched");
+        Ok(Json(json!({ "branch": branch, "commit": commit })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CloseBody {
+    pub repo_name: String,
+    pub session_id: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Remove a session's checkout (its branch is kept, with its commits
+/// fetched first); a dirty one only with `force` (409 otherwise).
+async fn close(
+    State(state): State<AppState>,
+    _a: Authed<scope::Internal>,
+    JsonBody(body): JsonBody<CloseBody>,
+) -> Result<Json<Value>> {
+    let repo = named_repo(&state, &body.repo_name, &body.session_id)?;
+    let landlock = state.config.sandbox.landlock;
+    blocking(move || {
+        let git = crate::git::Git::new(landlock.into())?;
+        let removed =
+            crate::worktree::remove_session_checkout(&git, &repo, &body.session_id, body.force)?;
+        tracing::info!(repo = %body.repo_name, session = %body.session_id, removed, "session checkout closed");
+        Ok(Json(json!({ "removed": removed })))
     })
     .await
 }
