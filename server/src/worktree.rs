@@ -345,9 +345,11 @@ fn branch_exists(git: &Git, repo: &Path, branch: &str) -> Result<bool> {
 }
 
 /// Remove `path` (a directory in `.claude/worktrees`) with a confined `rm`
-/// that may write nothing but that directory of checkouts.
+/// that may write nothing outside the repo (the repo's own path, from the
+/// config, bounds it even if a directory on the way were swapped for a
+/// symlink; `rm -rf` itself follows none).
 fn remove_checkout_dir(git: &Git, repo: &Path, path: &Path) -> Result<()> {
-    git.remove_dir_within(&repo.join(WORKTREES_DIR), path)
+    git.remove_dir_within(repo, path)
 }
 
 /// The directory a session runs in: the repo itself when `isolation` is
