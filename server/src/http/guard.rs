@@ -58,10 +58,14 @@ pub async fn response_hygiene(req: Request, next: Next) -> Response {
 /// The headers every response mitzod builds carries (hyper's own early
 /// answers to unparseable requests are out of its reach: SECURITY.md).
 pub fn set_security_headers(h: &mut HeaderMap) {
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // The web app's pages set their own (stricter for scripts, see
+    // `web::PAGE_CSP`); everything else gets the API's.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

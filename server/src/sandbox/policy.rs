@@ -54,6 +54,9 @@ impl Default for Scopes {
     }
 }
 
+/// DNS over TCP (the only DNS the seccomp layer leaves).
+pub const DNS_PORT: u16 = 53;
+
 /// System trees an agent (or git) needs to read and execute, where present.
 const SYSTEM_READ_EXEC: &[&str] = &[
     "/usr",
@@ -209,6 +212,9 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
     read_write.extend(existing(DEVICES_READ_WRITE));
 
     let mut connect: BTreeSet<u16> = inp.agent.allowed_connect_ports.iter().copied().collect();
+    // Name resolution: the seccomp layer refuses UDP, so resolvers are told
+    // to use TCP (RES_OPTIONS=use-vc, see env.rs), to port 53.
+    connect.insert(DNS_PORT);
     if let Some(p) = inp.own_port {
         connect.insert(p);
     }
@@ -391,7 +397,7 @@ mod tests {
             .chain(&p.read_only)
             .chain(&p.read_exec)
             .any(|x| x == &root.join("state")));
-        assert_eq!(p.connect_tcp, vec![443, 3100]);
+        assert_eq!(p.connect_tcp, vec![DNS_PORT, 443, 3100]);
         assert!(p.bind_tcp.is_empty());
     }
 

@@ -606,7 +606,7 @@ impl SessionManager {
             landlock: landlock_mode(&self.deps.config),
         })?;
         let token = self.deps.session_tokens.issue(&session.id);
-        let session_env = vec![
+        let mut session_env = vec![
             ("HOME".to_string(), home.display().to_string()),
             ("TMPDIR".to_string(), tmp.display().to_string()),
             ("MITZO_URL".to_string(), self.deps.own_url.clone()),
@@ -617,6 +617,10 @@ impl SessionManager {
             ),
             ("DISABLE_AUTOUPDATER".to_string(), "1".to_string()),
         ];
+        // agent.api_key_file / the anthropic-api-key credential, read before the drop.
+        if let Some(key) = &self.deps.config.agent.api_key {
+            session_env.push(("ANTHROPIC_API_KEY".into(), key.expose_str().to_string()));
+        }
         let env = crate::sandbox::build_env(
             std::env::vars_os(),
             &self.deps.config.agent.env_passthrough,
