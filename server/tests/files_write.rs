@@ -412,9 +412,13 @@ fn repos_routes() {
     let token = f.server.internal_token();
     let r = f.server.get("/api/repos", &[("X-Internal-Token", &token)]);
     assert_eq!(r.status, 200, "{}", r.text());
+    // Every repo a session may run in: `repo_path` (the default) and `[repos]`.
     assert_eq!(
         r.json(),
-        json!([{ "name": "infra", "path": infra.display().to_string() }])
+        json!([
+            { "name": "repo", "path": f.repo.display().to_string(), "default": true },
+            { "name": "infra", "path": infra.display().to_string(), "default": false },
+        ])
     );
     let r = f.get("/api/repos");
     assert_eq!(r.status, 200);
