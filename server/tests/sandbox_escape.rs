@@ -617,6 +617,116 @@ fn seccomp_rows(fx: &Fx, other_port: u16, outside: &OutsideObjects) -> Vec<Row> 
     rows
 }
 
+/// The system resolver's address (the first `nameserver`), for a UDP
+/// datagram that needs no answer.
+fn resolver() -> String {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver").map(|a| a.trim().to_string()))
+        .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        .unwrap_or_else(|| "192.0.2.1".to_string())
+}
+
+/// A network namespace of its own: each attempt runs under Landlock
+/// without the seccomp layer (so what stops it is the namespace), first
+/// outside the namespace (control: it succeeds), then inside it.
+#[test]
+fn network_namespace_rows() {
+    let _g = serial();
+    if !landlock_or_skip("network_namespace_rows") {
+        return;
+    }
+    if let Err(why) = mitzod::sandbox::netns::probe() {
+        if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+            panic!("network_namespace_rows: {why}");
+        }
+        eprintln!("SKIPPED network_namespace_rows: {why}");
+        return;
+    }
+    let fx = Fx::new();
+    let helper = fx.wt.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let py = |args: &str| format!("/usr/bin/python3 {} {args}", sh_quote(&helper));
+    let allowed_port = fx.allowed_listener.local_addr().unwrap().port();
+    let unix_path = fx.wt.join("outside.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    let run = |script: &str, isolated: bool| {
+        let mut c = SandboxedCommand::new("/bin/sh", &fx.policy, fx.env.clone())
+            .unwrap()
+            .without_seccomp();
+        if isolated {
+            c = c.isolate_network().unwrap();
+        }
+        c.args(["-c", script])
+            .current_dir(&fx.wt)
+            .into_std()
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut rows = vec![
+        (
+            "TCP to an allowed port on the host's loopback",
+            py(&format!("tcp {allowed_port}")),
+            Expect::Denied,
+        ),
+        (
+            "UDP datagram to the system resolver (DNS)",
+            py(&format!("udp_to {} 53", resolver())),
+            Expect::Denied,
+        ),
+        (
+            "Unix socket by path (not bound to a network namespace)",
+            py(&format!("unix_connect {}", sh_quote(&unix_path))),
+            Expect::Allowed,
+        ),
+    ];
+    let mptcp =
+        std::fs::read_to_string("/proc/sys/net/mptcp/enabled").is_ok_and(|v| v.trim() == "1");
+    if mptcp {
+        rows.push((
+            "MPTCP to an allowed port on the host's loopback",
+            py(&format!("mptcp_plain {allowed_port}")),
+            Expect::Denied,
+        ));
+    } else {
+        eprintln!("SKIPPED the MPTCP row: net.mptcp.enabled is not 1");
+    }
+    let mut failures = Vec::new();
+    for (name, script, expect) in &rows {
+        let control = run(script, false);
+        if !control.status.success() {
+            failures.push(format!(
+                "{name}: control run outside the namespace failed: {}",
+                String::from_utf8_lossy(&control.stderr)
+            ));
+        }
+        let out = run(script, true);
+        let got = if out.status.success() {
+            Expect::Allowed
+        } else {
+            Expect::Denied
+        };
+        eprintln!(
+            "{name:<60} expected {expect:?}, got {got:?} ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if got != *expect {
+            failures.push(format!("{name}: expected {expect:?}, got {got:?}"));
+        }
+    }
+    // Inside, loopback is the only interface, and it is up.
+    let out = run(&py("only_loopback"), true);
+    if !out.status.success() {
+        failures.push(format!(
+            "only lo inside: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// A session without isolation works in the repo itself: there the repo is
 /// writable (and its `.git` with it: such a session cannot be protected the
 /// same way, see SECURITY.md).

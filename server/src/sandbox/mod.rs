@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod env;
 pub mod landlock;
+pub mod netns;
 pub mod policy;
 pub mod process;
 pub mod reaper;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::cgroup::{join_in_child, Limits, SessionCgroup};
 use super::landlock::{prepare, restrict_in_child, Enforcement, EnforcementReport};
+use super::netns::{self, NetnsSpec};
 use super::policy::Policy;
 use super::seccomp;
 use crate::error::{Error, Result};
@@ -94,6 +95,7 @@ pub struct SandboxedCommand {
     report: EnforcementReport,
     seccomp: Option<seccompiler::BpfProgram>,
     contained: Option<Contained>,
+    netns: Option<NetnsSpec>,
 }
 
 impl SandboxedCommand {
@@ -117,7 +119,22 @@ impl SandboxedCommand {
             report: prepared.report,
             seccomp,
             contained: None,
+            netns: None,
         })
+    }
+
+    /// Run the command in new user and network namespaces where only
+    /// loopback exists (see [`netns`]). Fails when this kernel or unit
+    /// does not allow them: the caller asked for no network, so it does
+    /// not get one silently.
+    pub fn isolate_network(mut self) -> Result<Self> {
+        netns::probe().map_err(|why| {
+            Error::Sandbox(format!(
+                "refusing to start a process without a network of its own: {why}"
+            ))
+        })?;
+        self.netns = Some(NetnsSpec::new());
+        Ok(self)
     }
 
     /// Run the command under a per-session reaper (`mitzod reaper`), in a
@@ -201,12 +218,16 @@ impl SandboxedCommand {
         self.set_env_and_cwd(&mut cmd);
         let procs_fd = contained.cgroup.as_ref().map(|c| c.procs_fd());
         let seccomp = self.seccomp;
+        let netns = self.netns;
         // SAFETY: between fork and exec: system calls with integer or
         // pre-built arguments only (the BPF program and the fds exist).
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(fd) = procs_fd {
                     join_in_child(fd)?;
+                }
+                if let Some(n) = &netns {
+                    netns::enter_in_child(n)?;
                 }
                 child_hygiene()?;
                 if let Some(fd) = &ruleset_fd {
@@ -242,12 +263,16 @@ impl SandboxedCommand {
         let mut ruleset = self.ruleset;
         let mode = self.mode;
         let seccomp = self.seccomp;
+        let netns = self.netns;
         // SAFETY: the closure runs between fork and exec; it only makes
         // async-signal-safe system calls and moves values that are already
         // allocated (the ruleset's fd and bit sets, the BPF program). No
         // allocation, no locks.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(n) = &netns {
+                    netns::enter_in_child(n)?;
+                }
                 child_hygiene()?;
                 restrict_in_child(&mut ruleset, mode)?;
                 if let Some(p) = &seccomp {
