@@ -78,6 +78,9 @@ enum Command {
         ruleset_fd: Option<i32>,
         #[arg(long, default_value_t = 3000)]
         grace_ms: u64,
+        /// PORT=SOCKET: relay loopback PORT to the proxy's Unix SOCKET.
+        #[arg(long)]
+        forward: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
@@ -117,12 +120,18 @@ fn main() -> ExitCode {
             parent,
             ruleset_fd,
             grace_ms,
+            forward,
             command,
         } => {
+            let forward = forward.and_then(|f| {
+                let (port, path) = f.split_once('=')?;
+                Some((port.parse().ok()?, PathBuf::from(path)))
+            });
             let code = mitzod::sandbox::reaper::run(mitzod::sandbox::reaper::ReaperArgs {
                 parent,
                 ruleset_fd,
                 grace: std::time::Duration::from_millis(grace_ms),
+                forward,
                 command,
             });
             return ExitCode::from(u8::try_from(code).unwrap_or(1));

@@ -17,6 +17,7 @@ pub mod landlock;
 pub mod netns;
 pub mod policy;
 pub mod process;
+pub mod proxy;
 pub mod reaper;
 pub mod seccomp;
 pub mod spawn;

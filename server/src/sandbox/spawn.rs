@@ -79,6 +79,7 @@ struct Contained {
     reaper: PathBuf,
     grace: Duration,
     cgroup: Option<SessionCgroup>,
+    forward: Option<(u16, PathBuf)>,
 }
 
 /// A command whose ruleset is already built. Configure it, then turn it into
@@ -154,8 +155,24 @@ impl SandboxedCommand {
             reaper: c.reaper.clone(),
             grace: c.grace,
             cgroup,
+            forward: None,
         });
         Ok(self)
+    }
+
+    /// With [`Self::isolate_network`] and a contained command: the reaper
+    /// listens on `port` of the namespace's loopback and relays every
+    /// connection to the proxy's Unix socket `proxy` (see [`super::proxy`]).
+    pub fn forward_to_proxy(mut self, port: u16, proxy: &StdPath) -> Result<Self> {
+        match (&mut self.contained, &self.netns) {
+            (Some(c), Some(_)) => {
+                c.forward = Some((port, proxy.to_path_buf()));
+                Ok(self)
+            }
+            _ => Err(Error::Internal(
+                "a proxy forwarder needs a contained command in its own network namespace".into(),
+            )),
+        }
     }
 
     /// Leave out the seccomp layer. Only for tests that show what the layer
@@ -213,6 +230,11 @@ impl SandboxedCommand {
             .arg(contained.grace.as_millis().to_string());
         if let Some(fd) = &ruleset_fd {
             cmd.arg("--ruleset-fd").arg(fd.as_raw_fd().to_string());
+        }
+        if let Some((port, path)) = &contained.forward {
+            let mut f = std::ffi::OsString::from(format!("{port}="));
+            f.push(path);
+            cmd.arg("--forward").arg(f);
         }
         cmd.arg("--").arg(&self.program).args(&self.args);
         self.set_env_and_cwd(&mut cmd);
