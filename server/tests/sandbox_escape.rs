@@ -1131,9 +1131,15 @@ fn wait_for_file_plain(p: &Path) -> String {
 /// A seccomp filter that makes the three landlock syscalls fail with EPERM,
 /// as systemd's SystemCallFilter=@system-service does on systemd 252.
 fn block_landlock(cmd: &mut Command) {
+    block_syscalls(cmd, [444, 445, 446]);
+}
+
+/// A seccomp filter that makes three system calls (x86_64 numbers) fail
+/// with EPERM.
+fn block_syscalls(cmd: &mut Command, nrs: [u32; 3]) {
     unsafe {
-        cmd.pre_exec(|| {
-            const NRS: [u32; 3] = [444, 445, 446];
+        cmd.pre_exec(move || {
+            let nrs_local = nrs;
             let ld_nr = libc::sock_filter {
                 code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
                 jt: 0,
@@ -1160,9 +1166,9 @@ fn block_landlock(cmd: &mut Command) {
             };
             let prog = [
                 ld_nr,
-                jeq(NRS[0], 3),
-                jeq(NRS[1], 2),
-                jeq(NRS[2], 1),
+                jeq(nrs_local[0], 3),
+                jeq(nrs_local[1], 2),
+                jeq(nrs_local[2], 1),
                 allow,
                 deny,
             ];
@@ -1248,6 +1254,51 @@ fn blocked_landlock_required_refuses_best_effort_warns() {
         !out.status.success(),
         "/etc is not granted: reading it must fail"
     );
+}
+
+/// systemd 252's `@system-service` refuses seccomp(2) (number 317 on
+/// x86_64) with EPERM: the layer must still be installed (through prctl).
+#[test]
+fn seccomp_layer_installs_under_systemds_call_filter() {
+    let _g = serial();
+    if !landlock_or_skip("seccomp_layer_installs_under_systemds_call_filter") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let helper = d.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let spec = serde_json::json!({
+        "policy": {
+            "read_exec": mitzod::sandbox::system_read_exec_paths(),
+            "read_only": [d, "/etc"],
+            "read_write": ["/dev/null"],
+        },
+    });
+    let file = d.join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    const SECCOMP: u32 = 317;
+    // Control: under that filter alone, the attempt works.
+    let mut control = Command::new("/usr/bin/python3");
+    control.arg(&helper).arg("udp");
+    block_syscalls(&mut control, [SECCOMP, SECCOMP, SECCOMP]);
+    let out = control.output().unwrap();
+    assert!(
+        out.status.success(),
+        "control: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(mitzod_bin());
+    cmd.args(["sandbox-exec", "--policy"])
+        .arg(&file)
+        .args(["--", "/usr/bin/python3"])
+        .arg(&helper)
+        .arg("udp");
+    block_syscalls(&mut cmd, [SECCOMP, SECCOMP, SECCOMP]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
 }
 
 #[test]
