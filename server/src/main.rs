@@ -246,12 +246,15 @@ fn serve(
     if let Err(e) = mitzod::sandbox::set_child_subreaper() {
         tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
     }
-    let limits = mitzod::sandbox::cgroup::Limits {
+    let mut limits = mitzod::sandbox::cgroup::Limits {
         pids_max: (config.session.pids_max > 0).then_some(config.session.pids_max),
         memory_max: config.session.memory_max,
     };
     match &cgroup_base {
-        Some(base) => tracing::info!(base = %base.display(), ?limits, "each agent runs under a reaper in a session cgroup"),
+        Some(base) => {
+            limits = mitzod::sandbox::cgroup::effective_limits(base, limits);
+            tracing::info!(base = %base.display(), ?limits, "each agent runs under a reaper in a session cgroup")
+        }
         None => tracing::info!("no delegated cgroup: each agent runs under a reaper; session.pids_max and session.memory_max are not applied"),
     }
     mitzod::sandbox::configure_containment(mitzod::sandbox::ContainmentConfig {
