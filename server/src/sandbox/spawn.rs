@@ -319,9 +319,19 @@ impl SandboxedCommand {
 /// Build the seccomp program in the parent. Fails closed like Landlock:
 /// under `required` a kernel without seccomp filters means no child.
 fn prepare_seccomp(mode: Enforcement) -> Result<Option<seccompiler::BpfProgram>> {
-    let built = seccomp::probe()
-        .map_err(Error::Sandbox)
-        .and_then(|()| seccomp::build_filter());
+    // The program is the same for every process: compiled once.
+    static FILTER: OnceLock<std::result::Result<seccompiler::BpfProgram, String>> = OnceLock::new();
+    let built = FILTER
+        .get_or_init(|| {
+            seccomp::probe().and_then(|()| {
+                seccomp::build_filter().map_err(|e| match e {
+                    Error::Sandbox(m) => m,
+                    other => other.to_string(),
+                })
+            })
+        })
+        .clone()
+        .map_err(Error::Sandbox);
     match (built, mode) {
         (Ok(p), _) => Ok(Some(p)),
         (Err(e), Enforcement::Required) => Err(Error::Sandbox(format!(
