@@ -202,14 +202,18 @@ pub fn run(args: ReaperArgs) -> i32 {
         }
     }
 
-    super::process::end_descendants(args.grace, &mut |pid| {
-        let mut st = 0;
-        // SAFETY: waitpid on a specific zombie child.
-        if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid && pid == agent {
-            agent_status = Some(st);
-        }
-        true
-    });
+    // Every descendant is reparented to us, so no child means no tree.
+    reap_any(&mut agent_status);
+    if has_children() {
+        super::process::end_descendants(args.grace, &mut |pid| {
+            let mut st = 0;
+            // SAFETY: waitpid on a specific zombie child.
+            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid && pid == agent {
+                agent_status = Some(st);
+            }
+            true
+        });
+    }
     reap_any(&mut agent_status);
 
     match agent_status {
@@ -256,4 +260,18 @@ fn forwarder(listener: TcpListener, to: &std::path::Path) -> ! {
         });
     }
     std::process::exit(0)
+}
+
+/// Whether this process has any child, live or zombie.
+fn has_children() -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    for t in tasks.flatten() {
+        match std::fs::read_to_string(t.path().join("children")) {
+            Ok(c) if c.trim().is_empty() => {}
+            _ => return true,
+        }
+    }
+    false
 }
