@@ -239,20 +239,21 @@ fn sh_single(s: &str) -> String {
 }
 
 #[test]
-fn an_agent_cannot_signal_its_reaper() {
+fn an_agent_cannot_signal_or_read_its_reaper() {
     let _g = serial();
-    if !landlock("an_agent_cannot_signal_its_reaper") {
+    if !landlock("an_agent_cannot_signal_or_read_its_reaper") {
         return;
     }
     if mitzod::sandbox::landlock_abi().version.unwrap_or(0) < 6 {
         eprintln!(
-            "SKIPPED an_agent_cannot_signal_its_reaper: Landlock ABI < 6 has no signal scoping"
+            "SKIPPED an_agent_cannot_signal_or_read_its_reaper: Landlock ABI < 6 has no signal scoping"
         );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = std::fs::canonicalize(dir.path()).unwrap();
-    let probe = "if kill -0 $PPID 2>/dev/null; then echo reachable; else echo unreachable; fi";
+    let probe = "if kill -0 $PPID 2>/dev/null; then echo reachable; else echo unreachable; fi; \
+                 if cat /proc/$PPID/environ >/dev/null 2>&1; then echo environ-readable; else echo environ-closed; fi";
     // Control: a process in the same Landlock domain as its parent can
     // signal it.
     let env = build_env(std::env::vars_os(), &[], &[]);
@@ -263,7 +264,10 @@ fn an_agent_cannot_signal_its_reaper() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "reachable");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "reachable\nenviron-readable"
+    );
     // The agent's parent is its reaper, in the domain above the agent's.
     let c = containment(None, Limits::default());
     let (cmd, _guard) = {
@@ -277,7 +281,10 @@ fn an_agent_cannot_signal_its_reaper() {
     };
     let mut cmd = cmd;
     let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "unreachable");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "unreachable\nenviron-closed"
+    );
     // kill -9 failed too: the agent exited with sh's error status, and the
     // reaper, alive, reported it.
     assert_eq!(out.status.signal(), None, "{:?}", out.status);
