@@ -17,11 +17,15 @@ const MIGRATIONS: &[&str] = &[
     crate::tasks::MIGRATION,
     // 3: agent sessions, their events, the permission audit log
     crate::sessions::store::MIGRATION,
+    // 4: typed session state and mode (CHECK), titles, repo names
+    crate::sessions::store::MIGRATION_4,
 ];
 
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// Told of every disk-full failure and every write that lands.
+    health: Arc<crate::health::Health>,
 }
 
 impl Db {
@@ -55,6 +59,7 @@ impl Db {
         }
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
+            health: Arc::default(),
         })
     }
 
@@ -65,9 +70,10 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
     {
         let conn = self.conn.clone();
+        let health = self.health.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            watched(&health, &mut guard, f)
         })
         .await
         .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
@@ -76,8 +82,30 @@ impl Db {
     /// Synchronous access, for start-up and CLI commands.
     pub fn with<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        watched(&self.health, &mut guard, f)
     }
+
+    /// Whether the state directory's disk was full at the last write.
+    pub fn health(&self) -> &Arc<crate::health::Health> {
+        &self.health
+    }
+}
+
+/// Run `f`, telling `health` when it failed for a full disk or when it
+/// changed rows and succeeded (so the disk has room again).
+fn watched<R>(
+    health: &crate::health::Health,
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<R>,
+) -> Result<R> {
+    let before = conn.total_changes();
+    let result = f(conn);
+    match &result {
+        Err(e) if e.is_disk_full() => health.note_disk_full(e),
+        Ok(_) if conn.total_changes() != before => health.note_write_ok(),
+        _ => {}
+    }
+    result
 }
 
 pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {

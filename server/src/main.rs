@@ -365,19 +365,21 @@ fn prompt_hidden(prompt: &str) -> Result<mitzod::secret::Secret> {
     let mut quiet = saved;
     quiet.c_lflag &= !libc::ECHO;
     quiet.c_lflag |= libc::ECHONL;
-    eprint!("{prompt}");
-    let _ = std::io::stderr().flush();
+    // Echo off before the prompt shows, so nothing typed after it is echoed
+    // (TCSANOW: input already typed is kept, not flushed).
     // SAFETY: a valid termios for this fd.
-    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
         return Err(Error::io(
             "turning off the terminal's echo",
             std::io::Error::last_os_error(),
         ));
     }
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
     // SAFETY: restores the settings read above.
-    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
     read.map_err(|e| Error::io("reading the passphrase", e))?;
     let secret = mitzod::secret::Secret::new(line.trim_end_matches(['\n', '\r']).to_string());
     zeroize_string(line);

@@ -14,6 +14,7 @@ const OWNER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/auth/check"),
     ("POST", "/api/auth/logout"),
     ("POST", "/api/auth/logout-all"),
+    ("GET", "/api/files/raw?path=a.txt"),
 ];
 
 fn now() -> i64 {
@@ -603,12 +604,24 @@ fn no_secret_reaches_the_log() {
     let _ = s.get("/api/auth/check", &[("X-Internal-Token", &internal)]);
     let _ = s.get(&format!("/api/auth/check?token={jwt}"), &[]);
     let _ = s.get(&format!("/api/auth/check?k={internal}"), &[]);
+    // A credential pasted into the path: only the route template is logged.
+    let auth = [("X-Internal-Token", internal.as_str())];
+    let _ = s.get(&format!("/api/sessions/{internal}/meta"), &auth);
+    let _ = s.get(&format!("/api/tasks/{internal}"), &auth);
+    let _ = s.get(&format!("/api/no-such-route/{internal}"), &auth);
+    let _ = s.get(&format!("/api/sessions/{jwt}/events"), &auth);
+    let _ = s.get("/api/sessions/2026-01-02-0123456789ab/meta", &auth);
     s.stop();
     let log = s.log_text();
     assert!(
         log.contains("/api/auth/check"),
         "requests are logged: {log}"
     );
+    assert!(
+        log.contains("/api/sessions/{id}/meta") && log.contains("id=2026-01-02-0123456789ab"),
+        "the matched route and a plain id are logged: {log}"
+    );
+    assert!(log.contains("<no route>"), "{log}");
     let jwt_sig = jwt.rsplit('.').next().unwrap();
     for (name, secret) in [
         ("passphrase", PASSPHRASE),

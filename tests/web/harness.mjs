@@ -134,3 +134,15 @@ export class Server {
     return readFileSync(this.log, "utf8");
   }
 }
+
+/** Chromium's flags for every run here: headless, no network of its own. */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];

@@ -19,7 +19,7 @@ export function sessionExpired(message: string): void {
   app.changed();
 }
 
-export async function api<T = unknown>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+export async function api<T = unknown>(path: string, init: { method?: string; body?: unknown; quiet401?: boolean } = {}): Promise<T> {
   const headers: Record<string, string> = { accept: "application/json" };
   let body: string | undefined;
   if (init.body !== undefined) {
@@ -41,7 +41,7 @@ export async function api<T = unknown>(path: string, init: { method?: string; bo
       data = { error: text.slice(0, 200) };
     }
   }
-  if (res.status === 401 && path !== "/api/auth/login") {
+  if (res.status === 401 && path !== "/api/auth/login" && !init.quiet401) {
     sessionExpired("Your session has ended. Sign in again.");
   }
   if (!res.ok) {

@@ -7,15 +7,19 @@ import { Audit } from "./audit";
 import { Chat } from "./chat";
 import { Link, nav } from "./common";
 import { Files } from "./files";
-import { SessionList } from "./sessions";
+import { SessionList, refreshSessions } from "./sessions";
 import { Tasks } from "./tasks";
+
+const boot = refreshSessions(true);
 
 export function App() {
   useObservable(app);
   useEffect(() => {
     const onPop = () => app.changed();
     window.addEventListener("popstate", onPop);
-    api(routes.check)
+    // One request, started before the first render, both tells whether we
+    // are signed in and fills the list.
+    boot
       .then(() => {
         app.authed = true;
         app.changed();

@@ -1,5 +1,6 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
+import { loadMarkdown } from "../lazy";
 import { HAS_RENAME, MODES, type Mode, type ServerFrame, type SessionMeta, routes } from "../protocol";
 import { app, firstLine, type Transcript, useObservable } from "../store";
 import * as ws from "../ws";
@@ -7,8 +8,8 @@ import { ApprovalSheet } from "./approval";
 import { nav, stateLabel } from "./common";
 import { ItemView, itemVersion } from "./items";
 
-const PAGE = 500;
-const WINDOW = 120;
+const PAGE = 300;
+const WINDOW = 25;
 
 const loading = new Map<string, Promise<void>>();
 
@@ -19,6 +20,8 @@ export function openSession(id: string): Promise<void> {
     ws.watch(id);
     return loading.get(id) || Promise.resolve();
   }
+  // The renderer loads while the history does.
+  void loadMarkdown();
   const p = (async () => {
     const meta = await api<SessionMeta>(routes.meta(id));
     t.mode = meta.mode;

@@ -1,16 +1,27 @@
 import { memo } from "preact/compat";
 import { useLayoutEffect, useRef } from "preact/hooks";
-import { renderMarkdown } from "../markdown";
+import { useMarkdown } from "../lazy";
 import type { Item } from "../store";
 import { Diff, Folded } from "./common";
 
 /** Sanitised Markdown, set as TrustedHTML; code blocks get a copy button. */
 export function Markdown(props: { text: string }) {
   const ref = useRef<HTMLDivElement>(null);
+  const render = useMarkdown();
   useLayoutEffect(() => {
     const el = ref.current;
     if (!el) return;
-    el.innerHTML = renderMarkdown(props.text) as unknown as string;
+    if (!render) {
+      // Until the renderer has loaded: the text as text.
+      el.textContent = props.text;
+      return;
+    }
+    try {
+      el.innerHTML = render(props.text) as unknown as string;
+    } catch {
+      el.textContent = props.text;
+      return;
+    }
     for (const pre of el.querySelectorAll("pre")) {
       const btn = document.createElement("button");
       btn.type = "button";
@@ -26,8 +37,8 @@ export function Markdown(props: { text: string }) {
       });
       pre.appendChild(btn);
     }
-  }, [props.text]);
-  return <div class="md" ref={ref} />;
+  }, [props.text, render]);
+  return <div class={render ? "md" : "md plain"} ref={ref} />;
 }
 
 function field(input: unknown, name: string): string {

@@ -6,8 +6,12 @@ import * as ws from "../ws";
 import { openSession } from "./chat";
 import { Link, ago, nav, stateLabel } from "./common";
 
-export async function refreshSessions(): Promise<void> {
-  const r = await api<{ sessions: SessionSummary[] }>(`${routes.sessions}?limit=100`);
+let fetchedAt = 0;
+
+/** The list (also the first request the page makes: a 401 means "sign in"). */
+export async function refreshSessions(quiet401 = false): Promise<void> {
+  const r = await api<{ sessions: SessionSummary[] }>(`${routes.sessions}?limit=100`, { quiet401 });
+  fetchedAt = Date.now();
   app.sessions = r.sessions;
   // Sessions waiting for the owner: load them so their approvals are one tap away.
   for (const s of r.sessions) {
@@ -30,7 +34,7 @@ export function SessionList({ current }: { current?: string }) {
   useObservable(app);
   const [showNew, setShowNew] = useState(false);
   useEffect(() => {
-    refreshSessions().catch(() => {});
+    if (Date.now() - fetchedAt > 2000) refreshSessions().catch(() => {});
     const timer = setInterval(() => {
       if (document.visibilityState === "visible") refreshSessions().catch(() => {});
     }, 4000);
