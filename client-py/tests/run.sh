@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build and install mitzo_client into a venv, then run its pytest suite
-# against the real mitzod and `mypy --strict` on the typed example.
+# against the real mitzod, `mypy --strict` on the typed example and the
+# package, and stubtest of the hand-written stub against the compiled module.
 #
 #   client-py/tests/run.sh [pytest args...]
 #
@@ -30,4 +31,9 @@ status=0
 
 echo "mypy --strict examples/typed_usage.py"
 (cd "$client" && "$venv/bin/python" -m mypy --strict --no-incremental examples/typed_usage.py python/mitzo_client) || status=$?
+
+# The hand-written stub against the compiled module (run outside the source
+# tree, so the installed package is what is checked).
+echo "python -m mypy.stubtest mitzo_client._native"
+(cd "$here" && "$venv/bin/python" -m mypy.stubtest mitzo_client._native) || status=$?
 exit "$status"
