@@ -7,7 +7,7 @@
 #
 # Env: MITZO_BIN (the server binary; default <repo>/target/debug/mitzod,
 # built if missing), MITZO_PY_VENV (default <repo>/target/py-venv),
-# PYTHON (default python3).
+# PYTHON (default python3), MITZO_PY_INSTALL_ONLY=1 (install, run nothing).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,6 +23,9 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest mypy
 # Always rebuild: the installed wheel must be this checkout's code.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$client"
+
+# Only the install (the e2e stage needs the `mitzo` command).
+[ "${MITZO_PY_INSTALL_ONLY:-0}" = 1 ] && exit 0
 
 status=0
 # Run from the tests dir so `import mitzo_client` is the installed wheel,
