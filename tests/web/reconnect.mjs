@@ -4,7 +4,47 @@
 // page load shows, nothing lost and nothing doubled.
 import assert from "node:assert/strict";
 
-export async function run({ streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }) {
+export async function run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }) {
+  // Token deltas: the page drops out in the middle of a block and comes back
+  // to the block so far plus the rest, with nothing doubled.
+  for (const kind of ["phone", "desktop"]) {
+    let block = false;
+    const sockets = [];
+    const w = await browser(kind, server.origin, {
+      route: (ws) => {
+        if (block) return ws.close();
+        ws.connectToServer();
+        sockets.push(ws);
+      },
+    });
+    const page = w.page;
+    try {
+      await login(page, server.origin);
+      await test(`${kind}: WebSocket dropped in the middle of a streamed block: identical transcript`, async () => {
+        const sid = await newSession(page, server.origin, "slow:8");
+        await page.locator(".msg.agent", { hasText: "chunk 2" }).waitFor({ timeout: T });
+        block = true;
+        for (const s of sockets.splice(0)) await s.close();
+        await page.getByText("Reconnecting…").first().waitFor({ timeout: T });
+        await page.waitForTimeout(2000); // more deltas go by while the page is away
+        block = false;
+        await page.locator(".msg.agent", { hasText: "chunk 9" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        const live = await transcriptText(page);
+        const fresh = await w.ctx.newPage();
+        await fresh.goto(`${server.origin}/s/${sid}`);
+        await fresh.locator(".msg.agent", { hasText: "chunk 9" }).waitFor({ timeout: T });
+        await waitIdle(fresh);
+        const loaded = await transcriptText(fresh);
+        await fresh.close();
+        assert.equal(live, loaded, "the live transcript equals a fresh load");
+        for (let i = 0; i < 10; i++) assert.equal((live.match(new RegExp(`chunk ${i}(?!\\d)`, "g")) || []).length, 1, `chunk ${i} exactly once`);
+      });
+    } finally {
+      await w.close();
+    }
+  }
+
   for (const kind of ["phone", "desktop"]) {
     let block = false;
     const sockets = [];

@@ -235,7 +235,7 @@ try {
         await shot(w, "chat-tool");
       });
 
-      await test(tn("an approval with a diff, denied"), async () => {
+      await test(tn("an approval with a diff, denied with a reason the agent receives"), async () => {
         const target = join(server.repo, `denied-${kind}.txt`);
         await send(page, `tool:Write:${target}`);
         const sheet = page.getByRole("dialog");
@@ -243,7 +243,7 @@ try {
         await sheet.getByRole("button", { name: "Deny…" }).click();
         await sheet.getByLabel("Reason (optional)").fill("not now");
         await sheet.getByRole("button", { name: "Deny", exact: true }).click();
-        await page.locator(".tool.tool-error", { hasText: target }).waitFor({ timeout: T });
+        await page.locator(".tool.tool-error", { hasText: target }).locator(".out", { hasText: "not now" }).waitFor({ timeout: T });
         await waitIdle(page);
         assert.ok(!existsSync(target), "the denied write did not happen");
       });
@@ -255,7 +255,49 @@ try {
         assert.equal(meta.json.mode, "agent");
       });
 
-      skip(tn("question answered"), "this server's protocol has no question_request frame yet (AskUserQuestion arrives as a plain approval)");
+      await test(tn("a question answered"), async () => {
+        const q = {
+          questions: [
+            {
+              question: "Which colour?",
+              header: "Colour",
+              options: [
+                { label: "Red", description: "warm" },
+                { label: "Blue", description: "cool" },
+              ],
+              multiSelect: false,
+            },
+          ],
+        };
+        await send(page, `tool:AskUserQuestion:${JSON.stringify(q)}`);
+        const sheet = page.getByRole("dialog", { name: "The agent asks" });
+        await sheet.getByText("Colour: Which colour?").waitFor({ timeout: T });
+        await shot(w, "question");
+        await axe(w, "question");
+        await sheet.getByLabel(/Blue/).check();
+        await sheet.getByRole("button", { name: "Answer" }).click();
+        await page.locator(".note", { hasText: "Answered: Blue" }).waitFor({ timeout: T });
+        await waitIdle(page);
+      });
+
+      await test(tn("text streams in token by token before the block ends"), async () => {
+        await send(page, "slow:6");
+        const msg = page.locator(".msg.agent.streaming", { hasText: "chunk 2" });
+        await msg.waitFor({ timeout: T });
+        assert.ok(!(await msg.innerText()).includes("chunk 9"), "the block is still growing");
+        await page.locator(".msg.agent", { hasText: "chunk 9" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.equal(await page.locator(".msg.agent", { hasText: "chunk 0 chunk 1" }).count(), 1, "one message, not one per delta");
+      });
+
+      await test(tn("rename"), async () => {
+        await page.getByRole("button", { name: "Rename" }).click();
+        await page.getByLabel("Session title").fill(`Renamed ${kind}`);
+        await page.getByRole("button", { name: "Save" }).click();
+        await page.getByRole("heading", { name: `Renamed ${kind}` }).waitFor({ timeout: T });
+        const meta = await server.api(`/api/sessions/${sid}/meta`);
+        assert.equal(meta.json.title, `Renamed ${kind}`);
+      });
 
       await test(tn("stop a running turn"), async () => {
         await send(page, "slow:30");
@@ -394,7 +436,7 @@ try {
 
   await import("./xss.mjs").then((m) => m.run({ server, browser, login, newSession, send, test, shot, waitIdle, T }));
   await import("./reconnect.mjs").then((m) =>
-    m.run({ streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
+    m.run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
   );
 } finally {
   await cleanup();
