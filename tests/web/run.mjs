@@ -223,7 +223,8 @@ try {
         await send(page, "tool:Bash:echo tool-output-123");
         const sheet = page.getByRole("dialog");
         await sheet.waitFor({ timeout: T });
-        await sheet.locator(".cmd", { hasText: "echo tool-output-123" }).waitFor();
+        await sheet.getByRole("heading", { name: "Run a command" }).waitFor();
+        await sheet.locator(".summary", { hasText: "$ echo tool-output-123" }).waitFor();
         await sheet.getByText(/expires in/).waitFor();
         await shot(w, "chat-approval");
         if (kind === "phone") await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });

@@ -142,12 +142,14 @@ function Rename({ id, title }: { id: string; title: string }) {
     return (
       <button
         type="button"
+        aria-label="Rename"
+        title="Rename"
         onClick={() => {
           setValue(title);
           setEditing(true);
         }}
       >
-        Rename
+        ✎
       </button>
     );
   return (
