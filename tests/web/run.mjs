@@ -210,6 +210,26 @@ try {
         await page.getByRole("heading", { name: "Sessions" }).waitFor({ timeout: T });
       });
 
+      await test(tn("PWA: manifest and icons; the service worker caches the app shell, never /api or /ws"), async () => {
+        const manifest = await (await fetch(server.origin + "/manifest.webmanifest")).json();
+        assert.equal(manifest.display, "standalone");
+        for (const icon of manifest.icons) {
+          const r = await fetch(server.origin + icon.src);
+          assert.equal(r.status, 200, icon.src);
+          assert.equal(r.headers.get("content-type"), icon.type, icon.src);
+        }
+        const cached = await page.evaluate(async () => {
+          await navigator.serviceWorker.ready;
+          // Let the page use the API and the socket first.
+          await fetch("/api/sessions?limit=5");
+          const urls = [];
+          for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) urls.push(new URL(r.url).pathname);
+          return urls;
+        });
+        assert.ok(cached.includes("/") && cached.some((u) => /^\/assets\/main-.*\.js$/.test(u)), `shell cached: ${cached}`);
+        assert.deepEqual(cached.filter((u) => u.startsWith("/api") || u.startsWith("/ws") || u === "/healthz"), []);
+      });
+
       await test(tn("new session: Markdown reply"), async () => {
         sid = await newSession(page, server.origin, "text:Hello **bold** and `code`\n\n```\nlet x = 1;\n```", "ask", w);
         await page.locator(".msg.agent strong", { hasText: "bold" }).waitFor({ timeout: T });
@@ -291,6 +311,16 @@ try {
         assert.equal(await page.locator(".msg.agent", { hasText: "chunk 0 chunk 1" }).count(), 1, "one message, not one per delta");
       });
 
+      await test(tn("a running turn interrupted by a new message"), async () => {
+        await send(page, "slow:20");
+        await page.locator(".msg.agent.streaming", { hasText: "chunk 1" }).waitFor({ timeout: T });
+        await page.locator("#prompt").fill("text:after the interrupt");
+        await page.getByRole("button", { name: "Interrupt" }).click();
+        await page.locator(".msg.agent", { hasText: "after the interrupt" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.equal(await page.locator(".msg.agent", { hasText: "chunk 19" }).count(), 0, "the slow turn was cut short");
+      });
+
       await test(tn("rename"), async () => {
         await page.getByRole("button", { name: "Rename" }).click();
         await page.getByLabel("Session title").fill(`Renamed ${kind}`);
@@ -365,6 +395,11 @@ try {
         await conflict.getByRole("button", { name: "Keep mine" }).click();
         await page.getByText("Saved.").waitFor({ timeout: T });
         assert.equal(readFileSync(file, "utf8"), `mine ${kind}\n`);
+        await page.getByRole("button", { name: "Back to folder" }).click();
+        writeFileSync(join(server.repo, `blob-${kind}.bin`), Buffer.from([0, 159, 146, 150, 0, 255, 1, 2]));
+        await page.goto(server.origin + "/files");
+        await page.getByRole("button", { name: new RegExp(`blob-${kind}\\.bin`) }).click();
+        await page.getByText("Binary file, 8 B: not shown.").waitFor({ timeout: T });
         await page.getByRole("button", { name: "Back to folder" }).click();
         await shot(w, "files");
         await axe(w, "files");
