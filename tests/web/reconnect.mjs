@@ -124,6 +124,37 @@ export async function run({ server, streaming, browser, login, newSession, test,
         await waitIdle(page);
         await compareWithFreshLoadAfter(sid);
       });
+
+      await test(`${kind}: a long chat opens at its end and pages back on scroll`, async () => {
+        const sid = await newSession(page, streaming.origin, "first turn");
+        await page.locator(".msg.agent", { hasText: "part three" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        await page.locator("#prompt").fill("a long answer");
+        await page.getByRole("button", { name: "Send" }).click();
+        await page.locator(".msg.agent", { hasText: "Old message 79" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        const fresh = await w.ctx.newPage();
+        await fresh.goto(`${streaming.origin}/s/${sid}`);
+        await fresh.locator(".msg.agent", { hasText: "Old message 79" }).waitFor({ timeout: T });
+        // At the end, and not everything rendered.
+        const atEnd = await fresh.evaluate(() => {
+          const t = document.querySelector(".transcript");
+          return t.scrollHeight - t.scrollTop - t.clientHeight < 80;
+        });
+        assert.ok(atEnd, "opened at its end");
+        assert.equal(await fresh.getByText("part one", { exact: true }).count(), 0, "older messages not shown yet");
+        for (let i = 0; i < 20 && (await fresh.getByText("part one", { exact: true }).count()) === 0; i++) {
+          await fresh.evaluate(() => {
+            const t = document.querySelector(".transcript");
+            t.scrollTop = 0;
+            t.dispatchEvent(new Event("scroll"));
+          });
+          await fresh.waitForTimeout(300);
+        }
+        await fresh.getByText("part one", { exact: true }).waitFor({ timeout: T });
+        assert.equal(await fresh.getByText("Old message 0", { exact: true }).count(), 1, "every message once");
+        await fresh.close();
+      });
     } finally {
       await w.close();
     }

@@ -156,7 +156,12 @@ async function axe(w, screen) {
 const server = await Server.start();
 const streaming = await Server.start({
   script: {
-    turns: [[{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }]],
+    turns: [
+      [{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }],
+      // A session's second turn: a long answer, for paging back through history.
+      Array.from({ length: 80 }, (_, i) => ({ text: `Old message ${i}` })),
+      [{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }],
+    ],
   },
 });
 const cleanup = async () => {
