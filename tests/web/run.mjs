@@ -252,7 +252,10 @@ try {
         await sheet.locator(".summary", { hasText: "$ echo tool-output-123" }).waitFor();
         await sheet.getByText(/expires in/).waitFor();
         await shot(w, "chat-approval");
-        if (kind === "phone") await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });
+        // The README's picture, refreshed on request only.
+        if (kind === "phone" && process.env.WEB_UPDATE_SCREENSHOT === "1") {
+          await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });
+        }
         await axe(w, "approval");
         await sheet.getByRole("button", { name: "Allow once" }).click();
         await page.locator(".tool", { hasText: "tool-output-123" }).locator(".out").waitFor({ timeout: T });
