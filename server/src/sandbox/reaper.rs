@@ -174,14 +174,23 @@ pub fn run(args: ReaperArgs) -> i32 {
         }
     }
 
-    super::process::end_descendants(args.grace, &mut |pid| {
-        let mut st = 0;
-        // SAFETY: waitpid on a specific zombie child.
-        if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid && pid == agent {
-            agent_status = Some(st);
-        }
-        true
-    });
+    // The agent was reaped and no child is left (its orphans would have
+    // been reparented to us, a subreaper, before it became a zombie): there
+    // is no descendant to end, so skip the /proc scans.
+    // SAFETY: waitpid, non-blocking; ECHILD means no children at all.
+    let childless = agent_status.is_some()
+        && unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG | libc::__WALL) } < 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+    if !childless {
+        super::process::end_descendants(args.grace, &mut |pid| {
+            let mut st = 0;
+            // SAFETY: waitpid on a specific zombie child.
+            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid && pid == agent {
+                agent_status = Some(st);
+            }
+            true
+        });
+    }
     reap_any(&mut agent_status);
 
     match agent_status {
