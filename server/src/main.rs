@@ -156,6 +156,8 @@ fn serve(
     dev_mode: bool,
     inherited: Vec<systemd::Listener>,
 ) -> Result<()> {
+    // Still one thread: the arena limit must come before any other.
+    mitzod::memory::limit_arenas();
     let config_file = config_path
         .as_ref()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
