@@ -122,3 +122,47 @@ pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_migrate_to_typed_state_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            // A database as version 3 left it, with a row the code no longer knows.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            let insert = "INSERT INTO sessions (id, source, summary, mode, repo, cwd, isolation, headless, state, created_at, last_modified) VALUES (?1, 's', ?2, ?3, '/r', '/r', 1, 0, ?4, 1, 2)";
+            conn.execute(insert, ["a", "Old work", "agent", "requires_action"])
+                .unwrap();
+            conn.execute(insert, ["b", "", "yolo", "exploded"]).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        db.with(|c| {
+            let a = crate::sessions::store::get(c, "a")?.unwrap();
+            assert_eq!(a.state, crate::protocol::SessionState::RequiresAction);
+            assert_eq!(a.mode, crate::protocol::Mode::Agent);
+            assert_eq!(a.title, "Old work");
+            let b = crate::sessions::store::get(c, "b")?.unwrap();
+            assert_eq!(b.state, crate::protocol::SessionState::Interrupted);
+            assert_eq!(b.mode, crate::protocol::Mode::Ask);
+            // The CHECK constraints hold from now on.
+            assert!(c
+                .execute("UPDATE sessions SET state = 'exploded' WHERE id = 'a'", [])
+                .is_err());
+            assert!(c
+                .execute("UPDATE sessions SET mode = 'yolo' WHERE id = 'a'", [])
+                .is_err());
+            // Control: a known value is accepted.
+            c.execute("UPDATE sessions SET state = 'idle' WHERE id = 'a'", [])?;
+            Ok(())
+        })
+        .unwrap();
+    }
+}
