@@ -368,6 +368,7 @@ impl Client {
     /// starts at once (headless). `isolation`: its own worktree (default:
     /// the server's `session.isolation`).
     #[pyo3(signature = (source, initial_prompt=None, summary=None, mode=None, model=None, *, isolation=None))]
+    #[allow(clippy::too_many_arguments)]
     fn create_session(
         &self,
         py: Python<'_>,

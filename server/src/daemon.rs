@@ -349,9 +349,24 @@ fn own_address(listeners: &[Listener], config: &Config) -> (String, Option<u16>)
     }
 }
 
+/// Worker threads of the runtime; 0 is a current-thread runtime.
+/// `MITZO_RUNTIME_THREADS` overrides it (for measuring, see the README's
+/// benchmarks).
+const RUNTIME_THREADS: usize = 2;
+
 pub fn run(p: Prepared) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let threads = std::env::var("MITZO_RUNTIME_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(RUNTIME_THREADS);
+    let mut builder = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
@@ -392,6 +407,7 @@ async fn serve(p: Prepared) -> Result<()> {
     }
     tokio::spawn(state.sessions.clone().supervise());
     tokio::spawn(clean_up_checkouts_periodically(state.config.clone()));
+    tokio::spawn(crate::memory::trim_after_bursts());
     let reason = tokio::select! {
         _ = stop_requested => "shutting down",
         _ = state.sessions.idle.notified() => "idle; exiting until the next connection",

@@ -77,19 +77,6 @@ pub struct Confined {
     pub env: Vec<(OsString, OsString)>,
 }
 
-impl Confined {
-    /// The same confinement with another working directory and more
-    /// environment.
-    pub fn with(mut self, cwd: &Path, env: &[(&str, &OsStr)]) -> Confined {
-        self.cwd = cwd.to_path_buf();
-        self.env.extend(
-            env.iter()
-                .map(|(k, v)| (OsString::from(k), v.to_os_string())),
-        );
-        self
-    }
-}
-
 /// Runs git confined to one repo.
 #[derive(Debug, Clone)]
 pub struct Git {

@@ -14,6 +14,7 @@ pub mod git;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod ntfy;
 pub mod permissions;
 pub mod privileges;

@@ -345,9 +345,11 @@ fn branch_exists(git: &Git, repo: &Path, branch: &str) -> Result<bool> {
 }
 
 /// Remove `path` (a directory in `.claude/worktrees`) with a confined `rm`
-/// that may write nothing but that directory of checkouts.
+/// that may write nothing outside the repo (the repo's own path, from the
+/// config, bounds it even if a directory on the way were swapped for a
+/// symlink; `rm -rf` itself follows none).
 fn remove_checkout_dir(git: &Git, repo: &Path, path: &Path) -> Result<()> {
-    git.remove_dir_within(&repo.join(WORKTREES_DIR), path)
+    git.remove_dir_within(repo, path)
 }
 
 /// The directory a session runs in: the repo itself when `isolation` is
@@ -449,7 +451,9 @@ fn make_checkout(git: &Git, repo: &Path, id: &str, path: &Path) -> Result<()> {
 /// [`Git::in_checkout`]): whatever the agent planted there runs, if at all,
 /// with no more reach than the agent had.
 pub fn is_dirty(git: &Git, repo: &Path, path: &Path) -> Result<bool> {
-    let c = git.in_checkout(path, &[repo.to_path_buf()])?;
+    // The main object store (the clone's alternates) is all it reads
+    // besides the checkout.
+    let c = git.in_checkout(path, &[repo.join(".git/objects")])?;
     let out = git.run_confined(
         &c,
         &["status", "--porcelain", "-z", "--untracked-files=normal"],
@@ -489,9 +493,11 @@ pub fn fetch_session_branch(git: &Git, repo: &Path, id: &str) -> Result<()> {
     }
     let branch = branch_name(id);
     let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+    // Write the main git dir, read this checkout only (not the other
+    // sessions' checkouts, whatever the clone's alternates name).
     let c = crate::git::Confined {
-        policy: git.scoped_policy(&[main_git.clone()], &[repo.clone()]),
-        cwd: repo.clone(),
+        policy: git.scoped_policy(std::slice::from_ref(&main_git), std::slice::from_ref(&path)),
+        cwd: main_git.clone(),
         env: vec![("GIT_DIR".into(), main_git.into_os_string())],
     };
     let src = dot_git.to_string_lossy().into_owned();

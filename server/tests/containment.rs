@@ -7,6 +7,7 @@ mod common;
 mod sandbox_common;
 mod sessions_support;
 
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -238,20 +239,21 @@ fn sh_single(s: &str) -> String {
 }
 
 #[test]
-fn an_agent_cannot_signal_its_reaper() {
+fn an_agent_cannot_signal_or_read_its_reaper() {
     let _g = serial();
-    if !landlock("an_agent_cannot_signal_its_reaper") {
+    if !landlock("an_agent_cannot_signal_or_read_its_reaper") {
         return;
     }
     if mitzod::sandbox::landlock_abi().version.unwrap_or(0) < 6 {
         eprintln!(
-            "SKIPPED an_agent_cannot_signal_its_reaper: Landlock ABI < 6 has no signal scoping"
+            "SKIPPED an_agent_cannot_signal_or_read_its_reaper: Landlock ABI < 6 has no signal scoping"
         );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = std::fs::canonicalize(dir.path()).unwrap();
-    let probe = "if kill -0 $PPID 2>/dev/null; then echo reachable; else echo unreachable; fi";
+    let probe = "if kill -0 $PPID 2>/dev/null; then echo reachable; else echo unreachable; fi; \
+                 if cat /proc/$PPID/environ >/dev/null 2>&1; then echo environ-readable; else echo environ-closed; fi";
     // Control: a process in the same Landlock domain as its parent can
     // signal it.
     let env = build_env(std::env::vars_os(), &[], &[]);
@@ -262,7 +264,10 @@ fn an_agent_cannot_signal_its_reaper() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "reachable");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "reachable\nenviron-readable"
+    );
     // The agent's parent is its reaper, in the domain above the agent's.
     let c = containment(None, Limits::default());
     let (cmd, _guard) = {
@@ -276,7 +281,10 @@ fn an_agent_cannot_signal_its_reaper() {
     };
     let mut cmd = cmd;
     let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "unreachable");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "unreachable\nenviron-closed"
+    );
     // kill -9 failed too: the agent exited with sh's error status, and the
     // reaper, alive, reported it.
     assert_eq!(out.status.signal(), None, "{:?}", out.status);
@@ -573,4 +581,148 @@ fn children(pid: u32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The real server started inside a cgroup marked as delegated (as
+/// systemd's `Delegate=yes` marks it): mitzod moves itself into a `daemon`
+/// leaf, each agent runs in `session-<id>`, and deleting the session removes
+/// that cgroup. Control: the same server in an unmarked cgroup makes none.
+#[test]
+fn real_session_runs_in_its_delegated_cgroup() {
+    let _g = serial();
+    if !sessions_support::landlock_or_skip("real_session_runs_in_its_delegated_cgroup") {
+        return;
+    }
+    let Some(cg) = TestCgroup::create("real_session_runs_in_its_delegated_cgroup", &[]) else {
+        return;
+    };
+    let sessions_in = |base: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("session-"))
+            })
+            .collect()
+    };
+    let start_in = |base: &Path| -> sessions_support::SessionServer {
+        let mut server = common::TestServer::new(common::Options::default());
+        let repo = sessions_support::make_repo(server.dir.path());
+        let agent = sessions_support::install_fake_agent(server.dir.path());
+        let text = std::fs::read_to_string(&server.config).unwrap();
+        let text = format!(
+            "repo_path = \"{}\"\n{text}\n[agent]\ncommand = \"{}\"\n",
+            repo.display(),
+            agent.display()
+        );
+        std::fs::write(&server.config, text).unwrap();
+        let log = std::fs::File::create(&server.log).unwrap();
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(base.join("cgroup.procs"))
+            .unwrap();
+        let procs_fd = procs.as_raw_fd();
+        let mut cmd = server.command();
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                let f = std::mem::ManuallyDrop::new(std::fs::File::from_raw_fd(procs_fd));
+                (&*f).write_all(b"0")
+            });
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        drop(procs);
+        server.child = Some(child);
+        server.wait_ready();
+        let jwt = server.login();
+        let internal = server.internal_token();
+        sessions_support::SessionServer {
+            server,
+            repo,
+            jwt,
+            internal,
+        }
+    };
+    let hang = |s: &sessions_support::SessionServer| -> String {
+        let r = s.create(json!({"source": "test", "initialPrompt": "hang"}));
+        assert!(r.status < 300, "{} {}", r.status, r.text());
+        let id = r.json()["sessionId"].as_str().unwrap().to_string();
+        s.wait_event(&id, |e| e["type"] == "user_message");
+        id
+    };
+
+    // Control: not marked as delegated, so mitzod leaves it alone.
+    let mut s = start_in(&cg.0);
+    let id = hang(&s);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sessions_in(&cg.0).is_empty(), "control: no session cgroup");
+    assert!(s.server.log_text().contains("no delegated cgroup"));
+    s.server
+        .request_delete(&format!("/api/sessions/{id}"), &s.internal_headers());
+    s.server.stop();
+
+    // Marked: the delegated subtree is used.
+    let name = c"trusted.delegate";
+    let path = std::ffi::CString::new(cg.0.as_os_str().as_encoded_bytes()).unwrap();
+    let r = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"1".as_ptr().cast(), 1, 0) };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    let mut s = start_in(&cg.0);
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", s.server.pid())).unwrap();
+    assert!(
+        own.trim_end().ends_with("/daemon"),
+        "mitzod's own cgroup: {own}"
+    );
+    let id = hang(&s);
+    let mut dirs = Vec::new();
+    for _ in 0..500 {
+        dirs = sessions_in(&cg.0);
+        if !dirs.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(dirs.len(), 1, "{dirs:?}; log:\n{}", s.server.log_text());
+    assert!(dirs[0].ends_with(format!("session-{id}")), "{dirs:?}");
+    let mut procs = String::new();
+    for _ in 0..500 {
+        procs = std::fs::read_to_string(dirs[0].join("cgroup.procs")).unwrap();
+        if procs.lines().count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        procs.lines().count() >= 2,
+        "the reaper and its agent: {procs}"
+    );
+    // The pids controller is not enabled here: the limit is dropped with a
+    // warning rather than stopping every agent.
+    let log = s.server.log_text();
+    if !std::fs::read_to_string(cg.0.join("cgroup.subtree_control"))
+        .unwrap()
+        .contains("pids")
+    {
+        assert!(log.contains("session.pids_max is not applied"), "{log}");
+    }
+    let r = s
+        .server
+        .request_delete(&format!("/api/sessions/{id}"), &s.internal_headers());
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    for _ in 0..500 {
+        if !dirs[0].exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !dirs[0].exists(),
+        "the session cgroup is removed with the session"
+    );
+    s.server.stop();
 }

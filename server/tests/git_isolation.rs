@@ -372,7 +372,8 @@ fn agent_cannot_touch_main_refs_objects_or_other_sessions() {
     let ctl_victim = object("the control run removes this one\n");
     std::fs::write(fx.wt_b.join("b-secret.txt"), "session b's\n").unwrap();
 
-    let cases: Vec<(&str, String, String, Box<dyn Fn() -> bool>)> = vec![
+    type Unchanged<'a> = Box<dyn Fn() -> bool + 'a>;
+    let cases: Vec<(&str, String, String, Unchanged)> = vec![
         (
             "push a new branch into the main repo",
             "git push -q origin HEAD:refs/heads/agent-made".into(),
@@ -579,4 +580,63 @@ fn execute_cleanup_runs_at_start_up() {
         ]
     )));
     server.stop();
+}
+
+/// Agent A names session B's object store in its clone's alternates and
+/// commits a tree pointing at a blob only B has (its id learned somehow).
+/// mitzod's fetch of A's branch reads only A's checkout, so B's blob never
+/// reaches the main repo (where A could read it). Control: a plain fetch of
+/// the same branch into a scratch clone carries the blob.
+#[test]
+fn a_fetch_cannot_carry_another_sessions_objects() {
+    let _g = serial();
+    let Some(fx) = Fx::new() else { return };
+    std::fs::write(fx.wt_b.join("b-private.txt"), "B's secret\n").unwrap();
+    git(&fx.wt_b, &["add", "b-private.txt"]);
+    git(&fx.wt_b, &["commit", "-qm", "b"]);
+    let blob = String::from_utf8(owner_git(&fx.wt_b, &["rev-parse", "HEAD:b-private.txt"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!ok(&owner_git(&fx.repo, &["cat-file", "-e", &blob])));
+    let out = fx.agent(&format!(
+        "set -e\n\
+         echo {b} >> .git/objects/info/alternates\n\
+         tree=$(printf '100644 blob {blob}\\tstolen.txt\\n' | git mktree --missing)\n\
+         c=$(git -c user.name=a -c user.email=a@a commit-tree \"$tree\" -p HEAD -m steal)\n\
+         git update-ref refs/heads/session/{a} \"$c\"\n",
+        b = q(&fx.wt_b.join(".git/objects")),
+        a = fx.a
+    ));
+    assert!(ok(&out), "{}", say(&out));
+    let res = fetch_session_branch(&fx.git, &fx.repo, &fx.a);
+    assert!(res.is_err(), "the fetch carried a commit naming B's blob");
+    assert!(
+        !ok(&owner_git(&fx.repo, &["cat-file", "-e", &blob])),
+        "B's blob reached the main repo"
+    );
+    // Control: without the confinement the same fetch brings the blob.
+    let scratch = fx.root.join("scratch");
+    let o = owner_git(
+        &fx.root,
+        &[
+            "clone",
+            "-q",
+            "--shared",
+            &fx.repo.display().to_string(),
+            &scratch.display().to_string(),
+        ],
+    );
+    assert!(ok(&o), "{}", say(&o));
+    let o = owner_git(
+        &scratch,
+        &[
+            "fetch",
+            "-q",
+            &fx.wt.join(".git").display().to_string(),
+            &format!("+refs/heads/session/{}:refs/heads/ctl", fx.a),
+        ],
+    );
+    assert!(ok(&o), "control fetch: {}", say(&o));
+    assert!(ok(&owner_git(&scratch, &["cat-file", "-e", &blob])));
 }

@@ -617,6 +617,116 @@ fn seccomp_rows(fx: &Fx, other_port: u16, outside: &OutsideObjects) -> Vec<Row> 
     rows
 }
 
+/// The system resolver's address (the first `nameserver`), for a UDP
+/// datagram that needs no answer.
+fn resolver() -> String {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver").map(|a| a.trim().to_string()))
+        .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        .unwrap_or_else(|| "192.0.2.1".to_string())
+}
+
+/// A network namespace of its own: each attempt runs under Landlock
+/// without the seccomp layer (so what stops it is the namespace), first
+/// outside the namespace (control: it succeeds), then inside it.
+#[test]
+fn network_namespace_rows() {
+    let _g = serial();
+    if !landlock_or_skip("network_namespace_rows") {
+        return;
+    }
+    if let Err(why) = mitzod::sandbox::netns::probe() {
+        if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+            panic!("network_namespace_rows: {why}");
+        }
+        eprintln!("SKIPPED network_namespace_rows: {why}");
+        return;
+    }
+    let fx = Fx::new();
+    let helper = fx.wt.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let py = |args: &str| format!("/usr/bin/python3 {} {args}", sh_quote(&helper));
+    let allowed_port = fx.allowed_listener.local_addr().unwrap().port();
+    let unix_path = fx.wt.join("outside.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    let run = |script: &str, isolated: bool| {
+        let mut c = SandboxedCommand::new("/bin/sh", &fx.policy, fx.env.clone())
+            .unwrap()
+            .without_seccomp();
+        if isolated {
+            c = c.isolate_network().unwrap();
+        }
+        c.args(["-c", script])
+            .current_dir(&fx.wt)
+            .into_std()
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut rows = vec![
+        (
+            "TCP to an allowed port on the host's loopback",
+            py(&format!("tcp {allowed_port}")),
+            Expect::Denied,
+        ),
+        (
+            "UDP datagram to the system resolver (DNS)",
+            py(&format!("udp_to {} 53", resolver())),
+            Expect::Denied,
+        ),
+        (
+            "Unix socket by path (not bound to a network namespace)",
+            py(&format!("unix_connect {}", sh_quote(&unix_path))),
+            Expect::Allowed,
+        ),
+    ];
+    let mptcp =
+        std::fs::read_to_string("/proc/sys/net/mptcp/enabled").is_ok_and(|v| v.trim() == "1");
+    if mptcp {
+        rows.push((
+            "MPTCP to an allowed port on the host's loopback",
+            py(&format!("mptcp_plain {allowed_port}")),
+            Expect::Denied,
+        ));
+    } else {
+        eprintln!("SKIPPED the MPTCP row: net.mptcp.enabled is not 1");
+    }
+    let mut failures = Vec::new();
+    for (name, script, expect) in &rows {
+        let control = run(script, false);
+        if !control.status.success() {
+            failures.push(format!(
+                "{name}: control run outside the namespace failed: {}",
+                String::from_utf8_lossy(&control.stderr)
+            ));
+        }
+        let out = run(script, true);
+        let got = if out.status.success() {
+            Expect::Allowed
+        } else {
+            Expect::Denied
+        };
+        eprintln!(
+            "{name:<60} expected {expect:?}, got {got:?} ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if got != *expect {
+            failures.push(format!("{name}: expected {expect:?}, got {got:?}"));
+        }
+    }
+    // Inside, loopback is the only interface, and it is up.
+    let out = run(&py("only_loopback"), true);
+    if !out.status.success() {
+        failures.push(format!(
+            "only lo inside: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// A session without isolation works in the repo itself: there the repo is
 /// writable (and its `.git` with it: such a session cannot be protected the
 /// same way, see SECURITY.md).
@@ -1021,9 +1131,15 @@ fn wait_for_file_plain(p: &Path) -> String {
 /// A seccomp filter that makes the three landlock syscalls fail with EPERM,
 /// as systemd's SystemCallFilter=@system-service does on systemd 252.
 fn block_landlock(cmd: &mut Command) {
+    block_syscalls(cmd, [444, 445, 446]);
+}
+
+/// A seccomp filter that makes three system calls (x86_64 numbers) fail
+/// with EPERM.
+fn block_syscalls(cmd: &mut Command, nrs: [u32; 3]) {
     unsafe {
-        cmd.pre_exec(|| {
-            const NRS: [u32; 3] = [444, 445, 446];
+        cmd.pre_exec(move || {
+            let nrs_local = nrs;
             let ld_nr = libc::sock_filter {
                 code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
                 jt: 0,
@@ -1050,9 +1166,9 @@ fn block_landlock(cmd: &mut Command) {
             };
             let prog = [
                 ld_nr,
-                jeq(NRS[0], 3),
-                jeq(NRS[1], 2),
-                jeq(NRS[2], 1),
+                jeq(nrs_local[0], 3),
+                jeq(nrs_local[1], 2),
+                jeq(nrs_local[2], 1),
                 allow,
                 deny,
             ];
@@ -1138,6 +1254,51 @@ fn blocked_landlock_required_refuses_best_effort_warns() {
         !out.status.success(),
         "/etc is not granted: reading it must fail"
     );
+}
+
+/// systemd 252's `@system-service` refuses seccomp(2) (number 317 on
+/// x86_64) with EPERM: the layer must still be installed (through prctl).
+#[test]
+fn seccomp_layer_installs_under_systemds_call_filter() {
+    let _g = serial();
+    if !landlock_or_skip("seccomp_layer_installs_under_systemds_call_filter") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let helper = d.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let spec = serde_json::json!({
+        "policy": {
+            "read_exec": mitzod::sandbox::system_read_exec_paths(),
+            "read_only": [d, "/etc"],
+            "read_write": ["/dev/null"],
+        },
+    });
+    let file = d.join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    const SECCOMP: u32 = 317;
+    // Control: under that filter alone, the attempt works.
+    let mut control = Command::new("/usr/bin/python3");
+    control.arg(&helper).arg("udp");
+    block_syscalls(&mut control, [SECCOMP, SECCOMP, SECCOMP]);
+    let out = control.output().unwrap();
+    assert!(
+        out.status.success(),
+        "control: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(mitzod_bin());
+    cmd.args(["sandbox-exec", "--policy"])
+        .arg(&file)
+        .args(["--", "/usr/bin/python3"])
+        .arg(&helper)
+        .arg("udp");
+    block_syscalls(&mut cmd, [SECCOMP, SECCOMP, SECCOMP]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
 }
 
 #[test]

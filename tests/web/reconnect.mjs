@@ -4,7 +4,47 @@
 // page load shows, nothing lost and nothing doubled.
 import assert from "node:assert/strict";
 
-export async function run({ streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }) {
+export async function run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }) {
+  // Token deltas: the page drops out in the middle of a block and comes back
+  // to the block so far plus the rest, with nothing doubled.
+  for (const kind of ["phone", "desktop"]) {
+    let block = false;
+    const sockets = [];
+    const w = await browser(kind, server.origin, {
+      route: (ws) => {
+        if (block) return ws.close();
+        ws.connectToServer();
+        sockets.push(ws);
+      },
+    });
+    const page = w.page;
+    try {
+      await login(page, server.origin);
+      await test(`${kind}: WebSocket dropped in the middle of a streamed block: identical transcript`, async () => {
+        const sid = await newSession(page, server.origin, "slow:8");
+        await page.locator(".msg.agent", { hasText: "chunk 2" }).waitFor({ timeout: T });
+        block = true;
+        for (const s of sockets.splice(0)) await s.close();
+        await page.getByText("Reconnecting…").first().waitFor({ timeout: T });
+        await page.waitForTimeout(2000); // more deltas go by while the page is away
+        block = false;
+        await page.locator(".msg.agent", { hasText: "chunk 9" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        const live = await transcriptText(page);
+        const fresh = await w.ctx.newPage();
+        await fresh.goto(`${server.origin}/s/${sid}`);
+        await fresh.locator(".msg.agent", { hasText: "chunk 9" }).waitFor({ timeout: T });
+        await waitIdle(fresh);
+        const loaded = await transcriptText(fresh);
+        await fresh.close();
+        assert.equal(live, loaded, "the live transcript equals a fresh load");
+        for (let i = 0; i < 10; i++) assert.equal((live.match(new RegExp(`chunk ${i}(?!\\d)`, "g")) || []).length, 1, `chunk ${i} exactly once`);
+      });
+    } finally {
+      await w.close();
+    }
+  }
+
   for (const kind of ["phone", "desktop"]) {
     let block = false;
     const sockets = [];
@@ -83,6 +123,37 @@ export async function run({ streaming, browser, login, newSession, test, transcr
         await page.locator(".msg.agent", { hasText: "part three" }).waitFor({ timeout: T });
         await waitIdle(page);
         await compareWithFreshLoadAfter(sid);
+      });
+
+      await test(`${kind}: a long chat opens at its end and pages back on scroll`, async () => {
+        const sid = await newSession(page, streaming.origin, "first turn");
+        await page.locator(".msg.agent", { hasText: "part three" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        await page.locator("#prompt").fill("a long answer");
+        await page.getByRole("button", { name: "Send" }).click();
+        await page.locator(".msg.agent", { hasText: "Old message 79" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        const fresh = await w.ctx.newPage();
+        await fresh.goto(`${streaming.origin}/s/${sid}`);
+        await fresh.locator(".msg.agent", { hasText: "Old message 79" }).waitFor({ timeout: T });
+        // At the end, and not everything rendered.
+        const atEnd = await fresh.evaluate(() => {
+          const t = document.querySelector(".transcript");
+          return t.scrollHeight - t.scrollTop - t.clientHeight < 80;
+        });
+        assert.ok(atEnd, "opened at its end");
+        assert.equal(await fresh.getByText("part one", { exact: true }).count(), 0, "older messages not shown yet");
+        for (let i = 0; i < 20 && (await fresh.getByText("part one", { exact: true }).count()) === 0; i++) {
+          await fresh.evaluate(() => {
+            const t = document.querySelector(".transcript");
+            t.scrollTop = 0;
+            t.dispatchEvent(new Event("scroll"));
+          });
+          await fresh.waitForTimeout(300);
+        }
+        await fresh.getByText("part one", { exact: true }).waitFor({ timeout: T });
+        assert.equal(await fresh.getByText("Old message 0", { exact: true }).count(), 1, "every message once");
+        await fresh.close();
       });
     } finally {
       await w.close();

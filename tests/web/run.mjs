@@ -156,7 +156,12 @@ async function axe(w, screen) {
 const server = await Server.start();
 const streaming = await Server.start({
   script: {
-    turns: [[{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }]],
+    turns: [
+      [{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }],
+      // A session's second turn: a long answer, for paging back through history.
+      Array.from({ length: 80 }, (_, i) => ({ text: `Old message ${i}` })),
+      [{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }],
+    ],
   },
 });
 const cleanup = async () => {
@@ -210,6 +215,26 @@ try {
         await page.getByRole("heading", { name: "Sessions" }).waitFor({ timeout: T });
       });
 
+      await test(tn("PWA: manifest and icons; the service worker caches the app shell, never /api or /ws"), async () => {
+        const manifest = await (await fetch(server.origin + "/manifest.webmanifest")).json();
+        assert.equal(manifest.display, "standalone");
+        for (const icon of manifest.icons) {
+          const r = await fetch(server.origin + icon.src);
+          assert.equal(r.status, 200, icon.src);
+          assert.equal(r.headers.get("content-type"), icon.type, icon.src);
+        }
+        const cached = await page.evaluate(async () => {
+          await navigator.serviceWorker.ready;
+          // Let the page use the API and the socket first.
+          await fetch("/api/sessions?limit=5");
+          const urls = [];
+          for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) urls.push(new URL(r.url).pathname);
+          return urls;
+        });
+        assert.ok(cached.includes("/") && cached.some((u) => /^\/assets\/main-.*\.js$/.test(u)), `shell cached: ${cached}`);
+        assert.deepEqual(cached.filter((u) => u.startsWith("/api") || u.startsWith("/ws") || u === "/healthz"), []);
+      });
+
       await test(tn("new session: Markdown reply"), async () => {
         sid = await newSession(page, server.origin, "text:Hello **bold** and `code`\n\n```\nlet x = 1;\n```", "ask", w);
         await page.locator(".msg.agent strong", { hasText: "bold" }).waitFor({ timeout: T });
@@ -223,10 +248,14 @@ try {
         await send(page, "tool:Bash:echo tool-output-123");
         const sheet = page.getByRole("dialog");
         await sheet.waitFor({ timeout: T });
-        await sheet.locator(".cmd", { hasText: "echo tool-output-123" }).waitFor();
+        await sheet.getByRole("heading", { name: "Run a command" }).waitFor();
+        await sheet.locator(".summary", { hasText: "$ echo tool-output-123" }).waitFor();
         await sheet.getByText(/expires in/).waitFor();
         await shot(w, "chat-approval");
-        if (kind === "phone") await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });
+        // The README's picture, refreshed on request only.
+        if (kind === "phone" && process.env.WEB_UPDATE_SCREENSHOT === "1") {
+          await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });
+        }
         await axe(w, "approval");
         await sheet.getByRole("button", { name: "Allow once" }).click();
         await page.locator(".tool", { hasText: "tool-output-123" }).locator(".out").waitFor({ timeout: T });
@@ -235,7 +264,7 @@ try {
         await shot(w, "chat-tool");
       });
 
-      await test(tn("an approval with a diff, denied"), async () => {
+      await test(tn("an approval with a diff, denied with a reason the agent receives"), async () => {
         const target = join(server.repo, `denied-${kind}.txt`);
         await send(page, `tool:Write:${target}`);
         const sheet = page.getByRole("dialog");
@@ -243,7 +272,7 @@ try {
         await sheet.getByRole("button", { name: "Deny…" }).click();
         await sheet.getByLabel("Reason (optional)").fill("not now");
         await sheet.getByRole("button", { name: "Deny", exact: true }).click();
-        await page.locator(".tool.tool-error", { hasText: target }).waitFor({ timeout: T });
+        await page.locator(".tool.tool-error", { hasText: target }).locator(".out", { hasText: "not now" }).waitFor({ timeout: T });
         await waitIdle(page);
         assert.ok(!existsSync(target), "the denied write did not happen");
       });
@@ -255,7 +284,59 @@ try {
         assert.equal(meta.json.mode, "agent");
       });
 
-      skip(tn("question answered"), "this server's protocol has no question_request frame yet (AskUserQuestion arrives as a plain approval)");
+      await test(tn("a question answered"), async () => {
+        const q = {
+          questions: [
+            {
+              question: "Which colour?",
+              header: "Colour",
+              options: [
+                { label: "Red", description: "warm" },
+                { label: "Blue", description: "cool" },
+              ],
+              multiSelect: false,
+            },
+          ],
+        };
+        await send(page, `tool:AskUserQuestion:${JSON.stringify(q)}`);
+        const sheet = page.getByRole("dialog", { name: "The agent asks" });
+        await sheet.getByText("Colour: Which colour?").waitFor({ timeout: T });
+        await shot(w, "question");
+        await axe(w, "question");
+        await sheet.getByLabel(/Blue/).check();
+        await sheet.getByRole("button", { name: "Answer" }).click();
+        await page.locator(".note", { hasText: "Answered: Blue" }).waitFor({ timeout: T });
+        await waitIdle(page);
+      });
+
+      await test(tn("text streams in token by token before the block ends"), async () => {
+        await send(page, "slow:6");
+        const msg = page.locator(".msg.agent.streaming", { hasText: "chunk 2" });
+        await msg.waitFor({ timeout: T });
+        assert.ok(!(await msg.innerText()).includes("chunk 9"), "the block is still growing");
+        await page.locator(".msg.agent", { hasText: "chunk 9" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.equal(await page.locator(".msg.agent", { hasText: "chunk 0 chunk 1" }).count(), 1, "one message, not one per delta");
+      });
+
+      await test(tn("a running turn interrupted by a new message"), async () => {
+        await send(page, "slow:20");
+        await page.locator(".msg.agent.streaming", { hasText: "chunk 1" }).waitFor({ timeout: T });
+        await page.locator("#prompt").fill("text:after the interrupt");
+        await page.getByRole("button", { name: "Interrupt" }).click();
+        await page.locator(".msg.agent", { hasText: "after the interrupt" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.equal(await page.locator(".msg.agent", { hasText: "chunk 19" }).count(), 0, "the slow turn was cut short");
+      });
+
+      await test(tn("rename"), async () => {
+        await page.getByRole("button", { name: "Rename" }).click();
+        await page.getByLabel("Session title").fill(`Renamed ${kind}`);
+        await page.getByRole("button", { name: "Save" }).click();
+        await page.getByRole("heading", { name: `Renamed ${kind}` }).waitFor({ timeout: T });
+        const meta = await server.api(`/api/sessions/${sid}/meta`);
+        assert.equal(meta.json.title, `Renamed ${kind}`);
+      });
 
       await test(tn("stop a running turn"), async () => {
         await send(page, "slow:30");
@@ -322,6 +403,11 @@ try {
         await conflict.getByRole("button", { name: "Keep mine" }).click();
         await page.getByText("Saved.").waitFor({ timeout: T });
         assert.equal(readFileSync(file, "utf8"), `mine ${kind}\n`);
+        await page.getByRole("button", { name: "Back to folder" }).click();
+        writeFileSync(join(server.repo, `blob-${kind}.bin`), Buffer.from([0, 159, 146, 150, 0, 255, 1, 2]));
+        await page.goto(server.origin + "/files");
+        await page.getByRole("button", { name: new RegExp(`blob-${kind}\\.bin`) }).click();
+        await page.getByText("Binary file, 8 B: not shown.").waitFor({ timeout: T });
         await page.getByRole("button", { name: "Back to folder" }).click();
         await shot(w, "files");
         await axe(w, "files");
@@ -394,7 +480,7 @@ try {
 
   await import("./xss.mjs").then((m) => m.run({ server, browser, login, newSession, send, test, shot, waitIdle, T }));
   await import("./reconnect.mjs").then((m) =>
-    m.run({ streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
+    m.run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
   );
 } finally {
   await cleanup();

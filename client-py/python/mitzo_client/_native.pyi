@@ -2,7 +2,8 @@
 module by ``python -m mypy.stubtest mitzo_client._native``)."""
 
 from types import TracebackType
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union, final
+
 
 from .types import (
     JSON,
@@ -29,6 +30,8 @@ from .types import (
     Version,
 )
 
+__all__ = ["Client", "token_file_candidates", "DEFAULT_URL", "__version__"]
+
 __version__: str
 DEFAULT_URL: str
 
@@ -39,6 +42,7 @@ def token_file_candidates() -> list[str]:
     ``.mitzo-dev/internal-token`` at or above the working directory,
     ``~/.mitzo/internal-token``, ``/var/lib/mitzo/internal-token``."""
 
+@final
 class Client:
     """A client for mitzod's HTTP API, safe to share between threads.
 
@@ -54,13 +58,13 @@ class Client:
     Errors are the subclasses of ``mitzo_client.MitzoError``, one per status.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: Optional[str] = None,
         token: Optional[str] = None,
         timeout: float = 10.0,
         session_id: Optional[str] = None,
-    ) -> None: ...
+    ) -> "Client": ...
     @property
     def url(self) -> str:
         """The server's base URL."""

@@ -161,6 +161,24 @@ pub fn enable_controllers(base: &Path) {
     }
 }
 
+/// The limits `base` can apply: a limit whose controller is not enabled for
+/// its children is dropped with a warning (agents still start, contained
+/// by the reaper and `cgroup.kill`).
+pub fn effective_limits(base: &Path, limits: Limits) -> Limits {
+    let enabled = std::fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+    let has = |c: &str| enabled.split_whitespace().any(|x| x == c);
+    let mut out = limits;
+    if out.pids_max.is_some() && !has("pids") {
+        tracing::warn!(base = %base.display(), "session.pids_max is not applied: the delegated cgroup has no pids controller");
+        out.pids_max = None;
+    }
+    if out.memory_max.is_some() && !has("memory") {
+        tracing::warn!(base = %base.display(), "session.memory_max is not applied: the delegated cgroup has no memory controller");
+        out.memory_max = None;
+    }
+    out
+}
+
 /// One session's cgroup. The spawned child joins it before exec by writing
 /// `0` to the `cgroup.procs` file opened here.
 #[derive(Debug)]

@@ -8,14 +8,18 @@
 //! subreaper, close-on-exec of inherited fds, `landlock_restrict_self`, and
 //! the seccomp filter compiled in the parent ([`seccomp`]). An agent is
 //! also `contained`: it runs under a per-session reaper ([`reaper`]) and,
-//! where one can be made, in a cgroup of its own ([`cgroup`]).
+//! where one can be made, in a cgroup of its own ([`cgroup`]). A command may
+//! also get a network of its own ([`netns`]) whose only way out is mitzod's
+//! allow-listing proxy ([`proxy`]), reached through the reaper's forwarder.
 
 pub mod cgroup;
 pub mod cli;
 pub mod env;
 pub mod landlock;
+pub mod netns;
 pub mod policy;
 pub mod process;
+pub mod proxy;
 pub mod reaper;
 pub mod seccomp;
 pub mod spawn;

@@ -21,8 +21,10 @@
 //! It holds no secret of mitzod's and no fd but the agent's stdio.
 
 use std::ffi::OsString;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use landlock::{CompatLevel, Compatible, Ruleset, RulesetAttr, Scope};
@@ -43,6 +45,9 @@ pub struct ReaperArgs {
     pub ruleset_fd: Option<RawFd>,
     /// How long descendants get between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// In a network namespace of its own: a loopback TCP port to listen on
+    /// and the Unix socket of mitzod's proxy to relay each connection to.
+    pub forward: Option<(u16, PathBuf)>,
     pub command: Vec<OsString>,
 }
 
@@ -72,6 +77,14 @@ pub fn run(args: ReaperArgs) -> i32 {
             return fail("PR_SET_NO_NEW_PRIVS", std::io::Error::last_os_error());
         }
     }
+    // Bound before Landlock (which allows the agent no bind at all).
+    let listener = match &args.forward {
+        Some((port, _)) => match TcpListener::bind((Ipv4Addr::LOCALHOST, *port)) {
+            Ok(l) => Some(l),
+            Err(e) => return fail("listening for the proxy forwarder", e),
+        },
+        None => None,
+    };
     if let Some(fd) = args.ruleset_fd {
         // SAFETY: landlock_restrict_self on the inherited ruleset fd, then
         // close it: the agent must not inherit it.
@@ -93,6 +106,21 @@ pub fn run(args: ReaperArgs) -> i32 {
         match created {
             Ok(rs) => nested = Some(rs),
             Err(e) => return fail("building the agent's nested Landlock domain", e),
+        }
+    }
+
+    if let (Some(l), Some((_, to))) = (listener, &args.forward) {
+        // SAFETY: this process is single-threaded; the child runs the
+        // forwarder and never returns.
+        match unsafe { libc::fork() } {
+            0 => forwarder(l, to),
+            pid if pid < 0 => {
+                return fail(
+                    "starting the proxy forwarder",
+                    std::io::Error::last_os_error(),
+                )
+            }
+            _ => {}
         }
     }
 
@@ -174,14 +202,18 @@ pub fn run(args: ReaperArgs) -> i32 {
         }
     }
 
-    super::process::end_descendants(args.grace, &mut |pid| {
-        let mut st = 0;
-        // SAFETY: waitpid on a specific zombie child.
-        if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid && pid == agent {
-            agent_status = Some(st);
-        }
-        true
-    });
+    // Every descendant is reparented to us, so no child means no tree.
+    reap_any(&mut agent_status);
+    if has_children() {
+        super::process::end_descendants(args.grace, &mut |pid| {
+            let mut st = 0;
+            // SAFETY: waitpid on a specific zombie child.
+            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid && pid == agent {
+                agent_status = Some(st);
+            }
+            true
+        });
+    }
     reap_any(&mut agent_status);
 
     match agent_status {
@@ -202,4 +234,44 @@ pub fn run(args: ReaperArgs) -> i32 {
         }
         _ => 128 + libc::SIGKILL,
     }
+}
+
+/// Relay every connection on `listener` (loopback, inside the session's
+/// network namespace) to mitzod's proxy socket. Never returns.
+fn forwarder(listener: TcpListener, to: &std::path::Path) -> ! {
+    for conn in listener.incoming() {
+        let Ok(tcp) = conn else { continue };
+        let to = to.to_path_buf();
+        std::thread::spawn(move || {
+            let Ok(unix) = std::os::unix::net::UnixStream::connect(&to) else {
+                return;
+            };
+            let (Ok(mut tcp_r), Ok(mut unix_w)) = (tcp.try_clone(), unix.try_clone()) else {
+                return;
+            };
+            let up = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut tcp_r, &mut unix_w);
+                let _ = unix_w.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut unix_r, mut tcp_w) = (unix, tcp);
+            let _ = std::io::copy(&mut unix_r, &mut tcp_w);
+            let _ = tcp_w.shutdown(std::net::Shutdown::Write);
+            let _ = up.join();
+        });
+    }
+    std::process::exit(0)
+}
+
+/// Whether this process has any child, live or zombie.
+fn has_children() -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    for t in tasks.flatten() {
+        match std::fs::read_to_string(t.path().join("children")) {
+            Ok(c) if c.trim().is_empty() => {}
+            _ => return true,
+        }
+    }
+    false
 }

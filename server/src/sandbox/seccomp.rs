@@ -175,8 +175,9 @@ fn with_x32_guard(program: BpfProgram) -> BpfProgram {
     program
 }
 
-/// Whether this kernel takes seccomp filters at all (`CONFIG_SECCOMP_FILTER`),
-/// and why not.
+/// Whether this kernel takes seccomp filters at all (`CONFIG_SECCOMP`),
+/// and why not. Only prctl is used: systemd's `@system-service` call filter
+/// (systemd 252) refuses the seccomp(2) system call itself.
 pub fn probe() -> std::result::Result<(), String> {
     // SAFETY: prctl with integer arguments.
     let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
@@ -186,28 +187,13 @@ pub fn probe() -> std::result::Result<(), String> {
             io::Error::last_os_error()
         ));
     }
-    // SAFETY: a query of the available actions; the pointer is valid.
-    let action: u32 = libc::SECCOMP_RET_ERRNO;
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_GET_ACTION_AVAIL,
-            0,
-            &action as *const u32,
-        )
-    };
-    if r != 0 {
-        return Err(format!(
-            "the kernel has no seccomp filter mode ({})",
-            io::Error::last_os_error()
-        ));
-    }
     Ok(())
 }
 
 /// The child half: no allocation (the program is built), no locks. Sets
 /// `no_new_privs` (required for an unprivileged filter; Landlock set it
-/// already) and installs the filter on this, the only, thread.
+/// already) and installs the filter on this, the only, thread, through
+/// prctl (which systemd's `@system-service` allows; seccomp(2) it refuses).
 pub(crate) fn apply_in_child(program: &[sock_filter]) -> io::Result<()> {
     let Ok(len) = u16::try_from(program.len()) else {
         return Err(io::Error::from_raw_os_error(libc::E2BIG));
@@ -216,17 +202,18 @@ pub(crate) fn apply_in_child(program: &[sock_filter]) -> io::Result<()> {
         len,
         filter: program.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: prctl with integers; seccomp(2) copies the program, which
-    // outlives the call.
+    // SAFETY: prctl with integers; PR_SET_SECCOMP copies the program,
+    // which outlives the call.
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return Err(io::Error::last_os_error());
         }
-        if libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
             &prog as *const libc::sock_fprog,
+            0,
+            0,
         ) != 0
         {
             return Err(io::Error::last_os_error());

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::cgroup::{join_in_child, Limits, SessionCgroup};
 use super::landlock::{prepare, restrict_in_child, Enforcement, EnforcementReport};
+use super::netns::{self, NetnsSpec};
 use super::policy::Policy;
 use super::seccomp;
 use crate::error::{Error, Result};
@@ -78,6 +79,7 @@ struct Contained {
     reaper: PathBuf,
     grace: Duration,
     cgroup: Option<SessionCgroup>,
+    forward: Option<(u16, PathBuf)>,
 }
 
 /// A command whose ruleset is already built. Configure it, then turn it into
@@ -94,6 +96,7 @@ pub struct SandboxedCommand {
     report: EnforcementReport,
     seccomp: Option<seccompiler::BpfProgram>,
     contained: Option<Contained>,
+    netns: Option<NetnsSpec>,
 }
 
 impl SandboxedCommand {
@@ -117,7 +120,22 @@ impl SandboxedCommand {
             report: prepared.report,
             seccomp,
             contained: None,
+            netns: None,
         })
+    }
+
+    /// Run the command in new user and network namespaces where only
+    /// loopback exists (see [`netns`]). Fails when this kernel or unit
+    /// does not allow them: the caller asked for no network, so it does
+    /// not get one silently.
+    pub fn isolate_network(mut self) -> Result<Self> {
+        netns::probe().map_err(|why| {
+            Error::Sandbox(format!(
+                "refusing to start a process without a network of its own: {why}"
+            ))
+        })?;
+        self.netns = Some(NetnsSpec::new());
+        Ok(self)
     }
 
     /// Run the command under a per-session reaper (`mitzod reaper`), in a
@@ -137,8 +155,24 @@ impl SandboxedCommand {
             reaper: c.reaper.clone(),
             grace: c.grace,
             cgroup,
+            forward: None,
         });
         Ok(self)
+    }
+
+    /// With [`Self::isolate_network`] and a contained command: the reaper
+    /// listens on `port` of the namespace's loopback and relays every
+    /// connection to the proxy's Unix socket `proxy` (see [`super::proxy`]).
+    pub fn forward_to_proxy(mut self, port: u16, proxy: &StdPath) -> Result<Self> {
+        match (&mut self.contained, &self.netns) {
+            (Some(c), Some(_)) => {
+                c.forward = Some((port, proxy.to_path_buf()));
+                Ok(self)
+            }
+            _ => Err(Error::Internal(
+                "a proxy forwarder needs a contained command in its own network namespace".into(),
+            )),
+        }
     }
 
     /// Leave out the seccomp layer. Only for tests that show what the layer
@@ -197,16 +231,25 @@ impl SandboxedCommand {
         if let Some(fd) = &ruleset_fd {
             cmd.arg("--ruleset-fd").arg(fd.as_raw_fd().to_string());
         }
+        if let Some((port, path)) = &contained.forward {
+            let mut f = std::ffi::OsString::from(format!("{port}="));
+            f.push(path);
+            cmd.arg("--forward").arg(f);
+        }
         cmd.arg("--").arg(&self.program).args(&self.args);
         self.set_env_and_cwd(&mut cmd);
         let procs_fd = contained.cgroup.as_ref().map(|c| c.procs_fd());
         let seccomp = self.seccomp;
+        let netns = self.netns;
         // SAFETY: between fork and exec: system calls with integer or
         // pre-built arguments only (the BPF program and the fds exist).
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(fd) = procs_fd {
                     join_in_child(fd)?;
+                }
+                if let Some(n) = &netns {
+                    netns::enter_in_child(n)?;
                 }
                 child_hygiene()?;
                 if let Some(fd) = &ruleset_fd {
@@ -242,12 +285,16 @@ impl SandboxedCommand {
         let mut ruleset = self.ruleset;
         let mode = self.mode;
         let seccomp = self.seccomp;
+        let netns = self.netns;
         // SAFETY: the closure runs between fork and exec; it only makes
         // async-signal-safe system calls and moves values that are already
         // allocated (the ruleset's fd and bit sets, the BPF program). No
         // allocation, no locks.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(n) = &netns {
+                    netns::enter_in_child(n)?;
+                }
                 child_hygiene()?;
                 restrict_in_child(&mut ruleset, mode)?;
                 if let Some(p) = &seccomp {
@@ -272,9 +319,19 @@ impl SandboxedCommand {
 /// Build the seccomp program in the parent. Fails closed like Landlock:
 /// under `required` a kernel without seccomp filters means no child.
 fn prepare_seccomp(mode: Enforcement) -> Result<Option<seccompiler::BpfProgram>> {
-    let built = seccomp::probe()
-        .map_err(Error::Sandbox)
-        .and_then(|()| seccomp::build_filter());
+    // The program is the same for every process: compiled once.
+    static FILTER: OnceLock<std::result::Result<seccompiler::BpfProgram, String>> = OnceLock::new();
+    let built = FILTER
+        .get_or_init(|| {
+            seccomp::probe().and_then(|()| {
+                seccomp::build_filter().map_err(|e| match e {
+                    Error::Sandbox(m) => m,
+                    other => other.to_string(),
+                })
+            })
+        })
+        .clone()
+        .map_err(Error::Sandbox);
     match (built, mode) {
         (Ok(p), _) => Ok(Some(p)),
         (Err(e), Enforcement::Required) => Err(Error::Sandbox(format!(

@@ -58,6 +58,30 @@ def unix():
     socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
+def tcp(port):
+    socket.create_connection(("127.0.0.1", int(port))).sendall(b"tcp\n")
+
+
+def mptcp_plain(port):
+    mptcp(port)
+
+
+def udp_to(host, port):
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (host, int(port)))
+
+
+def unix_connect(path):
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(path)
+
+
+def only_loopback():
+    with open("/proc/net/dev") as f:
+        names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    if names != ["lo"]:
+        sys.stderr.write(f"interfaces: {names}\n")
+        sys.exit(1)
+
+
 def pidfd_getfd():
     def steal(agent):
         pidfd = os.pidfd_open(agent)

@@ -93,11 +93,15 @@ export class Transcript extends Observable {
     return this.firstSeq <= 1;
   }
 
+  /** The persisted frames applied so far (for rebuilding with older ones). */
+  private frames: ServerFrame[] = [];
+
   /** Apply one frame; returns whether it was new. */
   apply(f: ServerFrame, notify = true): boolean {
     if (f.seq > 0) {
       if (f.seq <= this.lastSeq) return false;
       this.lastSeq = f.seq;
+      this.frames.push(f);
       if (this.firstSeq === Infinity) this.firstSeq = f.seq;
     }
     this.reduce(f);
@@ -109,10 +113,12 @@ export class Transcript extends Observable {
   }
 
   /** Older frames (a page before firstSeq): rebuild from them plus what is here. */
-  prepend(frames: ServerFrame[], all: ServerFrame[]): void {
-    void frames;
+  prepend(older: ServerFrame[]): void {
+    const all = [...older, ...this.frames];
+    const keep = { state: this.state, mode: this.mode, title: this.title };
     this.reset();
     for (const f of all) this.apply(f, false);
+    Object.assign(this, keep);
     this.changed();
   }
 
@@ -123,6 +129,7 @@ export class Transcript extends Observable {
     this.blocks.clear();
     this.tools.clear();
     this.pending.clear();
+    this.frames = [];
   }
 
   private push(item: Item): void {
@@ -180,25 +187,18 @@ export class Transcript extends Observable {
         break;
       }
       case "block_delta": {
+        // Live only (seq 0): the coalesced block comes in block_end.
         const k = `${f.messageId || this.messageId}:${f.index}`;
-        const d =
-          f.deltaType === "thinking"
-            ? { ...f, thinking: f.text, text: undefined }
-            : f.deltaType === "input_json"
-              ? { ...f, partialJson: f.text, text: undefined }
-              : f;
         let item = this.blocks.get(k);
         if (!item) {
-          const kind = d.thinking !== undefined ? "thinking" : d.partialJson !== undefined ? null : "text";
-          if (!kind) break;
-          const fresh: Item = { kind, key: k, text: "", streaming: true };
+          if (f.deltaType === "input_json") break;
+          const fresh: Item = { kind: f.deltaType, key: k, text: "", streaming: true };
           this.blocks.set(k, fresh);
           this.push(fresh);
           item = fresh;
         }
-        if (item.kind === "text" && typeof d.text === "string") item.text += d.text;
-        else if (item.kind === "thinking" && typeof d.thinking === "string") item.text += d.thinking;
-        else if (item.kind === "tool" && typeof d.partialJson === "string") item.inputJson += d.partialJson;
+        if (item.kind === "tool") item.inputJson += f.text;
+        else if (item.kind === "text" || item.kind === "thinking") item.text += f.text;
         break;
       }
       case "block_end": {
@@ -206,14 +206,18 @@ export class Transcript extends Observable {
         const item = this.blocks.get(k);
         if (item && (item.kind === "text" || item.kind === "thinking")) {
           item.streaming = false;
-          const full = item.kind === "text" ? f.text : (f.thinking ?? f.text);
-          if (typeof full === "string") item.text = full;
+          if (typeof f.text === "string") item.text = f.text;
         } else if (f.toolId) {
           const t = this.tools.get(f.toolId);
           if (t) {
             t.input = f.input;
             t.inputJson = stringify(f.input);
           } else this.addTool(k, f.toolId, f.toolName || "tool", f.input);
+        } else if (!item && (f.blockType === "text" || f.blockType === "thinking") && typeof f.text === "string") {
+          // Joined after the block: its whole text at once.
+          const fresh: Item = { kind: f.blockType, key: k, text: f.text, streaming: false };
+          this.blocks.set(k, fresh);
+          this.push(fresh);
         }
         break;
       }
@@ -264,7 +268,7 @@ export class Transcript extends Observable {
           sessionId: this.id,
           permId: f.permId,
           toolName: f.toolName,
-          toolInput: f.toolInput || {},
+          toolInput: (f.toolInput && typeof f.toolInput === "object" ? f.toolInput : {}) as Record<string, unknown>,
           expiresAt: f.expiresAt,
           title: f.title,
           summary: f.summary,
@@ -283,6 +287,9 @@ export class Transcript extends Observable {
         break;
       case "permission_resolved":
         if (f.permId) this.pending.delete(f.permId);
+        if (f.decision === "answered" && f.answers) {
+          this.push({ kind: "note", key: key("qa"), text: `Answered: ${Object.values(f.answers).join("; ")}` });
+        }
         if (!["once", "always", "allow", "allow_session", "answered"].includes(f.decision)) {
           this.push({
             kind: "note",

@@ -122,7 +122,7 @@ function onFrame(f: ServerFrame): void {
     case "reconnected":
       return;
     case "task_updated":
-      upsertTask(f.task);
+      upsertTask(f.task as Task);
       return;
     case "task_deleted":
       app.tasks = app.tasks.filter((t) => t.id !== f.id);

@@ -11,6 +11,9 @@ import { SessionList, refreshSessions } from "./sessions";
 import { Tasks } from "./tasks";
 
 const boot = refreshSessions(true);
+// Handled in App's first effect; marked handled now so a fast 401 is not
+// reported as an unhandled rejection before that effect runs.
+boot.catch(() => {});
 
 export function App() {
   useObservable(app);

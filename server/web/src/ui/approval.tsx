@@ -44,7 +44,7 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
         <Countdown until={p.expiresAt} />
       </header>
       {p.summary ? <p class="summary">{p.summary}</p> : brief && p.toolName !== "Bash" ? <p class="summary"><code>{brief}</code></p> : null}
-      {p.toolName === "Bash" && !p.diff ? <pre class="cmd">$ {brief}</pre> : diff ? <Diff text={diff} /> : null}
+      {diff ? <Diff text={diff} /> : p.toolName === "Bash" && !p.summary ? <pre class="cmd">$ {brief}</pre> : null}
       <details class="raw">
         <summary>Raw input</summary>
         <pre>{JSON.stringify(p.toolInput, null, 2)}</pre>

@@ -1,7 +1,7 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import { loadMarkdown } from "../lazy";
-import { HAS_RENAME, MODES, type Mode, type ServerFrame, type SessionMeta, routes } from "../protocol";
+import { type EventPage, HAS_RENAME, MODES, type Mode, type SessionMeta, routes } from "../protocol";
 import { app, firstLine, type Transcript, useObservable } from "../store";
 import * as ws from "../ws";
 import { ApprovalSheet } from "./approval";
@@ -27,10 +27,9 @@ export function openSession(id: string): Promise<void> {
     t.mode = meta.mode;
     t.state = meta.state;
     t.title = meta.title || firstLine(meta.summary || "");
-    const after = Math.max(0, meta.lastSeq - PAGE);
-    const page = await api<{ events: ServerFrame[] }>(routes.events(id, after, PAGE));
+    const page = await api<EventPage>(routes.eventsBefore(id, meta.lastSeq + 1, PAGE));
     for (const f of page.events) t.apply(f, false);
-    t.firstSeq = after + 1;
+    t.firstSeq = page.hasMore ? (page.events[0]?.seq ?? 1) : 1;
     t.changed();
     app.changed();
     ws.watch(id);
@@ -42,12 +41,9 @@ export function openSession(id: string): Promise<void> {
 /** Load the page of history before what is shown. */
 async function loadOlder(t: Transcript): Promise<void> {
   if (t.complete) return;
-  const before = t.firstSeq;
-  const after = Math.max(0, before - 1 - PAGE);
-  const older = await api<{ events: ServerFrame[] }>(routes.events(t.id, after, before - 1 - after));
-  const newer = await api<{ events: ServerFrame[] }>(routes.events(t.id, before - 1, 5000));
-  t.prepend(older.events, [...older.events, ...newer.events]);
-  t.firstSeq = after + 1;
+  const page = await api<EventPage>(routes.eventsBefore(t.id, t.firstSeq, PAGE));
+  t.prepend(page.events);
+  t.firstSeq = page.hasMore ? (page.events[0]?.seq ?? 1) : 1;
 }
 
 export function Chat({ id }: { id: string }) {
@@ -107,17 +103,7 @@ export function Chat({ id }: { id: string }) {
           <h1>{t.title || "New session"}</h1>
           <span class={`state ${st.cls}`}>{st.text}</span>
         </div>
-        {HAS_RENAME && (
-          <button
-            type="button"
-            onClick={() => {
-              const title = window.prompt("Session title", t.title);
-              if (title) ws.send({ type: "rename", sessionId: id, title });
-            }}
-          >
-            Rename
-          </button>
-        )}
+        {HAS_RENAME && <Rename id={id} title={t.title} />}
         <ModeSwitch id={id} mode={t.mode} />
         <button type="button" class="danger" disabled={!running} onClick={() => ws.send({ type: "stop", sessionId: id })}>
           Stop
@@ -146,6 +132,44 @@ export function Chat({ id }: { id: string }) {
       </div>
       {pending.length > 0 ? <ApprovalSheet key={pending[0].permId} p={pending[0]} /> : <Composer id={id} running={running} mode={t.mode} />}
     </div>
+  );
+}
+
+function Rename({ id, title }: { id: string; title: string }) {
+  const [editing, setEditing] = useState(false);
+  const [value, setValue] = useState(title);
+  if (!editing)
+    return (
+      <button
+        type="button"
+        aria-label="Rename"
+        title="Rename"
+        onClick={() => {
+          setValue(title);
+          setEditing(true);
+        }}
+      >
+        ✎
+      </button>
+    );
+  return (
+    <form
+      class="rename"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const v = value.trim();
+        if (v) ws.send({ type: "rename", sessionId: id, title: v });
+        setEditing(false);
+      }}
+    >
+      <label for="rename-title" class="sr-only">
+        Session title
+      </label>
+      <input id="rename-title" type="text" value={value} maxLength={200} onInput={(e) => setValue((e.target as HTMLInputElement).value)} />
+      <button type="submit" class="primary">
+        Save
+      </button>
+    </form>
   );
 }
 

@@ -75,6 +75,6 @@ export function Diff(props: { text: string }) {
 export function stateLabel(state: string, pending = 0): { text: string; cls: string } {
   if (pending > 0 || state === "requires_action") return { text: "waiting for you", cls: "waiting" };
   if (state === "running") return { text: "running", cls: "running" };
-  if (state === "ended") return { text: "ended", cls: "idle" };
+  if (state === "ended" || state === "stopped") return { text: "stopped", cls: "idle" };
   return { text: "idle", cls: "idle" };
 }

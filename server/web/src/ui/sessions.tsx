@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api";
-import { HAS_RENAME, HAS_REPO_CHOICE, MODES, type Mode, type QuickAction, type Repo, type SessionSummary, routes } from "../protocol";
+import { HAS_REPO_CHOICE, MODES, type Mode, type QuickAction, type Repo, type SessionSummary, routes } from "../protocol";
 import { app, firstLine, useObservable } from "../store";
 import * as ws from "../ws";
 import { openSession } from "./chat";
@@ -87,17 +87,6 @@ function SessionMenu({ s, title }: { s: SessionSummary; title: string }) {
     <details class="menu">
       <summary aria-label={`Actions for ${title}`}>⋯</summary>
       <div class="menu-items">
-        {HAS_RENAME && (
-          <button
-            type="button"
-            onClick={() => {
-              const t = window.prompt("Session title", title);
-              if (t) ws.send({ type: "rename", sessionId: s.id, title: t });
-            }}
-          >
-            Rename
-          </button>
-        )}
         <button type="button" onClick={() => ws.send({ type: "stop", sessionId: s.id })}>
           Stop
         </button>
@@ -132,12 +121,16 @@ function NewSession({ onDone }: { onDone: () => void }) {
   const [prompt, setPrompt] = useState("");
   const [error, setError] = useState("");
   useEffect(() => {
-    api<{ repos: Repo[]; quickActions: QuickAction[] }>(routes.config)
-      .then((c) => {
-        setRepos(c.repos || []);
-        setActions(c.quickActions || []);
-      })
+    api<{ quickActions: QuickAction[] }>(routes.config)
+      .then((c) => setActions(c.quickActions || []))
       .catch(() => {});
+    if (HAS_REPO_CHOICE)
+      api<Repo[]>(routes.repos)
+        .then((r) => {
+          setRepos(r);
+          setRepo((r.find((x) => x.default) || r[0])?.name || "");
+        })
+        .catch(() => {});
   }, []);
   const submit = async (e: Event) => {
     e.preventDefault();
