@@ -66,18 +66,19 @@ fn proxy(
         .build()
         .unwrap();
     let p = path.clone();
+    // Ready once `bind` returned: the socket file appears before `listen`,
+    // so its existence alone is not a sign that connections are accepted.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         rt.block_on(async move {
             let l = tokio::net::UnixListener::bind(&p).unwrap();
+            let _ = ready_tx.send(());
             serve(l, Arc::new(ProxyPolicy { allowed }), tx).await;
         })
     });
-    for _ in 0..500 {
-        if path.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the proxy listens");
     (rx, path)
 }
 
