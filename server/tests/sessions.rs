@@ -118,7 +118,8 @@ fn rest_create_runs_headless_and_lists() {
             .status,
         404
     );
-    // DELETE stops and hides.
+    // DELETE stops and hides, and removes the session's checkout.
+    assert!(std::path::Path::new(wt).exists(), "checkout before DELETE");
     assert_eq!(
         s.server
             .request_delete(&format!("/api/sessions/{id}"), &s.internal_headers())
@@ -130,6 +131,10 @@ fn rest_create_runs_headless_and_lists() {
             .get(&format!("/api/sessions/{id}/meta"), &s.internal_headers())
             .status,
         404
+    );
+    assert!(
+        !std::path::Path::new(wt).exists(),
+        "DELETE removed the checkout {wt}"
     );
 }
 

@@ -312,6 +312,28 @@ impl SessionManager {
         // Its agent home (Claude Code's transcript and settings) goes too.
         let home = self.deps.state_dir.join("agent-homes").join(id);
         let _ = tokio::fs::remove_dir_all(home).await;
+        // And its checkout: the commits are fetched into the main repo's
+        // `session/<id>` branch first, uncommitted changes are discarded.
+        let row = session.row();
+        if row.isolation {
+            let landlock = landlock_mode(&self.deps.config);
+            let repo = session.repo.clone();
+            let owned = id.to_string();
+            let removed = tokio::task::spawn_blocking(move || {
+                let git = Git::new(landlock)?;
+                crate::worktree::remove_session_checkout(&git, &repo, &owned, true)
+            })
+            .await;
+            match removed {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(session = %id, error = %e, "session deleted; its checkout was not removed")
+                }
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "session deleted; removing its checkout failed")
+                }
+            }
+        }
         Ok(())
     }
 
