@@ -482,6 +482,7 @@ try {
   await import("./reconnect.mjs").then((m) =>
     m.run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
   );
+  await import("./real_claude.mjs").then((m) => m.run({ browser, login, newSession, test, skip, waitIdle, T, shot }));
 } finally {
   await cleanup();
 }
