@@ -3,7 +3,7 @@
 // the user mitzod drops to, the agent behind a wrapper in a directory the
 // sandbox lets it execute from, a passphrase hashed by `mitzod hash-passphrase`.
 import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -99,6 +99,12 @@ export class Server {
     this.child.kill("SIGTERM");
     await Promise.race([done, sleep(10000)]);
     if (this.child.exitCode === null) this.child.kill("SIGKILL");
+  }
+
+  /** Stop and delete the temp dir (kept when a test failed, for its log). */
+  async remove() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   async restart() {

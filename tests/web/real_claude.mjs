@@ -46,6 +46,7 @@ export async function run({ browser, login, newSession, test, skip, waitIdle, T,
       try {
         await chat();
       } catch (e) {
+        w.ok = false;
         const list = await server.api("/api/sessions");
         for (const x of list.json?.sessions || []) {
           const ev = await server.api(`/api/sessions/${x.id}/events?limit=50`);
@@ -57,7 +58,7 @@ export async function run({ browser, login, newSession, test, skip, waitIdle, T,
     });
   } finally {
     await w.close();
-    await server.stop();
+    if (w.ok !== false) await server.remove();
     api.stdin.end();
     api.kill();
   }

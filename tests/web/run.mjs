@@ -488,6 +488,10 @@ try {
 }
 
 const failed = results.filter((r) => !r.ok);
+if (!failed.length) {
+  await server.remove();
+  await streaming.remove();
+}
 const skipped = results.filter((r) => r.skipped);
 console.log(`\n${results.length - failed.length - skipped.length} passed, ${failed.length} failed, ${skipped.length} skipped`);
 if (failed.length) {
