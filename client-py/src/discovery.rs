@@ -62,7 +62,9 @@ impl fmt::Display for DiscoveryError {
                 }
                 write!(
                     f,
-                    "\npass token=..., set MITZO_TOKEN_FILE, or run `mitzod token path` on the server to find the file"
+                    "\npass token=..., or set MITZO_TOKEN_FILE to the file that \
+                     `mitzod token path --config FILE` prints on the server \
+                     (`mitzod token path --dev` in the directory of a `serve --dev`)"
                 )
             }
             DiscoveryError::Malformed { path, reason } => {
@@ -148,12 +150,23 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// `.mitzo-dev/internal-token` in `cwd` or the nearest directory above it
+/// that has one (a `serve --dev` started there).
+pub fn dev_token_file(cwd: &Path) -> Option<PathBuf> {
+    cwd.ancestors()
+        .map(|d| d.join(".mitzo-dev").join("internal-token"))
+        .find(|p| p.exists())
+}
+
 /// The discovery order:
 /// argument, `MITZO_SESSION_TOKEN`, `MITZO_INTERNAL_TOKEN`, the file named by
-/// `MITZO_TOKEN_FILE`, `~/.mitzo/internal-token`, `/var/lib/mitzo/internal-token`.
+/// `MITZO_TOKEN_FILE`, `.mitzo-dev/internal-token` in the working directory
+/// or the nearest one above it, `~/.mitzo/internal-token`,
+/// `/var/lib/mitzo/internal-token`.
 pub fn discover(
     arg: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
+    cwd: Option<&Path>,
     system_file: &Path,
 ) -> Result<Found, DiscoveryError> {
     let mut looked = Vec::new();
@@ -185,6 +198,16 @@ pub fn discover(
     match non_empty(env("MITZO_TOKEN_FILE")) {
         Some(p) => files.push((PathBuf::from(p), "MITZO_TOKEN_FILE".to_string())),
         None => looked.push("environment variable MITZO_TOKEN_FILE: not set".to_string()),
+    }
+    match cwd {
+        Some(dir) => match dev_token_file(dir) {
+            Some(p) => files.push((p, "a `serve --dev` above the working directory".to_string())),
+            None => looked.push(format!(
+                ".mitzo-dev/internal-token in {} and above: none (no `serve --dev` there)",
+                dir.display()
+            )),
+        },
+        None => looked.push(".mitzo-dev/internal-token: no working directory".to_string()),
     }
     match non_empty(env("HOME")) {
         Some(h) => files.push((
@@ -246,7 +269,7 @@ mod tests {
     #[test]
     fn argument_wins_and_uses_bearer() {
         let env = env_of(&[("MITZO_SESSION_TOKEN", "s")]);
-        let f = discover(Some("a".into()), &env, Path::new("/nonexistent")).unwrap();
+        let f = discover(Some("a".into()), &env, None, Path::new("/nonexistent")).unwrap();
         assert_eq!(f.token, "a");
         assert_eq!(f.source, Source::Argument);
         assert_eq!(f.header, Header::Bearer);
@@ -255,7 +278,13 @@ mod tests {
     #[test]
     fn nothing_found_lists_every_place() {
         let env = env_of(&[("HOME", "/nonexistent-home")]);
-        let e = discover(None, &env, Path::new("/nonexistent/sys")).unwrap_err();
+        let e = discover(
+            None,
+            &env,
+            Some(Path::new("/nonexistent-cwd")),
+            Path::new("/nonexistent/sys"),
+        )
+        .unwrap_err();
         let text = e.to_string();
         for needle in [
             "token= argument",
@@ -264,6 +293,7 @@ mod tests {
             "MITZO_TOKEN_FILE",
             "/nonexistent-home/.mitzo/internal-token",
             "/nonexistent/sys",
+            ".mitzo-dev/internal-token in /nonexistent-cwd",
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }

@@ -3,6 +3,7 @@
 //! server restarts.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,8 @@ pub enum CallError {
     },
     /// The server could not be reached (or dropped the connection).
     Connection { message: String },
+    /// `close()` was called on this client.
+    Closed,
     /// A 2xx answer whose body is not JSON.
     BadResponse { message: String },
 }
@@ -87,8 +90,10 @@ struct TokenState {
 pub struct Transport {
     base: String,
     timeout: Duration,
-    /// Keeps connections for idempotent calls.
-    pooled: ureq::Agent,
+    /// Keeps connections for idempotent calls; replaced by an empty one on close.
+    pooled: RwLock<ureq::Agent>,
+    closed: AtomicBool,
+    ua: String,
     /// A fresh connection for every non-idempotent call, so that it is never
     /// written to a kept-alive socket the server may be closing.
     fresh: ureq::Agent,
@@ -147,12 +152,28 @@ impl Transport {
         Transport {
             base: base.trim_end_matches('/').to_string(),
             timeout,
-            pooled: build_agent(4, timeout, &ua),
+            pooled: RwLock::new(build_agent(4, timeout, &ua)),
+            closed: AtomicBool::new(false),
             fresh: build_agent(0, timeout, &ua),
+            ua,
             header: found.header,
             source: found.source,
             token: RwLock::new(TokenState { token: found.token }),
         }
+    }
+
+    /// Drop the kept-alive connections; later calls fail with `Closed`.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let empty = build_agent(0, self.timeout, &self.ua);
+        match self.pooled.write() {
+            Ok(mut g) => *g = empty,
+            Err(p) => *p.into_inner() = empty,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub fn base(&self) -> &str {
@@ -219,6 +240,13 @@ impl Transport {
         let mut reread_done = false;
         let url = format!("{}{}", self.base, c.path);
         let body = c.body.as_ref().map(|b| b.to_string());
+        if self.is_closed() {
+            return Err(CallError::Closed);
+        }
+        let pooled = match self.pooled.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
         loop {
             let token = self.current_token();
             let now = Instant::now();
@@ -229,7 +257,7 @@ impl Transport {
                 });
             }
             let agent = if c.method.idempotent() {
-                &self.pooled
+                &pooled
             } else {
                 &self.fresh
             };

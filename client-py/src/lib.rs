@@ -52,12 +52,17 @@ fn call_error_to_py(py: Python<'_>, e: CallError) -> PyErr {
             what,
         } => {
             let class = match status {
-                401 | 403 => "AuthError",
+                400 | 422 => "BadRequestError",
+                401 => "AuthenticationError",
+                403 => "PermissionDeniedError",
                 404 => "NotFoundError",
                 409 => "ConflictError",
-                429 => "RateLimitedError",
+                410 => "GoneError",
+                413 => "RequestTooLargeError",
+                429 => "RateLimitError",
+                503 => "ServiceUnavailableError",
                 500..=599 => "ServerError",
-                _ => "MitzoError",
+                _ => "APIStatusError",
             };
             let mut message = format!("{what}: {status} {error}");
             if let Some(s) = retry_after {
@@ -66,8 +71,16 @@ fn call_error_to_py(py: Python<'_>, e: CallError) -> PyErr {
             make_error(py, class, message, Some(status), Some(error), retry_after)
         }
         CallError::Connection { message } => {
-            make_error(py, "ConnectionError", message, None, None, None)
+            make_error(py, "APIConnectionError", message, None, None, None)
         }
+        CallError::Closed => make_error(
+            py,
+            "MitzoError",
+            "this Client is closed".into(),
+            None,
+            None,
+            None,
+        ),
         CallError::BadResponse { message } => make_error(
             py,
             "ServerError",
@@ -109,20 +122,6 @@ fn id_arg(obj: &Bound<'_, PyAny>) -> PyResult<String> {
         return Ok(obj.str()?.to_cow()?.into_owned());
     }
     Err(PyTypeError::new_err("an id must be a str or an int"))
-}
-
-/// Insert `key: value` into a JSON body when `value` is not None.
-fn put_opt(
-    body: &mut Map<String, Value>,
-    key: &str,
-    value: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    if let Some(v) = value {
-        if !v.is_none() {
-            body.insert(key.to_string(), convert::py_to_json(v)?);
-        }
-    }
-    Ok(())
 }
 
 /// A client for mitzod's HTTP API.
@@ -216,17 +215,21 @@ impl Client {
                 "url must start with http:// or https://, got {url:?}"
             )));
         }
-        let found =
-            match discovery::discover(token, &env_var, Path::new(discovery::SYSTEM_TOKEN_FILE)) {
-                Ok(f) => f,
-                Err(e) => {
-                    let class = match e {
-                        DiscoveryError::NotFound(_) => "TokenNotFoundError",
-                        DiscoveryError::Malformed { .. } => "InvalidTokenFileError",
-                    };
-                    return Err(make_error(py, class, e.to_string(), None, None, None));
-                }
-            };
+        let found = match discovery::discover(
+            token,
+            &env_var,
+            std::env::current_dir().ok().as_deref(),
+            Path::new(discovery::SYSTEM_TOKEN_FILE),
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                let class = match e {
+                    DiscoveryError::NotFound(_) => "TokenNotFoundError",
+                    DiscoveryError::Malformed { .. } => "InvalidTokenFileError",
+                };
+                return Err(make_error(py, class, e.to_string(), None, None, None));
+            }
+        };
         emit_warnings(py, found.warnings.clone())?;
         let session_id = session_id
             .or_else(|| env_var("MITZO_SESSION_ID"))
@@ -331,24 +334,60 @@ impl Client {
         self.run(py, c)
     }
 
+    /// Drop the client's kept-alive connections. Calls after this raise
+    /// `MitzoError`. Also what `with Client() as c:` does on exit.
+    fn close(&self) {
+        self.transport.close();
+    }
+
+    /// True once `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.transport.is_closed()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (exc_type=None, exc=None, tb=None))]
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        let _ = (exc_type, exc, tb);
+        self.transport.close();
+        false
+    }
+
     // ---- sessions ----
 
-    #[pyo3(signature = (source, initial_prompt=None, summary=None, mode=None, model=None))]
+    /// `POST /api/sessions`: a new session. With `initial_prompt` the agent
+    /// starts at once (headless). `isolation`: its own worktree (default:
+    /// the server's `session.isolation`).
+    #[pyo3(signature = (source, initial_prompt=None, summary=None, mode=None, model=None, *, isolation=None))]
+    #[allow(clippy::too_many_arguments)]
     fn create_session(
         &self,
         py: Python<'_>,
         source: &str,
-        initial_prompt: Option<&Bound<'_, PyAny>>,
-        summary: Option<&Bound<'_, PyAny>>,
-        mode: Option<&Bound<'_, PyAny>>,
-        model: Option<&Bound<'_, PyAny>>,
+        initial_prompt: Option<String>,
+        summary: Option<String>,
+        mode: Option<String>,
+        model: Option<String>,
+        isolation: Option<bool>,
     ) -> PyResult<PyObject> {
         let mut body = Map::new();
         body.insert("source".into(), Value::String(source.to_string()));
-        put_opt(&mut body, "initialPrompt", initial_prompt)?;
-        put_opt(&mut body, "summary", summary)?;
-        put_opt(&mut body, "mode", mode)?;
-        put_opt(&mut body, "model", model)?;
+        put(&mut body, "initialPrompt", initial_prompt);
+        put(&mut body, "summary", summary);
+        put(&mut body, "mode", mode);
+        put(&mut body, "model", model);
+        if let Some(i) = isolation {
+            body.insert("isolation".into(), Value::Bool(i));
+        }
         self.send(
             py,
             Method::Post,
@@ -357,31 +396,45 @@ impl Client {
         )
     }
 
+    /// `GET /api/sessions`: newest first, `limit` 1..=100.
     #[pyo3(signature = (offset=0, limit=50))]
-    fn list_sessions(&self, py: Python<'_>, offset: u64, limit: u64) -> PyResult<PyObject> {
+    fn list_sessions(&self, py: Python<'_>, offset: u32, limit: u32) -> PyResult<PyObject> {
         let mut c = call(Method::Get, "/api/sessions", None);
         c.query = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
         self.run(py, c)
     }
 
+    /// `GET /api/sessions/active`: the sessions running now.
+    fn active_sessions(&self, py: Python<'_>) -> PyResult<PyObject> {
+        self.get(py, "/api/sessions/active".into())
+    }
+
+    /// `GET /api/sessions/{id}/meta`.
     fn session_meta(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let path = format!("/api/sessions/{}/meta", http::segment(&id_arg(id)?));
         self.get(py, path)
     }
 
-    #[pyo3(signature = (id, after=0))]
+    /// `GET /api/sessions/{id}/events`: events with `seq > after`, at most
+    /// `limit` (1..=5000, server default 1000). Page on with the last `seq`.
+    #[pyo3(signature = (id, after=0, limit=None))]
     fn session_events(
         &self,
         py: Python<'_>,
         id: &Bound<'_, PyAny>,
         after: u64,
+        limit: Option<u32>,
     ) -> PyResult<PyObject> {
         let path = format!("/api/sessions/{}/events", http::segment(&id_arg(id)?));
         let mut c = call(Method::Get, &path, None);
         c.query = vec![("after", after.to_string())];
+        if let Some(l) = limit {
+            c.query.push(("limit", l.to_string()));
+        }
         self.run(py, c)
     }
 
+    /// `DELETE /api/sessions/{id}`: stop its agent and forget it.
     fn delete_session(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let path = format!("/api/sessions/{}", http::segment(&id_arg(id)?));
         self.run(py, call(Method::Delete, &path, None))
@@ -389,65 +442,155 @@ impl Client {
 
     // ---- repos ----
 
+    /// `GET /api/repos`: the `[repos]` table of the server's config.
     fn repos(&self, py: Python<'_>) -> PyResult<PyObject> {
         self.get(py, "/api/repos".into())
     }
 
-    fn open_repo(&self, py: Python<'_>, repo_name: &str, session_id: &str) -> PyResult<PyObject> {
-        let body = serde_json::json!({"repoName": repo_name, "sessionId": session_id});
-        self.send(py, Method::Post, "/api/repos/open".into(), body)
+    /// `POST /api/repos/open`: a worktree of a configured repo for
+    /// `session_id` (created, or the existing one). Name the repo by
+    /// `repo_name` (a `[repos]` key) or `repo_path` (any configured repo's
+    /// path). Without `session_id` a new id is made.
+    #[pyo3(signature = (repo_name=None, session_id=None, *, repo_path=None))]
+    fn open_repo(
+        &self,
+        py: Python<'_>,
+        repo_name: Option<String>,
+        session_id: Option<String>,
+        repo_path: Option<String>,
+    ) -> PyResult<PyObject> {
+        let mut body = Map::new();
+        put(&mut body, "repoName", repo_name);
+        put(&mut body, "repoPath", repo_path);
+        let id = match session_id {
+            Some(id) => id,
+            None => new_session_id(),
+        };
+        body.insert("sessionId".into(), Value::String(id));
+        self.send(
+            py,
+            Method::Post,
+            "/api/repos/open".into(),
+            Value::Object(body),
+        )
+    }
+
+    /// `POST /api/repos/close`: remove a worktree `open_repo` made (its
+    /// changes are discarded, its branch stays).
+    fn close_worktree(&self, py: Python<'_>, path: &str) -> PyResult<PyObject> {
+        let body = serde_json::json!({ "path": path });
+        self.send(py, Method::Post, "/api/repos/close".into(), body)
     }
 
     // ---- task board ----
 
-    fn list_tasks(&self, py: Python<'_>) -> PyResult<PyObject> {
-        self.get(py, "/api/tasks".into())
+    /// `GET /api/tasks`, optionally only one `status` and/or one session's.
+    #[pyo3(signature = (status=None, session_id=None))]
+    fn list_tasks(
+        &self,
+        py: Python<'_>,
+        status: Option<String>,
+        session_id: Option<String>,
+    ) -> PyResult<PyObject> {
+        let mut c = call(Method::Get, "/api/tasks", None);
+        if let Some(s) = status {
+            c.query.push(("status", s));
+        }
+        if let Some(s) = session_id {
+            c.query.push(("sessionId", s));
+        }
+        self.run(py, c)
     }
 
+    /// `GET /api/tasks/{id}`.
     fn get_task(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         self.get(py, format!("/api/tasks/{}", http::segment(&id_arg(id)?)))
     }
 
-    #[pyo3(signature = (title, description=None, priority=None))]
+    /// `POST /api/tasks`. `priority` 0..=100; `artifacts` string values.
+    #[pyo3(signature = (title, description=None, priority=None, *, status=None, session_id=None, artifacts=None))]
+    #[allow(clippy::too_many_arguments)]
     fn create_task(
         &self,
         py: Python<'_>,
         title: &str,
-        description: Option<&Bound<'_, PyAny>>,
-        priority: Option<&Bound<'_, PyAny>>,
+        description: Option<String>,
+        priority: Option<i64>,
+        status: Option<String>,
+        session_id: Option<String>,
+        artifacts: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
         let mut body = Map::new();
         body.insert("title".into(), Value::String(title.to_string()));
-        put_opt(&mut body, "description", description)?;
-        put_opt(&mut body, "priority", priority)?;
+        put(&mut body, "description", description);
+        if let Some(p) = priority {
+            body.insert("priority".into(), Value::from(p));
+        }
+        put(&mut body, "status", status);
+        put(&mut body, "sessionId", session_id);
+        if let Some(a) = artifacts {
+            body.insert("artifacts".into(), string_map(a, false)?);
+        }
         self.send(py, Method::Post, "/api/tasks".into(), Value::Object(body))
     }
 
-    #[pyo3(signature = (id, **fields))]
+    /// `PATCH /api/tasks/{id}`: only the given fields change. `detach=True`
+    /// clears the session; an `artifacts` value of None removes that key.
+    #[pyo3(signature = (id, *, title=None, description=None, status=None, priority=None, session_id=None, detach=false, artifacts=None))]
+    #[allow(clippy::too_many_arguments)]
     fn update_task(
         &self,
         py: Python<'_>,
         id: &Bound<'_, PyAny>,
-        fields: Option<&Bound<'_, PyDict>>,
+        title: Option<String>,
+        description: Option<String>,
+        status: Option<String>,
+        priority: Option<i64>,
+        session_id: Option<String>,
+        detach: bool,
+        artifacts: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
         let path = format!("/api/tasks/{}", http::segment(&id_arg(id)?));
-        let body = match fields {
-            Some(f) => convert::py_to_json(f.as_any())?,
-            None => Value::Object(Map::new()),
-        };
-        self.send(py, Method::Patch, path, body)
+        let mut body = Map::new();
+        put(&mut body, "title", title);
+        put(&mut body, "description", description);
+        put(&mut body, "status", status);
+        if let Some(p) = priority {
+            body.insert("priority".into(), Value::from(p));
+        }
+        match (session_id, detach) {
+            (Some(_), true) => {
+                return Err(PyValueError::new_err(
+                    "give session_id or detach=True, not both",
+                ))
+            }
+            (Some(s), false) => {
+                body.insert("sessionId".into(), Value::String(s));
+            }
+            (None, true) => {
+                body.insert("sessionId".into(), Value::Null);
+            }
+            (None, false) => {}
+        }
+        if let Some(a) = artifacts {
+            body.insert("artifacts".into(), string_map(a, true)?);
+        }
+        self.send(py, Method::Patch, path, Value::Object(body))
     }
 
+    /// `DELETE /api/tasks/{id}`.
     fn delete_task(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let path = format!("/api/tasks/{}", http::segment(&id_arg(id)?));
         self.run(py, call(Method::Delete, &path, None))
     }
 
+    /// `POST /api/tasks/{id}/approve`: a task in review becomes done.
     fn approve_task(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let path = format!("/api/tasks/{}/approve", http::segment(&id_arg(id)?));
         self.send(py, Method::Post, path, Value::Object(Map::new()))
     }
 
+    /// `POST /api/tasks/{id}/reject`: back to in_progress with `feedback`.
     fn reject_task(
         &self,
         py: Python<'_>,
@@ -465,6 +608,8 @@ impl Client {
 
     // ---- agent task tools ----
 
+    /// Replace this session's not-yet-started tasks; the first starts.
+    /// `tasks`: ``[{"title": ..., "description"?: ..., "priority"?: int}]``.
     #[pyo3(signature = (tasks, session_id=None))]
     fn set_tasks(
         &self,
@@ -480,6 +625,7 @@ impl Client {
         self.tool_call(py, Method::Post, "set", Some(body), session_id)
     }
 
+    /// The current task goes to review with `summary`; the next one starts.
     #[pyo3(signature = (summary, session_id=None))]
     fn complete_task(
         &self,
@@ -491,11 +637,13 @@ impl Client {
         self.tool_call(py, Method::Post, "complete", Some(body), session_id)
     }
 
+    /// This session's tasks and a summary line for the agent.
     #[pyo3(signature = (session_id=None))]
     fn task_status(&self, py: Python<'_>, session_id: Option<String>) -> PyResult<PyObject> {
         self.tool_call(py, Method::Get, "status", None, session_id)
     }
 
+    /// The current task becomes blocked with `reason`.
     #[pyo3(signature = (reason, session_id=None))]
     fn block_task(
         &self,
@@ -507,20 +655,24 @@ impl Client {
         self.tool_call(py, Method::Post, "block", Some(body), session_id)
     }
 
+    /// Record `key: value` (text) on the current task.
     #[pyo3(signature = (key, value, session_id=None))]
     fn add_artifact(
         &self,
         py: Python<'_>,
         key: &str,
-        value: &Bound<'_, PyAny>,
+        value: &str,
         session_id: Option<String>,
     ) -> PyResult<PyObject> {
-        let body = serde_json::json!({ "key": key, "value": convert::py_to_json(value)? });
+        let body = serde_json::json!({ "key": key, "value": value });
         self.tool_call(py, Method::Post, "artifact", Some(body), session_id)
     }
 
     // ---- signals ----
 
+    /// `POST /api/signals/resolve`: an outside event (CI, review, approval)
+    /// for the tasks whose artifacts name the PR (`pr_url`, or `repo` and
+    /// `pr`). Returns how many tasks it moved.
     #[pyo3(signature = (r#type, status, repo=None, pr=None, pr_url=None, artifacts=None))]
     #[allow(clippy::too_many_arguments)]
     fn resolve_signal(
@@ -528,18 +680,33 @@ impl Client {
         py: Python<'_>,
         r#type: &str,
         status: &str,
-        repo: Option<&Bound<'_, PyAny>>,
+        repo: Option<String>,
         pr: Option<&Bound<'_, PyAny>>,
-        pr_url: Option<&Bound<'_, PyAny>>,
+        pr_url: Option<String>,
         artifacts: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
         let mut body = Map::new();
         body.insert("type".into(), Value::String(r#type.to_string()));
         body.insert("status".into(), Value::String(status.to_string()));
-        put_opt(&mut body, "repo", repo)?;
-        put_opt(&mut body, "pr", pr)?;
-        put_opt(&mut body, "pr_url", pr_url)?;
-        put_opt(&mut body, "artifacts", artifacts)?;
+        put(&mut body, "repo", repo);
+        if let Some(p) = pr {
+            if !p.is_none() {
+                if p.is_instance_of::<PyBool>() {
+                    return Err(PyTypeError::new_err("pr must be an int or a str"));
+                }
+                let v = convert::py_to_json(p)?;
+                if !(v.is_u64() || v.is_string()) {
+                    return Err(PyTypeError::new_err(
+                        "pr must be a non-negative int or a str",
+                    ));
+                }
+                body.insert("pr".into(), v);
+            }
+        }
+        put(&mut body, "pr_url", pr_url);
+        if let Some(a) = artifacts {
+            body.insert("artifacts".into(), string_map(a, false)?);
+        }
         self.send(
             py,
             Method::Post,
@@ -549,6 +716,71 @@ impl Client {
     }
 }
 
+fn put(body: &mut Map<String, Value>, key: &str, value: Option<String>) {
+    if let Some(v) = value {
+        body.insert(key.to_string(), Value::String(v));
+    }
+}
+
+/// A `{str: str}` mapping (values may be None when `nulls`), as the server takes it.
+fn string_map(obj: &Bound<'_, PyAny>, nulls: bool) -> PyResult<Value> {
+    let v = convert::py_to_json(obj)?;
+    let Value::Object(m) = &v else {
+        return Err(PyTypeError::new_err(
+            "artifacts must be a dict of str to str",
+        ));
+    };
+    for (k, val) in m {
+        if !(val.is_string() || (nulls && val.is_null())) {
+            return Err(PyTypeError::new_err(format!(
+                "artifacts[{k:?}] must be a str{}",
+                if nulls { " or None" } else { "" }
+            )));
+        }
+    }
+    Ok(v)
+}
+
+/// A mitzod session id: `YYYY-MM-DD-<12 hex>`, today's date in UTC.
+fn new_session_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let mut bytes = [0u8; 6];
+    if getrandom(&mut bytes).is_err() {
+        // Time and pid are unique enough for a worktree name.
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ u128::from(std::process::id());
+        bytes.copy_from_slice(&n.to_le_bytes()[..6]);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{y:04}-{m:02}-{d:02}-{hex}")
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// Days since 1970-01-01 → (year, month, day) (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// Where discovery would look for a token file, in order, without reading
 /// tokens from the environment. Used by `mitzo token path`.
 #[pyfunction]
@@ -556,6 +788,12 @@ fn token_file_candidates() -> Vec<String> {
     let mut out = Vec::new();
     if let Some(p) = env_var("MITZO_TOKEN_FILE").filter(|p| !p.trim().is_empty()) {
         out.push(p.trim().to_string());
+    }
+    if let Some(p) = std::env::current_dir()
+        .ok()
+        .and_then(|d| discovery::dev_token_file(&d))
+    {
+        out.push(p.display().to_string());
     }
     if let Some(h) = env_var("HOME").filter(|h| !h.trim().is_empty()) {
         out.push(

@@ -17,10 +17,22 @@ from conftest import Mitzod, free_port
 MITZO = str(Path(sys.executable).parent / "mitzo")
 
 
-def run(*args: str, env: Optional[dict[str, str]] = None, module: bool = False) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str,
+    env: Optional[dict[str, str]] = None,
+    module: bool = False,
+    stdin: Optional[str] = None,
+    cwd: Optional[Path] = None,
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "mitzo_client", *args] if module else [MITZO, *args]
     return subprocess.run(
-        cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120
+        cmd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
+        cwd=cwd,
     )
 
 
@@ -128,3 +140,70 @@ def test_task_commands(server_factory, shared_tmp: Path) -> None:  # type: ignor
     out = run("signal", "resolve", "--type", "gh_ci", "--status", "success", "--repo", "o/r", "--pr", "3", env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] is True
+
+
+def test_worktree_hooks_follow_claude_codes_contract(server_factory, shared_tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    """WorktreeCreate gets {"cwd", "name", ...} on stdin and must print the
+    worktree's absolute path alone; WorktreeRemove gets {"worktree_path"}."""
+    from conftest import git_repo
+
+    repo = git_repo(shared_tmp / "repo")
+    (repo / "sub").mkdir()
+    elsewhere = git_repo(shared_tmp / "elsewhere")
+    server = server_factory(f'repo_path = "{repo}"\n')
+    env = {"MITZO_URL": server.url, "MITZO_TOKEN_FILE": str(server.token_file)}
+    payload = {
+        "session_id": "0f0e0d0c-0000-4000-8000-000000000001",
+        "transcript_path": "/nonexistent.jsonl",
+        "cwd": str(repo / "sub"),
+        "hook_event_name": "WorktreeCreate",
+        "name": "feature-x",
+    }
+    out = run("hook", "worktree-create", env=env, stdin=json.dumps(payload))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1, out.stdout
+    wt = Path(lines[0])
+    assert wt.is_absolute() and wt.is_dir()
+    assert wt.resolve() != repo.resolve()
+    assert (wt / "README.md").read_text() == "hello\n", "a checkout of the repo Claude ran in"
+
+    remove = {"hook_event_name": "WorktreeRemove", "cwd": str(repo), "worktree_path": str(wt)}
+    out = run("hook", "worktree-remove", env=env, stdin=json.dumps(remove))
+    assert out.returncode == 0, out.stderr
+    assert not wt.exists()
+    # Removing it again, or a directory mitzod did not make, is refused.
+    out = run("hook", "worktree-remove", env=env, stdin=json.dumps(remove))
+    assert out.returncode == 1
+    out = run("hook", "worktree-remove", env=env, stdin=json.dumps({**remove, "worktree_path": str(repo)}))
+    assert out.returncode == 1 and repo.is_dir()
+
+    # A repo the server is not configured with is refused, with the reason.
+    out = run("hook", "worktree-create", env=env, stdin=json.dumps({**payload, "cwd": str(elsewhere)}))
+    assert out.returncode == 1
+    assert "not a repo mitzod is configured with" in out.stderr
+    assert out.stdout == ""
+    # Outside any repo: a usage error.
+    out = run("hook", "worktree-create", env=env, stdin=json.dumps({**payload, "cwd": "/"}))
+    assert out.returncode == 2 and "not inside a git repository" in out.stderr
+
+
+def test_session_start_hook_registers_the_session(server_factory, shared_tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    from mitzo_client import Client
+
+    from conftest import git_repo
+
+    repo = git_repo(shared_tmp / "repo")
+    server = server_factory(f'repo_path = "{repo}"\n')
+    env = {"MITZO_URL": server.url, "MITZO_TOKEN_FILE": str(server.token_file)}
+    payload = {"session_id": "abc", "cwd": str(repo), "hook_event_name": "SessionStart", "source": "startup"}
+    out = run("hook", "session-start", "--context", "Report tasks with `mitzo task`.", env=env, stdin=json.dumps(payload))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    ctx = doc["hookSpecificOutput"]["additionalContext"]
+    assert doc["hookSpecificOutput"]["hookEventName"] == "SessionStart"
+    assert "Report tasks" in ctx
+    sid = ctx.split("mitzod session ")[1].split()[0]
+    meta = Client(url=server.url, token=server.read_token()).session_meta(sid)
+    assert meta["source"] == "claude-code"
+    assert meta["isolation"] is False

@@ -16,6 +16,7 @@ from mitzo_client import (
     InsecureTokenFileWarning,
     InvalidTokenFileError,
     TokenNotFoundError,
+    token_file_candidates,
 )
 
 from conftest import IS_ROOT, Mitzod
@@ -221,3 +222,27 @@ def test_environment_is_read_at_construction(monkeypatch: pytest.MonkeyPatch) ->
     assert c.token_source == "env:MITZO_INTERNAL_TOKEN"
     assert c.session_id == "sess-1"
     assert os.environ.get("MITZO_INTERNAL_TOKEN") is None
+
+
+def test_a_dev_servers_token_is_found_walking_up_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --dev` keeps its token in ./.mitzo-dev/internal-token; a client
+    started in that directory or below it finds it with no setup."""
+    dev = tmp_path / "checkout" / ".mitzo-dev"
+    dev.mkdir(parents=True)
+    token = dev / "internal-token"
+    token.write_text("ab" * 32)
+    token.chmod(0o600)
+    deep = tmp_path / "checkout" / "src" / "pkg"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    c = Client(url="http://127.0.0.1:9")
+    assert c.token_source == f"file:{token}"
+    assert token_file_candidates()[0] == str(token)
+    # Control: from a directory with no dev server above it, it is not used.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TokenNotFoundError) as e:
+        Client(url="http://127.0.0.1:9")
+    assert ".mitzo-dev/internal-token in" in str(e.value)
+    assert "mitzod token path --dev" in str(e.value)

@@ -10,11 +10,17 @@ import pytest
 
 from mitzo_client import (
     AuthError,
+    AuthenticationError,
+    BadRequestError,
+    GoneError,
+    PermissionDeniedError,
+    RequestTooLargeError,
+    ServiceUnavailableError,
     Client,
     ConflictError,
     MitzoError,
     NotFoundError,
-    RateLimitedError,
+    RateLimitError,
     ServerError,
 )
 
@@ -26,7 +32,7 @@ def internal(server: Mitzod) -> Client:
 
 
 def test_401_bad_credential(server: Mitzod) -> None:
-    with pytest.raises(AuthError) as e:
+    with pytest.raises(AuthenticationError) as e:
         Client(url=server.url, token="0" * 64).request("GET", "/api/auth/check")
     assert e.value.status == 401
     assert e.value.error
@@ -34,14 +40,14 @@ def test_401_bad_credential(server: Mitzod) -> None:
 
 
 def test_401_missing_credential(server: Mitzod) -> None:
-    with pytest.raises(AuthError) as e:
+    with pytest.raises(AuthenticationError) as e:
         internal(server).request("GET", "/api/auth/check", auth=False)
     assert e.value.status == 401
 
 
 def test_403_credential_lacks_scope(server: Mitzod) -> None:
     # The internal token is not the owner: owner-only routes refuse it.
-    with pytest.raises(AuthError) as e:
+    with pytest.raises(PermissionDeniedError) as e:
         internal(server).request("POST", "/api/auth/logout-all", {})
     assert e.value.status == 403
     assert e.value.error
@@ -54,19 +60,19 @@ def test_404_not_found(server: Mitzod) -> None:
     assert e.value.error
 
 
-def test_400_is_a_plain_mitzo_error(server: Mitzod) -> None:
+def test_400_bad_request(server: Mitzod) -> None:
     # A token in a query string is refused on every route; the client itself
     # never puts one there, so this request is built by hand.
-    with pytest.raises(MitzoError) as e:
+    with pytest.raises(BadRequestError) as e:
         internal(server).request("GET", "/api/auth/check?token=abc")
-    assert type(e.value) is MitzoError
+    assert isinstance(e.value, MitzoError)
     assert e.value.status == 400
     assert e.value.error
 
 
 def test_413_body_too_large(server: Mitzod) -> None:
     c = Client(url=server.url, token="unused")
-    with pytest.raises(MitzoError) as e:
+    with pytest.raises(RequestTooLargeError) as e:
         c.request("POST", "/api/auth/login", {"passphrase": "x" * (2 * 1024 * 1024)}, auth=False)
     assert e.value.status == 413
 
@@ -77,7 +83,7 @@ def test_429_rate_limited_with_retry_after(server: Mitzod) -> None:
     for _ in range(12):
         try:
             c.request("POST", "/api/auth/login", {"passphrase": "wrong"}, auth=False)
-        except RateLimitedError as e:
+        except RateLimitError as e:
             assert e.status == 429
             assert e.retry_after is not None and e.retry_after > 0
             assert e.error
@@ -121,3 +127,32 @@ def test_409_conflict(server_factory: Callable[..., Mitzod], shared_tmp: Path) -
     assert e.value.status == 409
     assert e.value.error
     assert Path(path).read_text() == "hello\n"
+
+
+def test_503_service_unavailable(server_factory: Callable[..., Mitzod], shared_tmp: Path) -> None:
+    """An agent that cannot start (its command does not exist) is a 503."""
+    repo = git_repo(shared_tmp / "repo")
+    server = server_factory(
+        f'repo_path = "{repo}"\n[agent]\ncommand = "/nonexistent/agent"\n[sandbox]\nlandlock = "best-effort"\n'
+    )
+    with pytest.raises(ServiceUnavailableError) as e:
+        internal(server).create_session("tests", initial_prompt="hello")
+    assert e.value.status == 503
+    assert isinstance(e.value, ServerError)
+    assert e.value.error
+
+
+def test_deprecated_aliases_warn_and_still_catch() -> None:
+    import builtins
+
+    import mitzo_client
+    from mitzo_client import APIConnectionError, RateLimitError
+
+    with pytest.warns(DeprecationWarning, match="APIConnectionError"):
+        alias = mitzo_client.ConnectionError
+    assert alias is APIConnectionError
+    assert issubclass(APIConnectionError, builtins.ConnectionError)
+    with pytest.warns(DeprecationWarning, match="RateLimitError"):
+        assert mitzo_client.RateLimitedError is RateLimitError
+    # 401 and 403 are still both caught as AuthError.
+    assert issubclass(AuthenticationError, AuthError) and issubclass(PermissionDeniedError, AuthError)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from mitzo_client import AuthError, Client, ConnectionError, MitzoError
+from mitzo_client import APIConnectionError, AuthError, Client, MitzoError
 
 from conftest import Mitzod, free_port
 
@@ -79,7 +79,7 @@ def test_token_path_command_names_the_file(server: Mitzod) -> None:
 def test_down_server_gives_connection_error() -> None:
     port = free_port()
     c = Client(url=f"http://127.0.0.1:{port}", token="t", timeout=0.5)
-    with pytest.raises(ConnectionError) as e:
+    with pytest.raises(APIConnectionError) as e:
         c.version()
     msg = str(e.value)
     assert f"http://127.0.0.1:{port}" in msg
@@ -88,7 +88,7 @@ def test_down_server_gives_connection_error() -> None:
     assert isinstance(e.value, builtins.ConnectionError)
     assert isinstance(e.value, MitzoError)
     # Non-idempotent calls too: a refused connection never carried the request.
-    with pytest.raises(ConnectionError):
+    with pytest.raises(APIConnectionError):
         c.create_task("x")
 
 

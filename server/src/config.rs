@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Env vars with this prefix are config keys; `MITZOD_CONFIG` names the file.
 pub const ENV_PREFIX: &str = "MITZOD_";
@@ -73,6 +74,72 @@ pub struct Config {
     pub permissions: PermissionsConfig,
     #[serde(default)]
     pub ntfy: Option<NtfyConfig>,
+    /// Where each value came from, for error messages (not a config key).
+    #[serde(skip)]
+    pub sources: Sources,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The config file and the `MITZOD_*` variables a configuration was built
+/// from, so that an error can say which one to fix.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Dotted key (`agent.command`) → the variable that set it.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Sources {
+    /// "environment variable MITZOD_X", "FILE" or "the defaults", for `key`
+    /// or the nearest table above it that a variable set.
+    pub fn origin_of(&self, key: &str) -> String {
+        let mut k = key.to_string();
+        loop {
+            if let Some(var) = self.env.get(&k) {
+                return format!("environment variable {var}");
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k.truncate(i),
+                None => break,
+            }
+        }
+        match &self.file {
+            Some(f) => f.display().to_string(),
+            None => "the defaults".to_string(),
+        }
+    }
+}
+
+/// Connection limits of the HTTP listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection that has not sent a complete request head this long
+    /// after it opened, or after its previous response, is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Open TCP connections per client address; more are closed at once.
+    /// 0: no limit.
+    #[serde(default = "default_connections_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: default_header_read_timeout(),
+            max_connections_per_address: default_connections_per_address(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_connections_per_address() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +157,13 @@ pub struct AgentConfig {
     pub extra_read_paths: Vec<PathBuf>,
     #[serde(default)]
     pub extra_write_paths: Vec<PathBuf>,
+    /// The model API key file, given to each agent as `ANTHROPIC_API_KEY`.
+    /// Default: the systemd credential `anthropic-api-key`, when present.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// The key itself, read before the privilege drop (never from TOML).
+    #[serde(skip)]
+    pub api_key: Option<Secret>,
     /// Claude Code settings files the agent loads (`user`, `project`,
     /// `local`): none by default, so settings an agent writes never take
     /// effect.
@@ -106,6 +180,8 @@ impl Default for AgentConfig {
             allowed_connect_ports: default_connect_ports(),
             extra_read_paths: Vec::new(),
             extra_write_paths: Vec::new(),
+            api_key_file: None,
+            api_key: None,
             setting_sources: Vec::new(),
         }
     }
@@ -147,6 +223,24 @@ pub struct SessionConfig {
     pub worktree_cleanup: WorktreeCleanup,
     #[serde(default = "default_true")]
     pub isolation: bool,
+    /// `pids.max` of each session's cgroup (where mitzod has a delegated
+    /// cgroup): bounds fork bombs. 0: no limit.
+    #[serde(default = "default_pids_max")]
+    pub pids_max: u64,
+    /// `memory.max` of each session's cgroup, e.g. "4G" (none by default).
+    #[serde(default, deserialize_with = "de_memory_max")]
+    pub memory_max: Option<u64>,
+}
+
+fn default_pids_max() -> u64 {
+    4096
+}
+
+fn de_memory_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::sandbox::cgroup::parse_size(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl Default for SessionConfig {
@@ -157,6 +251,8 @@ impl Default for SessionConfig {
             worktree_stale_hours: default_stale_hours(),
             worktree_cleanup: WorktreeCleanup::default(),
             isolation: true,
+            pids_max: default_pids_max(),
+            memory_max: None,
         }
     }
 }
@@ -371,43 +467,80 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(
 impl Config {
     /// Load from a file (or none) plus the `MITZOD_*` variables of `env`.
     pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::Config(format!("cannot read config file {}: {e}", path.display()))
-                })?;
-                toml::from_str::<toml::Table>(&text).map_err(|e| {
-                    Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
-                })?
-            }
-            None => toml::Table::new(),
+        Config::load_over(toml::Table::new(), file, env)
+    }
+
+    /// Load over `base` (the `--dev` defaults): the file's keys replace
+    /// base's, the variables replace both.
+    fn load_over(
+        mut table: toml::Table,
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Config> {
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let from_file = toml::from_str::<toml::Table>(&text).map_err(|e| {
+                Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
+            })?;
+            merge(&mut table, from_file);
+        }
+        let sources = Sources {
+            file: file.map(Path::to_path_buf),
+            env: apply_env(&mut table, env)?,
         };
-        apply_env(&mut table, env)?;
-        let origin = file
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "configuration".into());
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.inner().to_string();
                 let first = inner.lines().next().unwrap_or_default().trim().to_string();
-                Error::Config(format!("{origin}: key `{path}`: {first}"))
+                // serde names a missing or unknown field, not the path to it.
+                let key = if path == "." { String::new() } else { path };
+                let origin = match unknown_env_key(&first, &key, &sources) {
+                    Some(var) => format!("environment variable {var}"),
+                    None => sources.origin_of(&key),
+                };
+                if key.is_empty() {
+                    Error::Config(format!("{origin}: {first}"))
+                } else {
+                    Error::Config(format!("{origin}: key `{key}`: {first}"))
+                }
             })?;
+        config.sources = sources;
         config.validate()?;
         Ok(config)
     }
 
-    /// The configuration of `mitzod serve --dev`: every default, no file,
-    /// no environment overlay.
-    pub fn dev(state_dir: PathBuf, repo_path: Option<PathBuf>) -> Result<Config> {
-        let mut c = Config::load(None, &[])?;
-        c.state_dir = Some(state_dir);
-        c.repo_path = repo_path;
-        Ok(c)
+    /// The configuration of `mitzod serve --dev`: the dev defaults, then
+    /// the file (if any) and the `MITZOD_*` variables over them.
+    pub fn dev(
+        defaults: toml::Table,
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Config> {
+        Config::load_over(defaults, file, env)
+    }
+
+    /// `Error::Config` for `key`, naming where its value came from.
+    pub fn key_error(&self, key: &str, why: impl std::fmt::Display) -> Error {
+        Error::Config(format!(
+            "{}: key `{key}`: {why}",
+            self.sources.origin_of(key)
+        ))
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |key: &str, why: String| Err(Error::Config(format!("key `{key}`: {why}")));
+        let bad = |key: &str, why: String| Err(self.key_error(key, why));
+        if !(1..=3600).contains(&self.http.header_read_timeout_secs) {
+            return bad(
+                "http.header_read_timeout_secs",
+                format!(
+                    "must be 1..=3600, got {}",
+                    self.http.header_read_timeout_secs
+                ),
+            );
+        }
         if self.cookie_max_age_hours == 0 || self.cookie_max_age_hours > 8760 {
             return bad(
                 "cookie_max_age_hours",
@@ -486,8 +619,7 @@ impl Config {
             );
         }
         for o in &self.allowed_origins {
-            PublicUrl::parse(o)
-                .map_err(|e| Error::Config(format!("key `allowed_origins`: {e}")))?;
+            PublicUrl::parse(o).map_err(|e| self.key_error("allowed_origins", e))?;
         }
         if let Some(level) = &self.log_level {
             if level
@@ -526,8 +658,36 @@ impl Config {
     }
 }
 
+/// Merge `over` into `base`, tables recursively, other values replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// serde's "unknown field `x`" names no path: find the variable that set it.
+fn unknown_env_key(message: &str, parent: &str, sources: &Sources) -> Option<String> {
+    let field = message.strip_prefix("unknown field `")?.split('`').next()?;
+    let key = if parent.is_empty() {
+        field.to_string()
+    } else {
+        format!("{parent}.{field}")
+    };
+    sources.env.get(&key).cloned()
+}
+
 /// Merge `MITZOD_FOO__BAR=value` into `table` as `foo.bar = value`.
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
+/// Returns which variable set which dotted key.
+fn apply_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<BTreeMap<String, String>> {
+    let mut set = BTreeMap::new();
     for (name, raw) in env {
         let Some(key) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -542,6 +702,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
             )));
         }
         let value = parse_env_value(raw);
+        set.insert(parts.join("."), name.clone());
         let mut cursor = &mut *table;
         for (i, part) in parts.iter().enumerate() {
             if i + 1 == parts.len() {
@@ -561,7 +722,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
             };
         }
     }
-    Ok(())
+    Ok(set)
 }
 
 /// An env value is a TOML value when it parses as one (`true`, `3100`,

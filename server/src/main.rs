@@ -2,8 +2,10 @@
 //! `serve`: inherited fds, config, secrets, state dir, privilege drop, and
 //! only then the runtime.
 
+mod check;
+
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,16 +33,24 @@ enum Command {
         /// Config file (also MITZOD_CONFIG).
         #[arg(long, env = "MITZOD_CONFIG")]
         config: Option<PathBuf>,
-        /// No config: 127.0.0.1:3100, state in ./.mitzo-dev, generated secrets.
-        #[arg(long, conflicts_with = "config")]
+        /// No config needed: 127.0.0.1:3100, state in ./.mitzo-dev, generated
+        /// secrets; a `--config` file and MITZOD_* variables apply over these.
+        #[arg(long)]
         dev: bool,
     },
-    /// Validate the configuration and its credentials, then exit.
+    /// Check what `serve` and the first session would refuse: the file and
+    /// variables, credentials, user, state dir, listen addresses, repos, agent.
     CheckConfig {
         #[arg(long, env = "MITZOD_CONFIG")]
         config: Option<PathBuf>,
+        /// Check the file, the variables, the user and the credentials only,
+        /// not this machine's paths, ports and agent (for a config meant
+        /// for another machine).
+        #[arg(long)]
+        file_only: bool,
     },
-    /// Read a passphrase from stdin and print its argon2id PHC string.
+    /// Print the argon2id PHC string of a passphrase: asked twice without
+    /// echo on a terminal, else read from stdin. At least 12 characters.
     HashPassphrase,
     /// The internal token file.
     Token {
@@ -56,6 +66,21 @@ enum Command {
     SandboxExec {
         #[arg(long)]
         policy: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<OsString>,
+    },
+    /// The per-session process an agent runs under (started by mitzod).
+    #[command(hide = true)]
+    Reaper {
+        #[arg(long)]
+        parent: i32,
+        #[arg(long)]
+        ruleset_fd: Option<i32>,
+        #[arg(long, default_value_t = 3000)]
+        grace_ms: u64,
+        /// PORT=SOCKET: relay loopback PORT to the proxy's Unix SOCKET.
+        #[arg(long)]
+        forward: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
@@ -78,7 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, dev } => inherited.and_then(|fds| serve(config, dev, fds)),
-        Command::CheckConfig { config } => check_config(config),
+        Command::CheckConfig { config, file_only } => check_config(config, file_only),
         Command::HashPassphrase => hash_passphrase(),
         Command::Token {
             action,
@@ -91,11 +116,31 @@ fn main() -> ExitCode {
             let code = mitzod::sandbox::cli::sandbox_exec(&policy, &command);
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
+        Command::Reaper {
+            parent,
+            ruleset_fd,
+            grace_ms,
+            forward,
+            command,
+        } => {
+            let forward = forward.and_then(|f| {
+                let (port, path) = f.split_once('=')?;
+                Some((port.parse().ok()?, PathBuf::from(path)))
+            });
+            let code = mitzod::sandbox::reaper::run(mitzod::sandbox::reaper::ReaperArgs {
+                parent,
+                ruleset_fd,
+                grace: std::time::Duration::from_millis(grace_ms),
+                forward,
+                command,
+            });
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Once, on stderr (which is the journal under systemd).
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("mitzod: {e}");
             ExitCode::FAILURE
         }
@@ -111,12 +156,19 @@ fn serve(
     dev_mode: bool,
     inherited: Vec<systemd::Listener>,
 ) -> Result<()> {
+    // Still one thread: the arena limit must come before any other.
+    mitzod::memory::limit_arenas();
     let config_file = config_path
         .as_ref()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
-    let (config, target, new_passphrase) = if dev_mode {
-        let setup = dev::prepare()?;
-        (setup.config, setup.target, setup.new_passphrase)
+    let (mut config, target, new_passphrase, notes) = if dev_mode {
+        let setup = dev::prepare(config_file.as_deref(), &config::process_env())?;
+        (
+            setup.config,
+            setup.target,
+            setup.new_passphrase,
+            setup.notes,
+        )
     } else {
         let config = load_config(config_path)?;
         let target = match &config.user {
@@ -125,7 +177,7 @@ fn serve(
             }
             _ => None,
         };
-        (config, target, None)
+        (config, target, None, Vec::new())
     };
     mitzod::logging::init(config.log_level.as_deref());
     if privileges::running_as_root() && target.is_none() {
@@ -138,6 +190,7 @@ fn serve(
     // neither is possible after the drop. Credentials first, so a bad one
     // stops start-up before anything is touched.
     let credentials = credentials::load(&config)?;
+    config.agent.api_key = credentials.agent_api_key.clone();
     let owner = target.as_ref().map(|t| (t.uid, t.gid));
     let prepared = state::prepare_state_dir(&state_dir, owner)?;
     let listeners = if inherited.is_empty() {
@@ -157,6 +210,10 @@ fn serve(
         }
         state::Prepared::ForOwner => (None, None),
     };
+    // Before the drop: a delegated cgroup may belong to root until handed over.
+    let cgroup_base = mitzod::sandbox::cgroup::prepare_delegated_base(
+        owner.map(|(u, g)| (u.as_raw(), g.as_raw())),
+    );
     privileges::drop_privileges(target.as_ref())?;
     let (state_dir, (token, db)) = match (opened, state_dir_fd) {
         (Some(files), Some(fd)) => (dev::reach_state_dir(&state_dir, &fd)?, files),
@@ -168,13 +225,12 @@ fn serve(
     };
     if let Some(t) = &target {
         tracing::info!(user = %t.user, uid = %t.uid, gid = %t.gid, "dropped privileges");
-        if dev_mode {
-            eprintln!(
-                "mitzod --dev: started as root; now running as user {} (uid {})",
-                t.user, t.uid
-            );
-        }
     }
+    if config.agent.api_key.is_some() {
+        tracing::info!("agents get ANTHROPIC_API_KEY from agent.api_key_file / the anthropic-api-key credential");
+    }
+    let agent_line = dev::describe_agent(&config);
+    tracing::info!("{agent_line}");
     let landlock = mitzod::sandbox::landlock_abi();
     if landlock.supported() {
         tracing::info!("{landlock}");
@@ -192,6 +248,22 @@ fn serve(
     if let Err(e) = mitzod::sandbox::set_child_subreaper() {
         tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
     }
+    let mut limits = mitzod::sandbox::cgroup::Limits {
+        pids_max: (config.session.pids_max > 0).then_some(config.session.pids_max),
+        memory_max: config.session.memory_max,
+    };
+    match &cgroup_base {
+        Some(base) => {
+            limits = mitzod::sandbox::cgroup::effective_limits(base, limits);
+            tracing::info!(base = %base.display(), ?limits, "each agent runs under a reaper in a session cgroup")
+        }
+        None => tracing::info!("no delegated cgroup: each agent runs under a reaper; session.pids_max and session.memory_max are not applied"),
+    }
+    mitzod::sandbox::configure_containment(mitzod::sandbox::ContainmentConfig {
+        cgroup_base,
+        limits,
+        ..Default::default()
+    });
     if let Some(phrase) = new_passphrase {
         eprintln!(
             "mitzod --dev: owner passphrase (shown once, kept in {}/passphrase): {phrase}",
@@ -199,7 +271,17 @@ fn serve(
         );
     }
     if dev_mode {
-        eprintln!("mitzod --dev: listening on http://127.0.0.1:3100");
+        for note in notes.iter().chain([&agent_line]) {
+            eprintln!("mitzod --dev: {note}");
+        }
+        for addr in &config.listen {
+            match addr {
+                config::ListenAddr::Tcp(a) => {
+                    eprintln!("mitzod --dev: listening on http://{a}/")
+                }
+                config::ListenAddr::Unix(_) => eprintln!("mitzod --dev: listening on {addr}"),
+            }
+        }
     }
     daemon::run(daemon::Prepared {
         config,
@@ -212,26 +294,104 @@ fn serve(
     })
 }
 
-fn check_config(path: Option<PathBuf>) -> Result<()> {
+fn check_config(path: Option<PathBuf>, file_only: bool) -> Result<()> {
     let config = load_config(path)?;
-    if let (Some(user), true) = (&config.user, privileges::running_as_root()) {
-        privileges::resolve_target(user, config.group.as_deref())?;
+    let report = check::run(&config, file_only);
+    for note in &report.notes {
+        println!("note: {note}");
     }
-    config.resolved_state_dir()?;
-    credentials::load(&config)?;
-    println!("configuration OK");
+    for problem in &report.problems {
+        eprintln!("mitzod: {problem}");
+    }
+    if report.problems.is_empty() {
+        println!("configuration OK");
+        Ok(())
+    } else {
+        // Each problem was printed above; this only sets the exit status.
+        std::process::exit(1)
+    }
+}
+
+const MIN_PASSPHRASE_CHARS: usize = 12;
+
+fn hash_passphrase() -> Result<()> {
+    let stdin = std::io::stdin();
+    let plain = if stdin.is_terminal() {
+        let first = prompt_hidden("New owner passphrase: ")?;
+        check_passphrase(&first)?;
+        let second = prompt_hidden("Again: ")?;
+        if !first.matches(second.expose()) {
+            return Err(Error::Credential(
+                "the two passphrases differ; nothing was printed".into(),
+            ));
+        }
+        first
+    } else {
+        let mut input = String::new();
+        stdin
+            .take(4096)
+            .read_to_string(&mut input)
+            .map_err(|e| Error::io("reading the passphrase from stdin", e))?;
+        let plain = mitzod::secret::Secret::new(input.trim_end_matches(['\n', '\r']).to_string());
+        check_passphrase(&plain)?;
+        plain
+    };
+    println!("{}", mitzod::auth::passphrase::hash(&plain)?);
     Ok(())
 }
 
-fn hash_passphrase() -> Result<()> {
-    let mut input = String::new();
-    std::io::stdin()
-        .take(4096)
-        .read_to_string(&mut input)
-        .map_err(|e| Error::io("reading the passphrase from stdin", e))?;
-    let plain = mitzod::secret::Secret::new(input.trim_end_matches(['\n', '\r']).to_string());
-    println!("{}", mitzod::auth::passphrase::hash(&plain)?);
+fn check_passphrase(plain: &mitzod::secret::Secret) -> Result<()> {
+    let chars = plain.expose_str().chars().count();
+    if chars < MIN_PASSPHRASE_CHARS {
+        return Err(Error::Credential(format!(
+            "the passphrase has {chars} characters; at least {MIN_PASSPHRASE_CHARS} are required"
+        )));
+    }
     Ok(())
+}
+
+/// Read one line from the terminal on stdin with echo off, the prompt on stderr.
+fn prompt_hidden(prompt: &str) -> Result<mitzod::secret::Secret> {
+    use std::os::fd::AsRawFd;
+    let fd = std::io::stdin().as_raw_fd();
+    let mut term = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: tcgetattr fills the struct on success; it is only read then.
+    if unsafe { libc::tcgetattr(fd, term.as_mut_ptr()) } != 0 {
+        return Err(Error::io(
+            "reading the terminal's settings",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: initialised by the successful tcgetattr above.
+    let saved = unsafe { term.assume_init() };
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // Echo off before the prompt shows, so nothing typed after it is echoed
+    // (TCSANOW: input already typed is kept, not flushed).
+    // SAFETY: a valid termios for this fd.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+        return Err(Error::io(
+            "turning off the terminal's echo",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: restores the settings read above.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    read.map_err(|e| Error::io("reading the passphrase", e))?;
+    let secret = mitzod::secret::Secret::new(line.trim_end_matches(['\n', '\r']).to_string());
+    zeroize_string(line);
+    Ok(secret)
+}
+
+fn zeroize_string(s: String) {
+    let mut bytes = s.into_bytes();
+    bytes.iter_mut().for_each(|b| *b = 0);
+    std::hint::black_box(&bytes);
 }
 
 fn token(action: TokenAction, config_path: Option<PathBuf>, dev_mode: bool) -> Result<()> {

@@ -62,7 +62,14 @@ pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<Prepar
                 if me != want_uid {
                     return Ok(Prepared::ForOwner);
                 }
-            } else if !(me.is_root() && owner_uid.is_root()) {
+            } else if me.is_root() && owner_uid.is_root() {
+                if let Some((uid, _)) = owner {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "state dir is owned by root; handing it to uid {uid}, the user mitzod serves as"
+                    );
+                }
+            } else {
                 return Err(Error::StateDir(format!(
                     "{} is owned by uid {}, not by uid {} that mitzod runs as; fix its ownership \
                      (e.g. `install -d -m 0700 -o USER -g GROUP {}`)",

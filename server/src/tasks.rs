@@ -166,18 +166,27 @@ pub struct NewToolTask {
 #[serde(deny_unknown_fields)]
 pub struct SetBody {
     pub tasks: Vec<NewToolTask>,
+    /// Mitzo's way to name the session: the body's `clientId`.
+    #[serde(default, rename = "clientId")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     pub summary: String,
+    /// Mitzo's way to name the session: the body's `clientId`.
+    #[serde(default, rename = "clientId")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockBody {
     pub reason: String,
+    /// Mitzo's way to name the session: the body's `clientId`.
+    #[serde(default, rename = "clientId")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +194,9 @@ pub struct BlockBody {
 pub struct ArtifactBody {
     pub key: String,
     pub value: String,
+    /// Mitzo's way to name the session: the body's `clientId`.
+    #[serde(default, rename = "clientId")]
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -389,13 +401,14 @@ impl SignalBody {
             SignalType::HumanApproval => ("approved, rejected", &["approved"], &["rejected"]),
         };
         let s = self.status.as_str();
-        if positive.contains(&s) {
+        // Mitzo's statuses: pass/fail mean the positive/negative of any type.
+        if positive.contains(&s) || s == "pass" {
             Ok(Outcome::Positive)
-        } else if negative.contains(&s) {
+        } else if negative.contains(&s) || s == "fail" {
             Ok(Outcome::Negative)
         } else {
             Err(Error::BadRequest(format!(
-                "unknown status {:?} for this signal type; allowed: {allowed}",
+                "unknown status {:?} for this signal type; allowed: {allowed} (or pass, fail)",
                 truncate(s, 40)
             )))
         }
@@ -925,6 +938,7 @@ mod tests {
     fn tools_flow() {
         let mut c = conn();
         let set = SetBody {
+            client_id: None,
             tasks: vec![
                 NewToolTask {
                     title: "a".into(),
@@ -950,6 +964,7 @@ mod tests {
             &ArtifactBody {
                 key: "pr_url".into(),
                 value: "https://x/pr/1".into(),
+                client_id: None,
             },
         )
         .unwrap();
@@ -958,6 +973,7 @@ mod tests {
             "s1",
             &CompleteBody {
                 summary: "did a".into(),
+                client_id: None,
             },
         )
         .unwrap();
@@ -971,6 +987,13 @@ mod tests {
         assert_eq!(resolve_signal(&mut c, &sig, Some("s2")).unwrap().0, 0);
         assert_eq!(resolve_signal(&mut c, &sig, None).unwrap().0, 1);
         assert_eq!(get(&c, &tasks[0].id).unwrap().unwrap().status, Status::Done);
+        let pass: SignalBody =
+            serde_json::from_str(r#"{"type":"gh_ci","pr_url":"u","status":"pass"}"#).unwrap();
+        assert_eq!(pass.outcome().unwrap(), Outcome::Positive);
+        let fail: SignalBody =
+            serde_json::from_str(r#"{"type":"human_approval","pr_url":"u","status":"fail"}"#)
+                .unwrap();
+        assert_eq!(fail.outcome().unwrap(), Outcome::Negative);
         let bad: SignalBody =
             serde_json::from_str(r#"{"type":"gh_ci","pr_url":"u","status":"green"}"#).unwrap();
         let e = resolve_signal(&mut c, &bad, None).unwrap_err().to_string();

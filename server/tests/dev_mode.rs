@@ -19,16 +19,27 @@ struct Dev {
 static PORT_3100: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn start_dev(dir: &std::path::Path) -> Dev {
-    let mut child = Command::new(mitzod_bin())
-        .args(["serve", "--dev"])
+    start_dev_with(dir, &[], &[])
+}
+
+/// `serve --dev` with more arguments and environment; returns once it
+/// serves, with every stderr line up to then.
+fn start_dev_with(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
+    let mut cmd = Command::new(mitzod_bin());
+    cmd.args(["serve", "--dev"])
+        .args(args)
         .current_dir(dir)
         .env_remove("LISTEN_FDS")
         .env_remove("NOTIFY_SOCKET")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut lines = Vec::new();
     loop {
@@ -48,6 +59,15 @@ fn start_dev(dir: &std::path::Path) -> Dev {
         child,
         stderr_lines: lines,
     }
+}
+
+fn git_init(dir: &std::path::Path) {
+    assert!(Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success());
 }
 
 fn stop(mut dev: Dev) {
@@ -89,9 +109,17 @@ fn dev_mode_runs_with_generated_secrets() {
         assert_eq!(m.mode() & 0o777, 0o600, "{f}");
     }
     assert_eq!(std::fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
+    // The server reads an argon2 hash it stored, so it never hashes at
+    // start-up and has no plaintext passphrase to warn about.
+    let phc = std::fs::read_to_string(state.join("passphrase-hash")).unwrap();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(!text.contains("plaintext"), "{text}");
     if is_root() {
         let (uid, _) = nobody_ids();
-        assert!(text.contains("now running as user nobody"), "{text}");
+        assert!(
+            text.contains("started as root; serving as user nobody"),
+            "{text}"
+        );
         let status = proc_status(dev.child.id());
         assert!(
             status["Uid"]
@@ -127,13 +155,145 @@ fn dev_mode_runs_with_generated_secrets() {
 }
 
 #[test]
-fn dev_mode_refuses_a_config_file() {
+fn dev_mode_takes_a_config_file_and_the_environment_over_its_defaults() {
+    let dir = open_tempdir();
+    git_init(dir.path());
+    let port = free_port();
+    let config = dir.path().join("dev.toml");
+    std::fs::write(
+        &config,
+        format!("listen = [\"127.0.0.1:{port}\"]\n[agent]\ncommand = \"/usr/bin/env\"\n"),
+    )
+    .unwrap();
+    // The variable wins over the file.
+    let dev = start_dev_with(
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &[("MITZOD_AGENT__COMMAND", "/nonexistent/agent")],
+    );
+    let text = dev.stderr_lines.join("");
+    assert!(
+        text.contains(&format!("listening on http://127.0.0.1:{port}/")),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent: `/nonexistent/agent` NOT FOUND"),
+        "{text}"
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(request(addr, "GET", "/healthz", &[], b"").status, 200);
+    // Still the dev state and secrets.
+    assert!(dir.path().join(".mitzo-dev/passphrase-hash").exists());
+    stop(dev);
+
+    let dev = start_dev_with(
+        dir.path(),
+        &[],
+        &[
+            ("MITZOD_LISTEN", &format!("[\"127.0.0.1:{port}\"]")),
+            ("MITZOD_AGENT__COMMAND", "/usr/bin/env"),
+        ],
+    );
+    let text = dev.stderr_lines.join("");
+    assert!(
+        text.contains("agent: `/usr/bin/env` found at /usr/bin/env"),
+        "{text}"
+    );
+    assert_eq!(request(addr, "GET", "/healthz", &[], b"").status, 200);
+    stop(dev);
+}
+
+#[test]
+fn dev_mode_names_the_variable_that_is_wrong() {
+    let dir = open_tempdir();
     let out = Command::new(mitzod_bin())
-        .args(["serve", "--dev", "--config", "/nonexistent.toml"])
+        .args(["serve", "--dev"])
+        .current_dir(dir.path())
+        .env("MITZOD_COOKIE_MAX_AGE_HOURS", "0")
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("environment variable MITZOD_COOKIE_MAX_AGE_HOURS")
+            && err.contains("cookie_max_age_hours"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("cookie_max_age_hours").count(),
+        1,
+        "printed once: {err}"
+    );
+}
+
+#[test]
+fn dev_mode_passes_the_model_api_and_allows_its_port() {
+    let dir = open_tempdir();
+    git_init(dir.path());
+    let port = free_port();
+    let dev = start_dev_with(
+        dir.path(),
+        &[],
+        &[
+            ("MITZOD_LISTEN", &format!("[\"127.0.0.1:{port}\"]")),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:45678"),
+            ("ANTHROPIC_API_KEY", "sk-dev-test-key-not-logged"),
+        ],
+    );
+    let text = dev.stderr_lines.join("");
+    assert!(
+        text.contains(
+            "ANTHROPIC_BASE_URL=http://127.0.0.1:45678 (agents may connect to port 45678)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("ANTHROPIC_API_KEY is set and passed to agents"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-dev-test-key-not-logged"), "{text}");
+    stop(dev);
+}
+
+#[test]
+fn dev_mode_as_root_in_a_root_owned_repo_says_so_before_serving() {
+    if !require_root("dev_mode_as_root_in_a_root_owned_repo_says_so_before_serving") {
+        return;
+    }
+    let dir = open_tempdir();
+    git_init(dir.path());
+    let port = free_port();
+    let dev = start_dev_with(
+        dir.path(),
+        &[],
+        &[("MITZOD_LISTEN", &format!("[\"127.0.0.1:{port}\"]"))],
+    );
+    let text = dev.stderr_lines.join("");
+    let warned = text
+        .find("sessions need a git repo that nobody owns")
+        .unwrap_or_else(|| panic!("{text}"));
+    let serving = text.find("listening on").unwrap();
+    assert!(warned < serving, "said before serving: {text}");
+    assert!(text.contains("is owned by root"), "{text}");
+    assert!(text.contains("MITZOD_USER"), "{text}");
+    stop(dev);
+
+    // Control: the same repo owned by the user it drops to: no warning.
+    let status = Command::new("chown")
+        .args(["-R", "nobody:"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dev = start_dev_with(
+        dir.path(),
+        &[],
+        &[("MITZOD_LISTEN", &format!("[\"127.0.0.1:{port}\"]"))],
+    );
+    let text = dev.stderr_lines.join("");
+    assert!(text.contains("serving as user nobody"), "{text}");
+    assert!(!text.contains("sessions need a git repo"), "{text}");
+    stop(dev);
 }
 
 #[test]

@@ -355,7 +355,7 @@ fn crash_garbage_huge_and_unsupported_are_events_not_failures() {
 
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "unsupported:hook_callback"}));
     let events = s.wait_event(&id, |e| {
-        e["type"] == "block_end" && e["text"].as_str().unwrap_or("").contains("hook_callback")
+        e["type"] == "block_end" && e["text"].as_str().unwrap_or("").contains("no such hook")
     });
     let said = text_of(&events);
     assert!(

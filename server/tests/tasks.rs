@@ -564,3 +564,83 @@ fn kill9_mid_burst_loses_no_acknowledged_write() {
         stored.len()
     );
 }
+
+/// Mitzo's request shapes on the internal API: `clientId` in the body (or
+/// query) naming the session, and `pass`/`fail` signal statuses.
+#[test]
+fn mitzo_request_shapes_are_accepted() {
+    let b = Board::start();
+    let sid = "mitzo-hook-1";
+    // clientId in the body instead of X-Client-ID.
+    let r = b.int(
+        "POST",
+        "/api/internal/task-tools/set",
+        Some(json!({"clientId": sid, "tasks": [{"title": "ship"}]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = b.int(
+        "POST",
+        "/api/internal/task-tools/artifact",
+        Some(json!({"clientId": sid, "key": "pr_url", "value": "https://x/pr/9"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = b.int(
+        "GET",
+        &format!("/api/internal/task-tools/status?clientId={sid}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tasks = r.json()["tasks"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["sessionId"], sid);
+    // Control: without any session name the call is refused.
+    let r = b.int(
+        "POST",
+        "/api/internal/task-tools/block",
+        Some(json!({"reason": "x"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = b.int(
+        "POST",
+        "/api/internal/task-tools/complete",
+        Some(json!({"clientId": sid, "summary": "done"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // pass / fail: the positive / negative status of any signal type.
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({"type": "gh_review", "pr_url": "https://x/pr/9", "status": "fail"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["matched"], 1);
+    let id = tasks[0]["id"].as_str().unwrap();
+    let t = b.int("GET", &format!("/api/tasks/{id}"), None).json();
+    assert_eq!(
+        t["status"], "in_progress",
+        "a failed review sends it back: {t}"
+    );
+    assert_eq!(t["artifacts"]["review"], "fail", "{t}");
+    let r = b.int(
+        "POST",
+        "/api/internal/task-tools/complete",
+        Some(json!({"clientId": sid, "summary": "fixed"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({"type": "human_approval", "pr_url": "https://x/pr/9", "status": "pass"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = b.int("GET", &format!("/api/tasks/{id}"), None).json();
+    assert_eq!(t["status"], "done", "{t}");
+    let r = b.int(
+        "POST",
+        "/api/signals/resolve",
+        Some(json!({"type": "gh_ci", "pr_url": "https://x/pr/9", "status": "green"})),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("pass, fail"), "{}", r.error());
+}

@@ -1,24 +1,35 @@
 """Python client for mitzod.
 
     from mitzo_client import Client
-    client = Client()            # finds the URL and the token by itself
-    print(client.list_tasks())
+    with Client() as client:      # finds the URL and the token by itself
+        print(client.list_tasks())
 
-See :class:`Client` for the discovery order and :mod:`mitzo_client.errors`
-for the exceptions.
+See :class:`Client` for the discovery order, :mod:`mitzo_client.errors` for
+the exceptions (one per status) and :mod:`mitzo_client.types` for the shapes
+of the answers.
 """
 
+from typing import Any
+
+from . import types
 from ._native import DEFAULT_URL, Client, __version__, token_file_candidates
 from .errors import (
+    APIConnectionError,
+    APIStatusError,
     AuthError,
+    AuthenticationError,
+    BadRequestError,
     ConflictError,
-    ConnectionError,
+    GoneError,
     InsecureTokenFileWarning,
     InvalidTokenFileError,
     MitzoError,
     NotFoundError,
-    RateLimitedError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
     ServerError,
+    ServiceUnavailableError,
     TokenNotFoundError,
 )
 
@@ -27,14 +38,29 @@ __all__ = [
     "DEFAULT_URL",
     "__version__",
     "token_file_candidates",
+    "types",
     "MitzoError",
+    "APIStatusError",
+    "BadRequestError",
     "AuthError",
+    "AuthenticationError",
+    "PermissionDeniedError",
     "NotFoundError",
     "ConflictError",
-    "RateLimitedError",
+    "GoneError",
+    "RequestTooLargeError",
+    "RateLimitError",
     "ServerError",
-    "ConnectionError",
+    "ServiceUnavailableError",
+    "APIConnectionError",
     "TokenNotFoundError",
     "InvalidTokenFileError",
     "InsecureTokenFileWarning",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated aliases (ConnectionError, RateLimitedError) warn on use.
+    from . import errors
+
+    return getattr(errors, name)

@@ -1,7 +1,15 @@
 """The ``mitzo`` command, for shell hooks and scripts.
 
 Exit codes: 0 ok, 1 the server said no, 2 usage, 3 cannot reach the server
-or find a token. Results are printed to stdout as JSON.
+or find a token. Results are printed to stdout as JSON, except where a hook
+contract says otherwise (``mitzo hook worktree-create`` prints a path).
+
+Claude Code hooks (``.claude/settings.json``)::
+
+    WorktreeCreate  mitzo hook worktree-create   a worktree of the repo Claude was
+                                                 started in, made by mitzod; prints its path
+    WorktreeRemove  mitzo hook worktree-remove   removes it through mitzod
+    SessionStart    mitzo hook session-start     registers the session with mitzod
 """
 
 from __future__ import annotations
@@ -10,10 +18,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from ._native import Client, token_file_candidates
-from .errors import ConnectionError, MitzoError, TokenNotFoundError
+from .errors import APIConnectionError, MitzoError, TokenNotFoundError
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -53,7 +62,83 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _hook_input() -> Dict[str, Any]:
+    """The JSON object Claude Code writes to a hook's stdin."""
+    try:
+        data = json.load(sys.stdin)
+    except json.JSONDecodeError as e:
+        raise _UsageError(f"the hook's stdin is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise _UsageError("the hook's stdin is not a JSON object")
+    return data
+
+
+def _repo_of(cwd: str) -> Path:
+    """The top of the git work tree holding ``cwd`` (no git needed: the repo may
+    belong to mitzod's user, which git would call dubious)."""
+    start = Path(cwd).resolve()
+    for d in [start, *start.parents]:
+        if (d / ".git").exists():
+            return d
+    raise _UsageError(f"{cwd} is not inside a git repository")
+
+
+def _cmd_hook_worktree_create(args: argparse.Namespace) -> int:
+    data = _hook_input()
+    cwd = data.get("cwd")
+    if not isinstance(cwd, str) or not cwd:
+        raise _UsageError('the hook input has no "cwd"')
+    repo = _repo_of(cwd)
+    result = _client(args).open_repo(repo_path=str(repo))
+    # The hook contract: the worktree's absolute path, alone, on stdout.
+    sys.stdout.write(result["path"] + "\n")
+    sys.stdout.flush()
+    name = data.get("name")
+    sys.stderr.write(
+        f"mitzo: worktree {result['path']} of {result['repoName']}"
+        + (f" for {name!r}" if isinstance(name, str) else "")
+        + "\n"
+    )
+    return EXIT_OK
+
+
+def _cmd_hook_worktree_remove(args: argparse.Namespace) -> int:
+    data = _hook_input()
+    path = data.get("worktree_path")
+    if not isinstance(path, str) or not path:
+        raise _UsageError('the hook input has no "worktree_path"')
+    _client(args).close_worktree(path)
+    return EXIT_OK
+
+
+def _cmd_hook_session_start(args: argparse.Namespace) -> int:
+    data = _hook_input()
+    cwd = data.get("cwd") if isinstance(data.get("cwd"), str) else os.getcwd()
+    claude_id = data.get("session_id")
+    summary = args.summary or f"Claude Code session {claude_id or ''} in {cwd}".replace("  ", " ")
+    created = _client(args).create_session(
+        args.source, summary=summary, mode=args.mode, isolation=False
+    )
+    context = f"mitzod session {created['sessionId']} tracks this session."
+    if args.context:
+        context += " " + args.context
+    _print_json(
+        {
+            "hookSpecificOutput": {
+                "hookEventName": "SessionStart",
+                "additionalContext": context,
+            }
+        }
+    )
+    return EXIT_OK
+
+
 def _cmd_session_start(args: argparse.Namespace) -> int:
+    sys.stderr.write(
+        "mitzo: `mitzo session-start` is deprecated: Claude Code does not move to the "
+        "printed cwd. Use `claude --worktree` with `mitzo hook worktree-create` / "
+        "`worktree-remove` (see the README).\n"
+    )
     result = _client(args).create_session(
         args.source,
         initial_prompt=args.prompt,
@@ -61,19 +146,7 @@ def _cmd_session_start(args: argparse.Namespace) -> int:
         mode=args.mode,
         model=args.model,
     )
-    try:
-        cwd = result["worktrees"]["primary"]["path"]
-    except (KeyError, TypeError):
-        sys.stderr.write(
-            "mitzo: the server's answer has no worktrees.primary.path: "
-            + json.dumps(result)
-            + "\n"
-        )
-        return EXIT_REFUSED
-    if not isinstance(cwd, str):
-        sys.stderr.write("mitzo: worktrees.primary.path is not a string\n")
-        return EXIT_REFUSED
-    _print_json({"cwd": cwd})
+    _print_json({"cwd": result["worktrees"]["primary"]["path"]})
     return EXIT_OK
 
 
@@ -108,7 +181,10 @@ def _cmd_task_block(args: argparse.Namespace) -> int:
 
 
 def _cmd_task_artifact(args: argparse.Namespace) -> int:
-    value: Any = _json_arg(args.value, "VALUE") if args.json_value else args.value
+    value: str = args.value
+    if args.json_value:
+        # Stored as text: the JSON is checked, then kept as written.
+        _json_arg(value, "VALUE")
     _print_json(_client(args).add_artifact(args.key, value))
     return EXIT_OK
 
@@ -117,8 +193,8 @@ def _cmd_signal_resolve(args: argparse.Namespace) -> int:
     artifacts = None
     if args.artifacts is not None:
         artifacts = _json_arg(args.artifacts, "--artifacts")
-        if not isinstance(artifacts, dict):
-            raise _UsageError("--artifacts must be a JSON object")
+        if not isinstance(artifacts, dict) or not all(isinstance(v, str) for v in artifacts.values()):
+            raise _UsageError("--artifacts must be a JSON object of strings")
     pr: Optional[Any] = args.pr
     if isinstance(pr, str) and pr.isdigit():
         pr = int(pr)
@@ -165,9 +241,29 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("health", help="check that the server answers")
     s.set_defaults(func=_cmd_health)
 
+    hook = sub.add_parser("hook", help="Claude Code hooks (read the hook's JSON on stdin)").add_subparsers(
+        dest="hook_command", metavar="EVENT"
+    )
+    hook.required = True
+    s = hook.add_parser(
+        "worktree-create",
+        help="WorktreeCreate: mitzod makes a worktree of the repo Claude runs in; prints its path",
+    )
+    s.set_defaults(func=_cmd_hook_worktree_create)
+    s = hook.add_parser("worktree-remove", help="WorktreeRemove: mitzod removes that worktree")
+    s.set_defaults(func=_cmd_hook_worktree_remove)
+    s = hook.add_parser(
+        "session-start", help="SessionStart: register the session with mitzod (prints additionalContext)"
+    )
+    s.add_argument("--source", default="claude-code", help="who starts it (default claude-code)")
+    s.add_argument("--summary")
+    s.add_argument("--mode", choices=["ask", "agent", "auto"])
+    s.add_argument("--context", help="more text for Claude's additionalContext")
+    s.set_defaults(func=_cmd_hook_session_start)
+
     s = sub.add_parser(
         "session-start",
-        help='create a session and print {"cwd": <primary worktree>} (Claude Code SessionStart hook)',
+        help="deprecated: use `mitzo hook worktree-create` with `claude --worktree`",
     )
     s.add_argument("--source", required=True, help="who starts it, e.g. claude-code")
     s.add_argument("--prompt", help="initial prompt (starts a headless run)")
@@ -208,7 +304,12 @@ def _parser() -> argparse.ArgumentParser:
     signal.required = True
     s = signal.add_parser("resolve", help="POST /api/signals/resolve")
     s.add_argument("--type", required=True, choices=["gh_ci", "gh_review", "human_approval"])
-    s.add_argument("--status", required=True)
+    s.add_argument(
+        "--status",
+        required=True,
+        help="gh_ci: success/failure; gh_review: approved/changes_requested; "
+        "human_approval: approved/rejected; pass/fail for any",
+    )
     s.add_argument("--repo")
     s.add_argument("--pr")
     s.add_argument("--pr-url")
@@ -234,7 +335,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_usage(sys.stderr)
         sys.stderr.write(f"mitzo: {e}\n")
         return EXIT_USAGE
-    except (ConnectionError, TokenNotFoundError) as e:
+    except (APIConnectionError, TokenNotFoundError) as e:
         sys.stderr.write(f"mitzo: {e}\n")
         return EXIT_UNREACHABLE
     except MitzoError as e:

@@ -46,18 +46,37 @@ fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The session a task-tool or signal call acts for.
-fn session_of(caller: &Caller) -> Result<String> {
-    match caller {
-        Caller::Session { session_id } => Ok(session_id.clone()),
-        Caller::Internal { client_id: Some(id) } => {
-            tasks::check_session_id(id).map_err(|e| Error::BadRequest(format!("X-Client-ID: {e}")))?;
+/// The session a task-tool call acts for: the session token's own; for the
+/// internal token, `X-Client-ID`, else Mitzo's `clientId` (body or query).
+fn session_of(caller: &Caller, client_id: Option<&str>) -> Result<String> {
+    match (caller, client_id) {
+        (Caller::Session { session_id }, Some(other)) if other != session_id => {
+            Err(Error::Forbidden(
+                "a session token acts for its own session only; clientId names another".into(),
+            ))
+        }
+        (Caller::Session { session_id }, _) => Ok(session_id.clone()),
+        (Caller::Internal { client_id: Some(id) }, _) => {
+            tasks::check_session_id(id)
+                .map_err(|e| Error::BadRequest(format!("X-Client-ID: {e}")))?;
             Ok(id.clone())
         }
+        (Caller::Internal { client_id: None }, Some(id)) => {
+            tasks::check_session_id(id)
+                .map_err(|e| Error::BadRequest(format!("clientId: {e}")))?;
+            Ok(id.to_string())
+        }
         _ => Err(Error::BadRequest(
-            "task tools act for one session: use its session token, or the internal token with an X-Client-ID header naming the session".into(),
+            "task tools act for one session: use its session token, or the internal token with an X-Client-ID header (or a clientId) naming the session".into(),
         )),
     }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    #[serde(default, rename = "clientId")]
+    client_id: Option<String>,
 }
 
 async fn list(
@@ -146,7 +165,7 @@ async fn tool_set(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::SetBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller())?;
+    let session = session_of(a.caller(), body.client_id.as_deref())?;
     body.validate()?;
     let (result, events) = state
         .db
@@ -161,7 +180,7 @@ async fn tool_complete(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::CompleteBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller())?;
+    let session = session_of(a.caller(), body.client_id.as_deref())?;
     let (result, events) = state
         .db
         .call(move |c| tasks::tool_complete(c, &session, &body))
@@ -175,7 +194,7 @@ async fn tool_block(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::BlockBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller())?;
+    let session = session_of(a.caller(), body.client_id.as_deref())?;
     let (result, events) = state
         .db
         .call(move |c| tasks::tool_block(c, &session, &body))
@@ -189,7 +208,7 @@ async fn tool_artifact(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::ArtifactBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller())?;
+    let session = session_of(a.caller(), body.client_id.as_deref())?;
     let (result, events) = state
         .db
         .call(move |c| tasks::tool_artifact(c, &session, &body))
@@ -201,8 +220,9 @@ async fn tool_artifact(
 async fn tool_status(
     State(state): State<AppState>,
     a: Authed<scope::Agent>,
+    Query(q): Query<StatusQuery>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller())?;
+    let session = session_of(a.caller(), q.client_id.as_deref())?;
     let (result, tasks) = state
         .db
         .call(move |c| tasks::tool_status(c, &session))

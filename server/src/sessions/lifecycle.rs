@@ -160,19 +160,13 @@ impl SessionManager {
         let program = launch::program(&config.agent.command)?;
         let state_dir = std::fs::canonicalize(&self.deps.state_dir)
             .unwrap_or_else(|_| self.deps.state_dir.clone());
-        let home = config
-            .agent
-            .home
-            .clone()
-            .unwrap_or_else(|| state_dir.join("agent-home"));
+        let home = launch::prepare_home(&state_dir, &session.id, config.agent.home.as_deref())?;
         let tmp = state_dir.join("tmp").join(&session.id);
-        for dir in [&home, &tmp] {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         let policy = crate::sandbox::agent_policy(&AgentPolicyInputs {
             repo: &session.repo,
             worktrees: std::slice::from_ref(&session.cwd),
@@ -188,13 +182,17 @@ impl SessionManager {
             landlock: super::registry::landlock_mode(config),
         })?;
         let token = self.deps.session_tokens.issue(&session.id);
-        let session_env = launch::session_env(
+        let mut session_env = launch::session_env(
             &home,
             &tmp,
             &self.deps.own_url,
             &session.id,
             token.expose_str(),
         );
+        // agent.api_key_file / the anthropic-api-key credential, read before the drop.
+        if let Some(key) = &config.agent.api_key {
+            session_env.push(("ANTHROPIC_API_KEY".into(), key.expose_str().to_string()));
+        }
         let env = crate::sandbox::build_env(
             std::env::vars_os(),
             &config.agent.env_passthrough,

@@ -5,7 +5,8 @@
 //! Modules, one job each: [`registry`] (create, get, list, rename, delete,
 //! evict), [`lifecycle`] (start, send, interrupt, stop, exit, shutdown),
 //! [`translate`] (agent messages → events, pure), [`broker`] (control
-//! requests, timers, ntfy, approval capabilities), [`approval`] (what a
+//! requests, the PreToolUse hook, questions), [`decisions`] (owner, one-tap and
+//! timeout decisions, timers, ntfy, approval capabilities), [`approval`] (what a
 //! person reads to decide), [`replay`] (subscribe with no gap), [`supervisor`]
 //! (detach TTL, idle exit, heartbeat), [`events`] (ring, broadcast, open
 //! blocks), [`writer`] (the ordered, back-pressured SQLite writer) and
@@ -42,6 +43,7 @@
 
 pub mod approval;
 pub mod broker;
+pub mod decisions;
 pub mod events;
 pub mod lifecycle;
 pub mod registry;

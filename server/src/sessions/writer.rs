@@ -51,7 +51,11 @@ pub struct Writer {
 }
 
 /// The far end of a [`Writer::detached`] (tests).
-pub struct Receiver(mpsc::UnboundedReceiver<Persist>, Arc<AtomicUsize>);
+pub struct Receiver(
+    mpsc::UnboundedReceiver<Persist>,
+    Arc<AtomicUsize>,
+    Arc<watch::Sender<()>>,
+);
 
 impl Receiver {
     /// How many events were queued; they count as written.
@@ -63,6 +67,7 @@ impl Receiver {
                 self.1.fetch_sub(1, Ordering::SeqCst);
             }
         }
+        self.2.send_replace(());
         n
     }
 }
@@ -72,17 +77,17 @@ impl Writer {
     pub fn detached() -> (Writer, Receiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(watch::Sender::new(()));
         let w = Writer {
             tx,
             depth: depth.clone(),
-            drained: Arc::new(watch::Sender::new(())),
+            drained: drained.clone(),
         };
-        (w, Receiver(rx, depth))
+        (w, Receiver(rx, depth, drained))
     }
 
     pub fn spawn(db: Db) -> Writer {
-        let (w, Receiver(mut rx, depth)) = Writer::detached();
-        let drained = w.drained.clone();
+        let (w, Receiver(mut rx, depth, drained)) = Writer::detached();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -190,4 +195,38 @@ fn write_batch(conn: &mut Connection, writes: &[Persist]) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn row(seq: u64) -> EventRow {
+        EventRow {
+            session_id: "s".into(),
+            seq,
+            ts: 0,
+            kind: "x",
+            json: Arc::from("{}"),
+            persisted: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_wait_while_the_queue_is_over_its_bound() {
+        let (w, mut rx) = Writer::detached();
+        for seq in 1..=HIGH_WATER as u64 {
+            w.event(row(seq));
+        }
+        assert!(w.room().now_or_never().is_some(), "at the bound: room");
+        w.event(row(HIGH_WATER as u64 + 1));
+        let mut waiting = Box::pin(w.room());
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "over it: the reader waits"
+        );
+        assert_eq!(rx.drain_count(), HIGH_WATER + 1);
+        assert!(waiting.now_or_never().is_some(), "written: it goes on");
+    }
 }

@@ -1,0 +1,196 @@
+"""The shapes of mitzod's answers, as ``TypedDict``s, and the fixed vocabularies
+(modes, task statuses, signal types) as ``Literal`` types.
+
+They describe what the server sends today; keys marked ``NotRequired`` may be
+absent. At run time every answer is a plain ``dict``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Literal, Optional, Union
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired, TypedDict
+else:  # pragma: no cover - older Pythons
+    from typing_extensions import NotRequired, TypedDict
+
+__all__ = [
+    "Mode",
+    "TaskStatus",
+    "SignalType",
+    "SignalStatus",
+    "Version",
+    "Health",
+    "Ok",
+    "Worktree",
+    "SessionWorktrees",
+    "SessionCreated",
+    "SessionSummary",
+    "SessionList",
+    "ActiveSessions",
+    "SessionMeta",
+    "EventsPage",
+    "Repo",
+    "RepoOpened",
+    "RepoClosed",
+    "Task",
+    "TaskList",
+    "NewTask",
+    "ToolResult",
+    "ToolStatus",
+    "SignalResult",
+]
+
+Mode = Literal["ask", "agent", "auto"]
+"""How much an agent may do without asking: every tool, edits in its worktree, or everything."""
+
+TaskStatus = Literal["todo", "in_progress", "blocked", "review", "done"]
+
+SignalType = Literal["gh_ci", "gh_review", "human_approval"]
+
+SignalStatus = Literal[
+    "success", "failure", "approved", "changes_requested", "rejected", "pass", "fail"
+]
+"""gh_ci: success/failure; gh_review: approved/changes_requested; human_approval:
+approved/rejected. ``pass``/``fail`` (Mitzo's) mean the positive/negative one of any type."""
+
+
+class Version(TypedDict):
+    version: str
+    commit: str
+
+
+class Health(TypedDict):
+    ok: bool
+
+
+class Ok(TypedDict):
+    ok: bool
+
+
+class Worktree(TypedDict):
+    path: str
+    branch: Optional[str]
+
+
+class SessionWorktrees(TypedDict):
+    primary: Worktree
+
+
+class SessionCreated(TypedDict):
+    sessionId: str
+    worktrees: SessionWorktrees
+    isolation: bool
+    headless: bool
+
+
+class SessionSummary(TypedDict):
+    id: str
+    summary: str
+    lastModified: int
+    branch: Optional[str]
+    isActive: bool
+    isAttached: bool
+    numTurns: int
+    state: str
+
+
+class SessionList(TypedDict):
+    sessions: List[SessionSummary]
+    hasMore: bool
+
+
+class ActiveSessions(TypedDict):
+    sessions: List[SessionSummary]
+    loaded: int
+
+
+class SessionMeta(TypedDict):
+    id: str
+    source: str
+    summary: str
+    mode: Mode
+    model: Optional[str]
+    repo: str
+    cwd: str
+    branch: Optional[str]
+    isolation: bool
+    headless: bool
+    agentSessionId: Optional[str]
+    state: str
+    numTurns: int
+    createdAt: int
+    lastModified: int
+    isActive: bool
+    isAttached: bool
+    lastSeq: int
+    worktrees: SessionWorktrees
+
+
+class EventsPage(TypedDict):
+    events: List[Dict[str, Any]]
+    """Each a WebSocket frame as it was sent: ``type``, ``seq``, ``sessionId``, ..."""
+    lastSeq: int
+
+
+class Repo(TypedDict):
+    name: str
+    path: str
+
+
+class RepoOpened(TypedDict):
+    path: str
+    repoName: str
+    created: bool
+    worktrees: Dict[str, str]
+    """Mitzo's shape: ``{repoName: path}``."""
+
+
+class RepoClosed(TypedDict):
+    ok: bool
+    removed: bool
+    """Whether a directory was removed (its commits were fetched first)."""
+
+
+class Task(TypedDict):
+    id: str
+    title: str
+    description: str
+    status: TaskStatus
+    priority: int
+    sessionId: Optional[str]
+    artifacts: Dict[str, str]
+    createdAt: str
+    updatedAt: str
+
+
+class TaskList(TypedDict):
+    tasks: List[Task]
+
+
+class NewTask(TypedDict):
+    """One task for :meth:`Client.set_tasks`."""
+
+    title: str
+    description: NotRequired[str]
+    priority: NotRequired[int]
+
+
+class ToolResult(TypedDict):
+    result: str
+    """A line for the agent to read, e.g. ``Completed "x"; it awaits review.``"""
+
+
+class ToolStatus(TypedDict):
+    result: str
+    tasks: List[Task]
+
+
+class SignalResult(TypedDict):
+    ok: bool
+    matched: int
+    """How many tasks the signal moved."""
+
+
+JSON = Union[Dict[str, Any], List[Any], str, int, float, bool, None]

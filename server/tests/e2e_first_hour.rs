@@ -1,0 +1,423 @@
+//! The README's first hour with the real Claude Code CLI (npm), offline
+//! against the scripted fake Anthropic API:
+//! - `serve --dev` in a fresh clone with the fake model as
+//!   `ANTHROPIC_BASE_URL`, log in with the passphrase file, a session over
+//!   `/ws/chat`, and an approved tool call, as the "First session" section says;
+//! - `claude -p --worktree` with the README's `WorktreeCreate`/`WorktreeRemove`
+//!   hooks: the Bash call's file lands in the worktree mitzod made, and the
+//!   real CLI's removal path (`claude worktree-hook --event remove`) removes it
+//!   through mitzod.
+//!
+//! Skips when the CLI (or, for the hooks, the `mitzo` command) is missing,
+//! unless `MITZO_REQUIRE_E2E=1`.
+
+mod common;
+mod sessions_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use serde_json::{json, Value};
+use sessions_support::*;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn e2e_dir() -> PathBuf {
+    repo_root().join("tests/e2e")
+}
+
+fn required_or_skip(test: &str, what: &Path, hint: &str) -> bool {
+    if what.exists() {
+        return true;
+    }
+    if std::env::var("MITZO_REQUIRE_E2E").is_ok_and(|v| v == "1") {
+        panic!("{test}: {} missing; {hint}", what.display());
+    }
+    eprintln!("SKIP {test}: {} missing ({hint})", what.display());
+    false
+}
+
+fn claude_or_skip(test: &str) -> Option<PathBuf> {
+    if !landlock_or_skip(test) {
+        return None;
+    }
+    let bin = std::env::var_os("MITZO_CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| e2e_dir().join("node_modules/.bin/claude"));
+    required_or_skip(test, &bin, "run `npm ci` in tests/e2e").then_some(bin)
+}
+
+/// The fake Anthropic API; dies with the test (stdin EOF).
+struct FakeApi {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake_api() -> FakeApi {
+    let dir = e2e_dir();
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(dir.join("fake_anthropic.py"))
+        .args(["--port", "0", "--exit-on-stdin-eof", "--script"])
+        .arg(dir.join("scripts/scenarios.json"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fake API port line: {line:?}"));
+    FakeApi { child, port }
+}
+
+fn chown_to_nobody(path: &Path) {
+    if is_root() {
+        let ok = Command::new("chown")
+            .args(["-R", "nobody:"])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(["-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A project to work on, with one commit.
+fn project(dir: &Path) -> PathBuf {
+    let repo = dir.join("project");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
+    git(&repo, &["add", "README.md"]);
+    git(&repo, &["commit", "-qm", "init"]);
+    repo
+}
+
+struct Dev {
+    child: Child,
+    lines: Vec<String>,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mitzod serve --dev` in `dir` with `env`, once it serves.
+fn serve_dev(dir: &Path, env: &[(String, String)]) -> Dev {
+    let mut cmd = Command::new(mitzod_bin());
+    cmd.args(["serve", "--dev"])
+        .current_dir(dir)
+        .env_remove("LISTEN_FDS")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("serve --dev exited: {lines:#?}");
+        }
+        let done = line.contains("serving on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in reader.lines() {});
+    Dev { child, lines }
+}
+
+#[test]
+fn real_claude_readme_first_session() {
+    let Some(claude) = claude_or_skip("real_claude_readme_first_session") else {
+        return;
+    };
+    let api = fake_api();
+    let dir = open_tempdir();
+    let repo = project(dir.path());
+    // As root the README says: the repo must belong to the user --dev serves as.
+    chown_to_nobody(&repo);
+    let port = free_port();
+    let modules = e2e_dir().join("node_modules").canonicalize().unwrap();
+    let env: Vec<(String, String)> = vec![
+        (
+            "ANTHROPIC_BASE_URL".into(),
+            format!("http://127.0.0.1:{}", api.port),
+        ),
+        ("ANTHROPIC_API_KEY".into(), "sk-test-offline".into()),
+        (
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+            "1".into(),
+        ),
+        ("MITZOD_AGENT__COMMAND".into(), claude.display().to_string()),
+        (
+            "MITZOD_AGENT__EXTRA_READ_PATHS".into(),
+            format!("[\"{}\"]", modules.display()),
+        ),
+        ("MITZOD_LISTEN".into(), format!("[\"127.0.0.1:{port}\"]")),
+    ];
+    let dev = serve_dev(&repo, &env);
+    let said = dev.lines.join("");
+    assert!(
+        said.contains(&format!("agent: `{}` found", claude.display())),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("agents may connect to port {}", api.port)),
+        "{said}"
+    );
+    assert!(!said.contains("sessions need a git repo"), "{said}");
+
+    // curl -X POST .../api/auth/login -d "{\"passphrase\": \"$(cat .mitzo-dev/passphrase)\"}"
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let phrase = std::fs::read_to_string(repo.join(".mitzo-dev/passphrase")).unwrap();
+    let login = request(
+        addr,
+        "POST",
+        "/api/auth/login",
+        &[("Content-Type", "application/json")],
+        json!({ "passphrase": phrase.trim() })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let jwt = login.json()["token"].as_str().unwrap().to_string();
+
+    // websocat -H "Authorization: Bearer $TOKEN" ws://127.0.0.1:3100/ws/chat
+    let mut ws = Ws::connect(port, &jwt);
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: echo hello > hello.txt"}));
+    let created = ws.wait_type("session_created");
+    let id = created["sessionId"].as_str().unwrap().to_string();
+    let wt = PathBuf::from(created["worktrees"]["primary"]["path"].as_str().unwrap());
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["toolName"], "Bash", "{req}");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    let result = ws.wait_type("tool_result");
+    assert_eq!(result["isError"], false, "{result}");
+    ws.wait_type("result");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
+    assert!(
+        !repo.join("hello.txt").exists(),
+        "in the session's worktree"
+    );
+}
+
+/// The `mitzo` command of the installed client (the python stage's venv).
+fn mitzo_cli(test: &str) -> Option<PathBuf> {
+    let bin = std::env::var_os("MITZO_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/py-venv/bin/mitzo"));
+    required_or_skip(
+        test,
+        &bin,
+        "install the client: MITZO_PY_INSTALL_ONLY=1 client-py/tests/run.sh",
+    )
+    .then_some(bin)
+}
+
+/// The README's hook configuration, byte for byte.
+const README_HOOKS: &str = r#"{
+  "hooks": {
+    "WorktreeCreate": [
+      { "hooks": [ { "type": "command", "command": "mitzo hook worktree-create" } ] }
+    ],
+    "WorktreeRemove": [
+      { "hooks": [ { "type": "command", "command": "mitzo hook worktree-remove" } ] }
+    ]
+  }
+}"#;
+
+#[test]
+fn readme_hook_example_is_the_tested_one() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(README_HOOKS),
+        "the README's hook example differs from the one tested here"
+    );
+}
+
+/// The last JSON line a command printed.
+fn last_json(out: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(out);
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON line in {text}"))
+}
+
+#[test]
+fn real_claude_worktree_hooks() {
+    let Some(claude) = claude_or_skip("real_claude_worktree_hooks") else {
+        return;
+    };
+    let Some(mitzo) = mitzo_cli("real_claude_worktree_hooks") else {
+        return;
+    };
+    let api = fake_api();
+    let mut server = TestServer::new(Options::default());
+    let repo = project(server.dir.path());
+    std::fs::create_dir(repo.join(".claude")).unwrap();
+    std::fs::write(repo.join(".claude/settings.json"), README_HOOKS).unwrap();
+    chown_to_nobody(&repo);
+    let text = std::fs::read_to_string(&server.config).unwrap();
+    std::fs::write(
+        &server.config,
+        format!("repo_path = \"{}\"\n{text}", repo.display()),
+    )
+    .unwrap();
+    server.start();
+
+    let home = server.dir.path().join("claude-home");
+    std::fs::create_dir(&home).unwrap();
+    if is_root() {
+        // As root, Claude runs as another user than mitzod (nobody), and git
+        // calls the worktree mitzod made dubious. Where Claude and mitzod are
+        // one user, as deployed, this is not needed.
+        std::fs::write(home.join(".gitconfig"), "[safe]\n\tdirectory = *\n").unwrap();
+    }
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        mitzo.parent().unwrap().display()
+    );
+    let claude_env = |cmd: &mut Command| {
+        cmd.env_clear()
+            .env("PATH", &path)
+            .env("HOME", &home)
+            .env("LANG", "C.UTF-8")
+            .env(
+                "ANTHROPIC_BASE_URL",
+                format!("http://127.0.0.1:{}", api.port),
+            )
+            .env("ANTHROPIC_API_KEY", "sk-test-offline")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            // What the hooks need to reach mitzod; a dev server needs neither.
+            .env("MITZO_URL", format!("http://127.0.0.1:{}", server.port))
+            .env("MITZO_TOKEN_FILE", server.token_path())
+            .current_dir(&repo);
+    };
+
+    let mut run = Command::new(&claude);
+    claude_env(&mut run);
+    run.args([
+        "-p",
+        "RUN: pwd > where.txt",
+        "--worktree",
+        "feature-x",
+        "--permission-mode",
+        "acceptEdits",
+        "--allowedTools",
+        "Bash",
+    ]);
+    let out = run.output().unwrap();
+    assert!(
+        out.status.success(),
+        "claude -p --worktree: {}\n{}\nmitzod log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+    // The Bash call ran in the worktree, and that worktree is mitzod's: the
+    // server answers for it as one of its own (same path, not newly made).
+    let found: Vec<PathBuf> = walk(&repo)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "where.txt"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let wt = found[0].parent().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::read_to_string(&found[0]).unwrap().trim(),
+        wt.display().to_string()
+    );
+    assert_ne!(wt, repo);
+    let id = wt.file_name().unwrap().to_str().unwrap().to_string();
+    let token = server.internal_token();
+    let r = server.post(
+        "/api/repos/open",
+        &[("X-Internal-Token", &token)],
+        &json!({"repoPath": repo, "sessionId": id}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["created"], false, "mitzod made it: {}", r.text());
+    assert_eq!(PathBuf::from(r.json()["path"].as_str().unwrap()), wt);
+
+    // Claude Code's removal path runs the WorktreeRemove hook.
+    let mut remove = Command::new(&claude);
+    claude_env(&mut remove);
+    remove.args(["worktree-hook", "--json", "--event", "remove", "--path"]);
+    remove.arg(&wt).arg("--trusted-folder").arg(&repo);
+    let out = remove.output().unwrap();
+    let report = last_json(&out.stdout);
+    assert_eq!(
+        report["outcome"],
+        "removed",
+        "{report}\n{}\nmitzod log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+    assert!(!wt.exists(), "the worktree is gone");
+    assert!(repo.join("README.md").exists(), "the repo is not");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if p.file_name().is_some_and(|n| n == ".git") {
+                    continue;
+                }
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
