@@ -197,6 +197,6 @@ try {
   out.frameToDomMs = { p50: +pct(lat, 50).toFixed(2), p99: +pct(lat, 99).toFixed(2), max: +Math.max(...lat).toFixed(2), n: lat.length };
   await b.close();
 } finally {
-  await server.stop();
+  await server.remove();
 }
 console.log(JSON.stringify(out, null, 2));

@@ -3,7 +3,7 @@
 // the user mitzod drops to, the agent behind a wrapper in a directory the
 // sandbox lets it execute from, a passphrase hashed by `mitzod hash-passphrase`.
 import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,8 +33,9 @@ function serverEnv() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Server {
-  static async start({ script = null, extraToml = "" } = {}) {
+  static async start({ script = null, extraToml = "", env = {} } = {}) {
     const s = new Server();
+    s.env = env;
     s.dir = mkdtempSync("/tmp/mitzod-web-");
     chmodSync(s.dir, 0o755);
     s.port = await freePort();
@@ -50,12 +51,12 @@ export class Server {
     const bin = join(s.dir, "agent-bin");
     mkdirSync(bin);
     copyFileSync(join(ROOT, "server/tests/fixtures/fake_agent.py"), join(bin, "fake_agent.py"));
-    let env = "";
+    let wrapperEnv = "";
     if (script) {
       writeFileSync(join(bin, "script.json"), JSON.stringify(script));
-      env = `FAKE_AGENT_SCRIPT=${join(bin, "script.json")} `;
+      wrapperEnv = `FAKE_AGENT_SCRIPT=${join(bin, "script.json")} `;
     }
-    writeFileSync(join(bin, "claude"), `#!/bin/sh\n${env}exec /usr/bin/python3 ${join(bin, "fake_agent.py")} "$@"\n`);
+    writeFileSync(join(bin, "claude"), `#!/bin/sh\n${wrapperEnv}exec /usr/bin/python3 ${join(bin, "fake_agent.py")} "$@"\n`);
     chmodSync(join(bin, "claude"), 0o755);
     chmodSync(bin, 0o755);
     if (isRoot) execFileSync("chown", ["-R", "nobody:", s.repo]);
@@ -77,7 +78,7 @@ export class Server {
     const fd = openSync(this.log, "a");
     this.child = spawn(MITZOD, ["serve", "--config", this.config], {
       stdio: ["ignore", fd, fd],
-      env: serverEnv(),
+      env: { ...serverEnv(), ...this.env },
     });
     for (let i = 0; i < 200; i++) {
       try {
@@ -98,6 +99,12 @@ export class Server {
     this.child.kill("SIGTERM");
     await Promise.race([done, sleep(10000)]);
     if (this.child.exitCode === null) this.child.kill("SIGKILL");
+  }
+
+  /** Stop and delete the temp dir (kept when a test failed, for its log). */
+  async remove() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   async restart() {

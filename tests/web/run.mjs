@@ -482,11 +482,16 @@ try {
   await import("./reconnect.mjs").then((m) =>
     m.run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
   );
+  await import("./real_claude.mjs").then((m) => m.run({ browser, login, newSession, test, skip, waitIdle, T, shot }));
 } finally {
   await cleanup();
 }
 
 const failed = results.filter((r) => !r.ok);
+if (!failed.length) {
+  await server.remove();
+  await streaming.remove();
+}
 const skipped = results.filter((r) => r.skipped);
 console.log(`\n${results.length - failed.length - skipped.length} passed, ${failed.length} failed, ${skipped.length} skipped`);
 if (failed.length) {

@@ -347,6 +347,10 @@ export const app = new (class extends Observable {
   connection: "connecting" | "open" | "reconnecting" | "offline" = "connecting";
   sessions: SessionSummary[] = [];
   tasks: Task[] = [];
+  /** Bumped by every task frame: a list fetched meanwhile is stale. */
+  taskEpoch = 0;
+  /** Bumped on every (re)connect: task frames missed while away are not replayed. */
+  connectEpoch = 0;
   transcripts = new Map<string, Transcript>();
   toast = "";
   transcript(id: string): Transcript {

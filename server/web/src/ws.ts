@@ -119,12 +119,17 @@ function upsertTask(task: Task): void {
 function onFrame(f: ServerFrame): void {
   switch (f.type) {
     case "welcome":
+      app.connectEpoch++;
+      app.changed();
+      return;
     case "reconnected":
       return;
     case "task_updated":
+      app.taskEpoch++;
       upsertTask(f.task as Task);
       return;
     case "task_deleted":
+      app.taskEpoch++;
       app.tasks = app.tasks.filter((t) => t.id !== f.id);
       app.changed();
       return;

@@ -18,14 +18,23 @@ function SafeLink({ value }: { value: string }) {
 export function Tasks() {
   useObservable(app);
   const [error, setError] = useState("");
+  // On open and after every reconnect; again if a task frame came while
+  // the list was on its way (it may predate that change).
   useEffect(() => {
-    api<{ tasks: Task[] }>(routes.tasks)
-      .then((r) => {
-        app.tasks = r.tasks;
-        app.changed();
-      })
-      .catch((e) => setError(e.message));
-  }, []);
+    let live = true;
+    const load = async (): Promise<void> => {
+      const epoch = app.taskEpoch;
+      const r = await api<{ tasks: Task[] }>(routes.tasks);
+      if (!live) return;
+      if (epoch !== app.taskEpoch) return load();
+      app.tasks = r.tasks;
+      app.changed();
+    };
+    load().catch((e) => setError(e.message));
+    return () => {
+      live = false;
+    };
+  }, [app.connectEpoch]);
   return (
     <section class="tasks" aria-label="Tasks">
       <div class="list-head">
