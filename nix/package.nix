@@ -6,6 +6,9 @@
 {
   lib,
   rustPlatform,
+  callPackage,
+  # The web app, built from its lock file without network (./web.nix).
+  web ? callPackage ./web.nix { },
   # Shown by `GET /api/version`; the flake passes its revision.
   commit ? "unknown",
 }:
@@ -25,7 +28,7 @@ rustPlatform.buildRustPackage {
     fileset = fs.unions [
       ../Cargo.toml
       ../Cargo.lock
-      ../server
+      (fs.difference ../server (fs.maybeMissing ../server/web/node_modules))
       ../client-py/Cargo.toml
       ../client-py/src
       ../systemd
@@ -43,8 +46,12 @@ rustPlatform.buildRustPackage {
     "mitzod"
   ];
 
-  # No .git in the sandbox: build.rs takes the commit from here.
-  env.MITZOD_COMMIT = commit;
+  env = {
+    # No .git in the sandbox: build.rs takes the commit from here.
+    MITZO_BUILD_COMMIT = commit;
+    # build.rs embeds this bundle instead of running npm (no network here).
+    MITZO_WEB_DIST = "${web}";
+  };
 
   # The test suite runs as its own check (the flake's checks.tests), with the
   # tools it needs; the package build stays lean.
