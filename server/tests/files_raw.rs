@@ -97,6 +97,8 @@ fn raw_reads_follow_the_json_reads_rules() {
     )
     .unwrap();
     symlink("a.txt", f.repo.join("inside-link")).unwrap();
+    // A hard link to a file outside: the one-link check refuses it.
+    std::fs::hard_link(f.outside.join("secret.txt"), f.repo.join("hard-secret")).unwrap();
     symlink("../outside/secret.txt", f.repo.join("out-link")).unwrap();
     files_support::give_to_server(&f.repo);
     for (path, status) in [
@@ -104,6 +106,7 @@ fn raw_reads_follow_the_json_reads_rules() {
         ("sub", 400),
         ("fifo", 400),
         ("missing", 404),
+        ("hard-secret", 403),
         ("out-link", 0),
         ("../outside/secret.txt", 0),
     ] {
@@ -125,6 +128,17 @@ fn raw_reads_follow_the_json_reads_rules() {
     // Control: a link that stays inside is followed, as on the JSON route.
     let r = f.get("/api/files/raw?path=inside-link");
     assert_download(&r, b"hello a", "inside-link");
+    // Control: the same hard link is served once its outside name is gone.
+    std::fs::remove_file(f.repo.join("hard-secret")).unwrap();
+    write_file(&f.outside.join("linked.bin"), b"was outside", 0o666);
+    std::fs::hard_link(f.outside.join("linked.bin"), f.repo.join("linked.bin")).unwrap();
+    assert_eq!(f.get("/api/files/raw?path=linked.bin").status, 403);
+    std::fs::remove_file(f.outside.join("linked.bin")).unwrap();
+    assert_download(
+        &f.get("/api/files/raw?path=linked.bin"),
+        b"was outside",
+        "linked.bin",
+    );
     // An unknown root is refused, not guessed.
     let r = f.get(&format!("/api/files/raw?root={}&path=passwd", enc("/etc")));
     assert_eq!(r.status, 404, "{}", r.text());

@@ -182,7 +182,7 @@ async fn raw(
 
 /// Bytes per chunk of a raw body; a file this size or smaller is sent
 /// from the one blocking task that opened it.
-const RAW_CHUNK: usize = 256 * 1024;
+const RAW_CHUNK: usize = 1024 * 1024;
 
 /// Read into `buf` until it is full or the file ends; the bytes read.
 fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -224,7 +224,8 @@ async fn raw_response(state: AppState, q: ReadQuery) -> Result<Response> {
         Body::from(first)
     } else {
         // The rest from one blocking task; at most two chunks wait in the
-        // channel, and a client that goes away stops the reads.
+        // channel (bounded memory per download), and a client that goes
+        // away stops the reads.
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
         tokio::task::spawn_blocking(move || {
             while left > 0 {
