@@ -35,8 +35,8 @@ for i in range(n + 1):
     if mode == "dev":
         env["MITZOD_LISTEN"] = f'["127.0.0.1:{port}"]'
         cmd = [binary, "serve", "--dev"]
-        if "before" in binary:
-            # The old --dev ignored MITZOD_*: it always binds 3100.
+        if os.environ.get("DEV_FIXED_3100"):
+            # Binaries from before --dev took MITZOD_*: they always bind 3100.
             port = 3100
     else:
         cfg = os.path.join(work, "c.toml")
