@@ -61,11 +61,11 @@
             pkgs.git
             # systemd-analyze and systemd-socket-activate for the tests
             pkgs.systemd
-            pkgs.nixfmt-rfc-style
+            pkgs.nixfmt
           ];
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
     };
 }

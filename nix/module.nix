@@ -5,6 +5,11 @@
 # the config file, the listen addresses, the credentials, the repositories,
 # the service user and the state directory. The plain units and NixOS
 # therefore never drift apart.
+#
+# Every setting the module reads, or that must be right for the service to
+# start, is a typed option (inside the freeform `settings` where it is a
+# mitzod key), so a wrong value fails at evaluation with the option's name.
+# tests/deploy/nix-eval evaluates this file with nixpkgs' lib.
 {
   config,
   lib,
@@ -14,24 +19,83 @@
 let
   cfg = config.services.mitzo;
   settingsFormat = pkgs.formats.toml { };
-  configFile = settingsFormat.generate "mitzod.toml" cfg.settings;
+  # TOML has no null: unset optional keys are left out of the file.
+  dropNulls =
+    v: if lib.isAttrs v then lib.mapAttrs (_: dropNulls) (lib.filterAttrs (_: x: x != null) v) else v;
+  configFile = settingsFormat.generate "mitzod.toml" (dropNulls cfg.settings);
+
+  inherit (lib) mkOption types;
+
+  # A type with the description an error message should show.
+  described = description: type: type // { inherit description; };
+
+  # Outside the Nix store, which every local user can read; strings, so
+  # that nothing is copied into the store by accident.
+  absolutePath = types.pathWith {
+    absolute = true;
+    inStore = false;
+  };
+
+  # mitzod.socket's ListenStream=: IP:PORT (IPv6 in brackets).
+  listenPattern = "([[][0-9A-Fa-f:.]+[]]|[0-9.]+):[0-9]+";
+  listenAddress = described "IP:PORT address such as 127.0.0.1:3100 or [::1]:3100" (
+    types.strMatching listenPattern
+  );
+  isLoopback = address: lib.hasPrefix "127." address || lib.hasPrefix "[::1]:" address;
+  tcpPort = address: lib.toInt (lib.last (lib.splitString ":" address));
+
+  httpUrl = described "http:// or https:// URL with a host" (
+    types.strMatching "https?://[^/@:]+(:[0-9]+)?(/.*)?"
+  );
+
+  # LoadCredential= sources: an absolute path (must exist when the service
+  # starts) or a credential-store name (looked up in /etc/credstore,
+  # /run/credstore, /usr/lib/credstore; skipped when missing).
+  isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" p;
+  credentialSource =
+    described
+      "absolute path outside the Nix store, or a credential-store name without a slash (mitzod.jwt-secret)"
+      (
+        types.addCheck types.str (
+          s:
+          (lib.hasPrefix "/" s && !isStorePath s) || builtins.match "[A-Za-z0-9][A-Za-z0-9._@-]*" s != null
+        )
+      );
+  defaultCredentials = {
+    jwt-secret = "mitzod.jwt-secret";
+    passphrase-hash = "mitzod.passphrase-hash";
+    ntfy-token = "mitzod.ntfy-token";
+    anthropic-api-key = "mitzod.anthropic-api-key";
+  };
+  loadedCredentials = lib.filterAttrs (_: v: v != null) cfg.credentials;
+
+  # A freeform table of mitzod's own config, for keys this module does not
+  # type (mitzod's check-config and start-up check those).
+  tomlValue = settingsFormat.type;
 
   stateDir = cfg.settings.state_dir;
-  isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" (toString p);
-  isAbsolute = p: lib.hasPrefix "/" (toString p);
+  defaultStateDir = "/var/lib/mitzo";
+  # ProtectHome=tmpfs: ReadWritePaths= cannot reach beneath these, BindPaths= can.
+  underHiddenHome = p: lib.any (h: p == h || lib.hasPrefix "${h}/" p) [
+    "/home"
+    "/root"
+    "/run/user"
+  ];
 
   # Everything agents may write: bound read-write into the service's mount
   # namespace. The unit has ProtectSystem=strict and ProtectHome=tmpfs, so a
   # path that is not listed here is read-only or not there at all.
   writablePaths = lib.unique (
-    lib.attrValues cfg.repos
-    ++ lib.optional (cfg.settings ? repo_path) cfg.settings.repo_path
-    ++ (cfg.settings.agent.extra_write_paths or [ ])
+    lib.attrValues cfg.settings.repos
+    ++ lib.optional (cfg.settings.repo_path != null) cfg.settings.repo_path
+    ++ cfg.settings.agent.extra_write_paths
+    ++ lib.optional (underHiddenHome stateDir) stateDir
   );
   # Extra read-only paths for agents; under /home they must be bound too.
-  readOnlyPaths = lib.unique (cfg.settings.agent.extra_read_paths or [ ]);
+  readOnlyPaths = lib.unique cfg.settings.agent.extra_read_paths;
 
-  tcpPort = address: lib.toInt (lib.last (lib.splitString ":" address));
+  repoNameOk = name: builtins.match "[A-Za-z0-9._-]+" name != null;
+  credentialNameOk = name: builtins.match "[A-Za-z0-9._@-]+" name != null;
 
   # mitzod-user.conf from the package, as a drop-in of mitzod.service.
   userDropIn = pkgs.runCommand "mitzod-user-drop-in" { } ''
@@ -43,33 +107,38 @@ in
   options.services.mitzo = {
     enable = lib.mkEnableOption "mitzod, the self-hosted coding-agent session server";
 
-    package = lib.mkOption {
-      type = lib.types.package;
+    package = mkOption {
+      type = types.package;
       default = pkgs.callPackage ./package.nix { };
       defaultText = lib.literalExpression "pkgs.callPackage ./nix/package.nix { }";
       description = "The mitzod package. Its systemd units are used as they are.";
     };
 
-    user = lib.mkOption {
-      type = lib.types.str;
+    user = mkOption {
+      type = types.str;
       default = "mitzo";
       example = "alice";
       description = ''
         The account mitzod switches to after reading its credentials, and that
         agents run as. It must own the repositories in
-        {option}`services.mitzo.repos`. Created when left at `mitzo`.
+        {option}`services.mitzo.repos`. Created when left at `mitzo`;
+        any other account must be declared in {option}`users.users`.
       '';
     };
 
-    group = lib.mkOption {
-      type = lib.types.str;
+    group = mkOption {
+      type = types.str;
       default = "mitzo";
       example = "users";
-      description = "Primary group for {option}`services.mitzo.user`.";
+      description = ''
+        Primary group for {option}`services.mitzo.user`. `mitzo` is created
+        by the module; any other group must be declared in
+        {option}`users.groups`.
+      '';
     };
 
-    startAsUser = lib.mkOption {
-      type = lib.types.bool;
+    startAsUser = mkOption {
+      type = types.bool;
       default = false;
       description = ''
         Start mitzod as {option}`services.mitzo.user` directly, with no root
@@ -80,8 +149,8 @@ in
       '';
     };
 
-    listen = lib.mkOption {
-      type = lib.types.listOf (lib.types.strMatching "([[][0-9A-Fa-f:.]+[]]|[0-9.]+):[0-9]+");
+    listen = mkOption {
+      type = types.nonEmptyListOf listenAddress;
       default = [ "127.0.0.1:3100" ];
       example = [
         "127.0.0.1:3100"
@@ -89,17 +158,20 @@ in
       ];
       description = ''
         `IP:PORT` addresses systemd listens on for mitzod (the socket's
-        `ListenStream=`; mitzod starts on the first connection). Also mitzod's
-        own `listen` setting, its fallback when started without sockets.
+        `ListenStream=`; mitzod starts on the first connection). The default
+        of {option}`services.mitzo.settings.listen`.
         An address that is not up at boot (a Tailscale address) is fine: the
         socket uses `FreeBind=`.
       '';
     };
 
-    openFirewall = lib.mkOption {
-      type = lib.types.bool;
+    openFirewall = mkOption {
+      type = types.bool;
       default = false;
-      description = "Open the TCP ports of {option}`services.mitzo.listen` in the firewall.";
+      description = ''
+        Open the TCP ports of {option}`services.mitzo.settings.listen` in the
+        firewall, except those of loopback addresses.
+      '';
     };
 
     unixSocket.enable = lib.mkEnableOption ''
@@ -107,41 +179,43 @@ in
       hooks and scripts on this host
     '';
 
-    repos = lib.mkOption {
-      type = lib.types.attrsOf lib.types.str;
+    repos = mkOption {
+      type = types.attrsOf absolutePath;
       default = { };
       example = {
         project = "/home/alice/src/project";
         infra = "/home/alice/src/infra";
       };
       description = ''
-        Repositories by name (mitzod's `repos`). Each is bound read-write
+        Repositories by name: merged into
+        {option}`services.mitzo.settings.repos`. Each is bound read-write
         into the service (`BindPaths=`); nothing else outside the state
-        directory is writable.
+        directory is writable. With exactly one repository it is also
+        mitzod's `repo_path`, the sessions' default.
       '';
     };
 
-    credentials = lib.mkOption {
-      type = lib.types.attrsOf lib.types.str;
+    credentials = mkOption {
+      type = types.attrsOf (types.nullOr credentialSource);
       default = { };
       example = {
-        jwt-secret = "/run/keys/mitzo/jwt-secret";
-        passphrase-hash = "/run/keys/mitzo/passphrase-hash";
-        ntfy-token = "/run/keys/mitzo/ntfy-token";
+        jwt-secret = "/run/agenix/mitzo-jwt";
+        ntfy-token = null;
       };
       description = ''
         Secret files by credential name, passed with `LoadCredential=`;
-        mitzod reads `jwt-secret`, `passphrase-hash` and `ntfy-token` from
-        `$CREDENTIALS_DIRECTORY`. Paths outside the Nix store (which every
-        user can read), e.g. from agenix or sops-nix. When empty, the unit's
-        defaults apply: `/etc/credstore/mitzod.jwt-secret`,
-        `/etc/credstore/mitzod.passphrase-hash`,
-        `/etc/credstore/mitzod.ntfy-token`.
+        mitzod reads `jwt-secret`, `passphrase-hash`, `ntfy-token` and
+        `anthropic-api-key` from `$CREDENTIALS_DIRECTORY`. Each value is an
+        absolute path outside the Nix store (agenix, sops-nix, /run/keys;
+        it must exist when the service starts) or a credential-store name,
+        looked up in /etc/credstore and skipped when missing. The defaults,
+        `mitzod.<name>` for each of the four, apply per name: setting one
+        keeps the others. `null` loads nothing under that name.
       '';
     };
 
-    agent.package = lib.mkOption {
-      type = lib.types.nullOr lib.types.package;
+    agent.package = mkOption {
+      type = types.nullOr types.package;
       default = null;
       example = lib.literalExpression "pkgs.claude-code";
       description = ''
@@ -150,13 +224,143 @@ in
       '';
     };
 
-    settings = lib.mkOption {
-      type = lib.types.submodule { freeformType = settingsFormat.type; };
+    agent.extraPackages = mkOption {
+      type = types.listOf types.package;
+      default = [
+        pkgs.bash
+        pkgs.coreutils
+        pkgs.git
+      ];
+      defaultText = lib.literalExpression "[ pkgs.bash pkgs.coreutils pkgs.git ]";
+      example = lib.literalExpression "[ pkgs.bash pkgs.coreutils pkgs.git pkgs.nodejs pkgs.ripgrep ]";
+      description = ''
+        Packages on the service's PATH, which agents and their tools inherit
+        (mitzod itself needs git). Agents still reach only what their
+        sandbox allows.
+      '';
+    };
+
+    settings = mkOption {
+      type = types.submodule {
+        freeformType = tomlValue;
+        options = {
+          user = mkOption {
+            type = types.str;
+            description = "Set from {option}`services.mitzo.user`.";
+          };
+          group = mkOption {
+            type = types.str;
+            description = "Set from {option}`services.mitzo.group`.";
+          };
+          state_dir = mkOption {
+            type = absolutePath;
+            default = defaultStateDir;
+            description = ''
+              internal-token, mitzod.db and the agents' home. Created owned by
+              the service user; the unit's `ReadWritePaths=` and
+              `STATE_DIRECTORY` follow it.
+            '';
+          };
+          listen = mkOption {
+            type = types.nonEmptyListOf listenAddress;
+            default = cfg.listen;
+            defaultText = lib.literalExpression "config.services.mitzo.listen";
+            description = ''
+              The socket's `ListenStream=` addresses (mitzod serves on what the
+              socket passes it). For a local Unix socket use
+              {option}`services.mitzo.unixSocket.enable`.
+            '';
+          };
+          public_url = mkOption {
+            type = types.nullOr httpUrl;
+            default = null;
+            example = "https://box.tailnet.ts.net:3100";
+            description = ''
+              The address the owner's browser uses; required with
+              {option}`services.mitzo.settings.ntfy`.
+            '';
+          };
+          repos = mkOption {
+            type = types.attrsOf absolutePath;
+            default = { };
+            description = ''
+              Repositories by name, merged with {option}`services.mitzo.repos`;
+              each is bound read-write into the service.
+            '';
+          };
+          repo_path = mkOption {
+            type = types.nullOr absolutePath;
+            default = null;
+            defaultText = lib.literalMD "the repository, when exactly one is configured";
+            description = "The sessions' default repository; bound read-write into the service.";
+          };
+          agent = mkOption {
+            default = { };
+            description = "mitzod's `[agent]` table.";
+            type = types.submodule {
+              freeformType = tomlValue;
+              options = {
+                extra_read_paths = mkOption {
+                  type = types.listOf absolutePath;
+                  default = [ ];
+                  description = "More paths agents may read; bound read-only into the service.";
+                };
+                extra_write_paths = mkOption {
+                  type = types.listOf absolutePath;
+                  default = [ ];
+                  description = "More paths agents may write; bound read-write into the service.";
+                };
+                api_key_file = mkOption {
+                  type = types.nullOr absolutePath;
+                  default = null;
+                  description = ''
+                    A file holding the model API key, when not the credential
+                    `anthropic-api-key` ({option}`services.mitzo.credentials`).
+                  '';
+                };
+              };
+            };
+          };
+          ntfy = mkOption {
+            default = null;
+            description = "Push notifications for pending permissions (mitzod's `[ntfy]`).";
+            type = types.nullOr (
+              types.submodule {
+                options = {
+                  url = mkOption {
+                    type = httpUrl;
+                    example = "https://ntfy.sh";
+                    description = "The ntfy server.";
+                  };
+                  topic = mkOption {
+                    type = described "ntfy topic of 1 to 64 letters, digits, - or _" (
+                      types.strMatching "[A-Za-z0-9_-]{1,64}"
+                    );
+                    description = "The topic notifications are published to.";
+                  };
+                  token_file = mkOption {
+                    type = types.nullOr absolutePath;
+                    default = null;
+                    description = ''
+                      The access token's file, when not the credential
+                      `ntfy-token` ({option}`services.mitzo.credentials`).
+                    '';
+                  };
+                  delay_secs = mkOption {
+                    type = types.ints.unsigned;
+                    default = 10;
+                    description = "How long a permission waits before it is pushed.";
+                  };
+                };
+              }
+            );
+          };
+        };
+      };
       default = { };
       example = {
         public_url = "https://box.tailnet.ts.net:3100";
         idle_exit = "30m";
-        agent.env_passthrough = [ "ANTHROPIC_API_KEY" ];
         ntfy = {
           url = "https://ntfy.example";
           topic = "mitzo";
@@ -164,9 +368,9 @@ in
       };
       description = ''
         mitzod's configuration (`mitzod.toml`, see the example in the
-        package's share/mitzod/examples). `user`, `group`, `listen`, `repos`
-        and `agent.command` are filled in from the options above. Never put a
-        secret here: the file lands in the Nix store.
+        package's share/mitzod/examples). `user`, `group` and `agent.command`
+        are filled in from the options above. Never put a secret here: the
+        file lands in the Nix store.
       '';
     };
   };
@@ -174,33 +378,51 @@ in
   config = lib.mkIf cfg.enable {
     assertions = [
       {
-        assertion = !(lib.any isStorePath (lib.attrValues cfg.credentials));
-        message = ''
-          services.mitzo.credentials: ${
-            lib.concatStringsSep ", " (lib.attrNames (lib.filterAttrs (_: isStorePath) cfg.credentials))
-          } point into the Nix store, which every local user can read. Keep secrets outside it (/run/keys, /etc/credstore, agenix, sops-nix).
-        '';
-      }
-      {
-        assertion = lib.all isAbsolute (lib.attrValues cfg.credentials);
-        message = "services.mitzo.credentials: every value must be an absolute path.";
-      }
-      {
-        assertion = lib.all isAbsolute (writablePaths ++ readOnlyPaths);
-        message = "services.mitzo: repos, settings.repo_path and settings.agent.extra_*_paths must be absolute paths.";
-      }
-      {
         assertion = cfg.user != "root";
         message = "services.mitzo.user: mitzod refuses to serve as root; name an ordinary account.";
       }
+      {
+        assertion = config.users.users ? ${cfg.user};
+        message = "services.mitzo.user: the account `${cfg.user}` is not declared in users.users; declare it (users.users.${cfg.user}) or leave services.mitzo.user at `mitzo`, which this module creates.";
+      }
+      {
+        assertion = config.users.groups ? ${cfg.group};
+        message = "services.mitzo.group: the group `${cfg.group}` is not declared in users.groups; declare it or leave services.mitzo.group at `mitzo`, which this module creates.";
+      }
+      {
+        assertion = cfg.settings.ntfy == null || cfg.settings.public_url != null;
+        message = "services.mitzo.settings.public_url: required when services.mitzo.settings.ntfy is set (notification actions call back to it).";
+      }
+      {
+        assertion = lib.all repoNameOk (lib.attrNames cfg.settings.repos);
+        message = "services.mitzo.settings.repos: repository names must be [A-Za-z0-9._-]+, not ${
+          lib.concatMapStringsSep ", " builtins.toJSON (lib.filter (n: !repoNameOk n) (lib.attrNames cfg.settings.repos))
+        }.";
+      }
+      {
+        assertion = lib.all credentialNameOk (lib.attrNames cfg.credentials);
+        message = "services.mitzo.credentials: credential names must be [A-Za-z0-9._@-]+, not ${
+          lib.concatMapStringsSep ", " builtins.toJSON (
+            lib.filter (n: !credentialNameOk n) (lib.attrNames cfg.credentials)
+          )
+        }.";
+      }
+      {
+        assertion = !(lib.elem "/" cfg.settings.agent.extra_write_paths);
+        message = "services.mitzo.settings.agent.extra_write_paths: `/` would defeat the agents' sandbox.";
+      }
     ];
+
+    # Per name, so that setting one credential keeps the others.
+    services.mitzo.credentials = lib.mapAttrs (_: lib.mkDefault) defaultCredentials;
 
     services.mitzo.settings = {
       user = cfg.user;
       group = cfg.group;
-      state_dir = lib.mkDefault "/var/lib/mitzo";
-      listen = lib.mkDefault cfg.listen;
       repos = cfg.repos;
+      repo_path = lib.mkIf (lib.length (lib.attrValues cfg.settings.repos) == 1) (
+        lib.mkDefault (lib.head (lib.attrValues cfg.settings.repos))
+      );
       agent.command = lib.mkIf (cfg.agent.package != null) (lib.mkDefault (lib.getExe cfg.agent.package));
     };
 
@@ -229,7 +451,7 @@ in
     systemd.sockets.mitzod = {
       wantedBy = [ "sockets.target" ];
       # The empty entry drops the unit's default before adding ours.
-      socketConfig.ListenStream = [ "" ] ++ cfg.listen;
+      socketConfig.ListenStream = [ "" ] ++ cfg.settings.listen;
     };
     systemd.sockets.mitzod-unix = lib.mkIf cfg.unixSocket.enable {
       wantedBy = [ "sockets.target" ];
@@ -238,25 +460,39 @@ in
     systemd.services.mitzod = {
       # Started by its socket; restarted when its configuration changes.
       restartTriggers = [ configFile ];
-      path = [ pkgs.git ] ++ lib.optional (cfg.agent.package != null) cfg.agent.package;
-      environment.MITZOD_CONFIG = "${configFile}";
+      path = cfg.agent.extraPackages ++ lib.optional (cfg.agent.package != null) cfg.agent.package;
+      environment = {
+        MITZOD_CONFIG = "${configFile}";
+        # What the unit's STATE_DIRECTORY says; the config's state_dir wins
+        # anyway, this keeps the two from disagreeing.
+        STATE_DIRECTORY = stateDir;
+      };
       serviceConfig = {
         # ProtectHome=tmpfs hides /home; ReadWritePaths= cannot reach beneath
         # it, BindPaths= can.
         BindPaths = writablePaths;
         BindReadOnlyPaths = readOnlyPaths;
-        ReadWritePaths = [ stateDir ];
-      }
-      // lib.optionalAttrs (cfg.credentials != { }) {
-        # The empty entry drops the unit's /etc/credstore defaults.
-        LoadCredential = [ "" ] ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
+        # The empty entry drops the unit's /var/lib/mitzo.
+        ReadWritePaths = [
+          ""
+        ]
+        ++ lib.optional (!underHiddenHome stateDir) stateDir;
+        # The empty entry drops the unit's credential-store defaults.
+        LoadCredential = [ "" ] ++ lib.mapAttrsToList (name: source: "${name}:${source}") loadedCredentials;
       }
       // lib.optionalAttrs cfg.startAsUser {
         User = cfg.user;
         Group = cfg.group;
+        # mitzod-user.conf's StateDirectory=mitzo is /var/lib/mitzo: follow
+        # state_dir where StateDirectory= can name it, else leave it to
+        # tmpfiles above.
+        StateDirectory =
+          if lib.hasPrefix "/var/lib/" stateDir then lib.removePrefix "/var/lib/" stateDir else "";
       };
     };
 
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall (lib.unique (map tcpPort cfg.listen));
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall (
+      lib.unique (map tcpPort (lib.filter (a: !isLoopback a) cfg.settings.listen))
+    );
   };
 }

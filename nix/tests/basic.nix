@@ -1,6 +1,10 @@
 # NixOS VM test of the module: socket activation, login, the hardening score,
-# the agent sandbox, and the internal token across a restart.
+# the agent sandbox, a session created the way a SessionStart hook creates
+# one (kept across a restart, with its worktree), the web page, and the
+# internal token across a restart.
 # Runs where Nix and KVM are: `nix build .#checks.x86_64-linux.vm-basic`.
+# Elsewhere tests/deploy/check-vm-script parses and pyflakes-checks the
+# script below.
 {
   lib,
   pkgs,
@@ -31,7 +35,7 @@ pkgs.testers.runNixOSTest {
       environment.systemPackages = [
         pkgs.curl
         pkgs.git
-        pkgs.jq
+        pkgs.iproute2
         pkgs.openssl
       ];
     };
@@ -44,9 +48,11 @@ pkgs.testers.runNixOSTest {
 
     machine.wait_for_unit("sockets.target")
     machine.wait_for_unit("mitzod.socket")
-    machine.wait_for_open_port(3100)
 
-    with subtest("the service is not running until the first connection"):
+    with subtest("the socket listens and the service is not running"):
+        # Without connecting: a connection would start the service.
+        machine.succeed("systemctl is-active mitzod.socket")
+        machine.wait_until_succeeds("ss -Hltn 'sport = :3100' | grep -q 127.0.0.1:3100")
         machine.require_unit_state("mitzod.service", "inactive")
 
     with subtest("credentials and the repository are in place"):
@@ -55,7 +61,10 @@ pkgs.testers.runNixOSTest {
             "openssl rand -hex 32 > /run/keys/mitzo/jwt-secret",
             f"printf %s '{passphrase}' | mitzod hash-passphrase > /run/keys/mitzo/passphrase-hash",
             "chmod 0400 /run/keys/mitzo/*",
-            "git init -q /srv/demo && chown -R mitzo:mitzo /srv/demo",
+            "runuser -u mitzo -- git init -q -b main /srv/demo",
+            "runuser -u mitzo -- sh -c 'echo demo > /srv/demo/README'",
+            "runuser -u mitzo -- git -C /srv/demo add README",
+            "runuser -u mitzo -- git -C /srv/demo -c user.name=test -c user.email=test@localhost commit -q -m init",
         )
         machine.require_unit_state("mitzod.service", "inactive")
 
@@ -84,22 +93,50 @@ pkgs.testers.runNixOSTest {
             f"curl -sf -H 'Content-Type: application/json' -d '{json.dumps({'passphrase': 'wrong'})}' {base}/api/auth/login"
         )
 
+    with subtest("the web page answers at /"):
+        answer = machine.succeed(f"curl -s -o /dev/null -w '%{{http_code}} %{{content_type}}' {base}/").strip()
+        code, _, content_type = answer.partition(" ")
+        assert code == "200", f"GET / answered {answer}"
+        assert content_type.startswith("text/html"), f"GET / content type: {content_type}"
+
+    with subtest("a session created with the internal token, as a SessionStart hook does"):
+        internal = "-H \"X-Internal-Token: $(cat /var/lib/mitzo/internal-token)\""
+        # The control: without the token the same request is refused.
+        machine.fail(
+            f"curl -sf -H 'Content-Type: application/json' -d '{{\"source\": \"claude-code\"}}' {base}/api/sessions"
+        )
+        out = machine.succeed(
+            f"curl -sf {internal} -H 'Content-Type: application/json' -d '{{\"source\": \"claude-code\"}}' {base}/api/sessions"
+        )
+        created = json.loads(out)
+        session_id = created["sessionId"]
+        worktree = created["worktrees"]["primary"]["path"]
+        assert created["isolation"] is True, f"session not isolated: {created}"
+        machine.succeed(f"test -f {worktree}/README")
+        listing = machine.succeed("runuser -u mitzo -- git -C /srv/demo worktree list --porcelain")
+        assert f"worktree {worktree}\n" in listing, f"{worktree} is not a worktree of /srv/demo: {listing}"
+
     with subtest("systemd-analyze security is under the threshold"):
         print(machine.succeed("systemd-analyze security --no-pager mitzod.service"))
         machine.succeed("systemd-analyze security --no-pager --threshold=22 mitzod.service")
 
     with subtest("an agent cannot write outside its repository"):
-        # The same policy shape mitzod gives an agent: read-write on the
-        # repository, read-only on the system.
+        # The policy shape mitzod gives an agent, as `mitzod sandbox-exec`
+        # reads it (JSON): read-write on the repository, the system
+        # read-only or read-and-execute.
+        policy = {
+            "policy": {
+                "read_write": ["/srv/demo"],
+                "read_exec": ["/nix/store", "/run/current-system"],
+                "read_only": ["/etc"],
+                "connect_tcp": [],
+            }
+        }
         machine.succeed(
-            "cat > /tmp/policy.toml <<'EOF'\n"
-            'read_write = ["/srv/demo"]\n'
-            'read_only = ["/nix/store", "/run/current-system", "/etc", "/bin", "/usr"]\n'
-            "connect_tcp = []\n"
-            "EOF",
-            "chmod 0644 /tmp/policy.toml",
+            f"cat > /tmp/policy.json <<'EOF'\n{json.dumps(policy)}\nEOF",
+            "chmod 0644 /tmp/policy.json",
         )
-        sandboxed = "runuser -u mitzo -- mitzod sandbox-exec --policy /tmp/policy.toml -- "
+        sandboxed = "runuser -u mitzo -- mitzod sandbox-exec --policy /tmp/policy.json -- "
         # Inside: allowed. (Also proves the policy was understood, so the
         # denials below are the sandbox's doing.)
         machine.succeed(sandboxed + "sh -c 'echo ok > /srv/demo/inside'")
@@ -109,11 +146,12 @@ pkgs.testers.runNixOSTest {
         machine.succeed("runuser -u mitzo -- sh -c 'echo x > /var/lib/mitzo/probe && rm /var/lib/mitzo/probe'")
         machine.fail(sandboxed + "sh -c 'echo x > /var/lib/mitzo/probe'")
         machine.fail("test -e /var/lib/mitzo/probe")
+        machine.succeed("runuser -u mitzo -- cat /var/lib/mitzo/internal-token")
         machine.fail(sandboxed + "cat /var/lib/mitzo/internal-token")
         machine.fail(sandboxed + "sh -c 'echo x > /etc/x'")
         machine.fail("test -e /etc/x")
 
-    with subtest("the internal token survives a restart"):
+    with subtest("the internal token and the session survive a restart"):
         before = machine.succeed("cat /var/lib/mitzo/internal-token").strip()
         assert len(before) == 64, f"internal token has length {len(before)}"
         assert machine.succeed("stat -c '%U %a' /var/lib/mitzo/internal-token").strip() == "mitzo 600"
@@ -123,5 +161,11 @@ pkgs.testers.runNixOSTest {
         machine.succeed(f"curl -sf {base}/healthz")
         after = machine.succeed("cat /var/lib/mitzo/internal-token").strip()
         assert before == after, "the internal token changed across a restart"
+        meta = json.loads(machine.succeed(f"curl -sf {internal} {base}/api/sessions/{session_id}/meta"))
+        assert meta["worktrees"]["primary"]["path"] == worktree, f"session {session_id} after the restart: {meta}"
+        machine.succeed(f"test -f {worktree}/README")
+        listed = json.loads(machine.succeed(f"curl -sf {internal} {base}/api/sessions"))
+        ids = [s["id"] for s in listed["sessions"]]
+        assert session_id in ids, f"session {session_id} not listed after the restart: {ids}"
   '';
 }

@@ -11,7 +11,10 @@
 //! The agent is a small Python script that answers `initialize`, and for a
 //! user message `bench N PACE_US` writes `system/init`, then N assistant text
 //! messages whose text is `CLOCK_MONOTONIC` in ns at emit time (one write and
-//! flush per line, as the real CLI does), then a `result`. Latency is the
+//! flush per line, as the real CLI does), then a `result`. For `stream N
+//! PACE_US` it streams one text block instead, as `--include-partial-messages`
+//! does: N `content_block_delta` lines whose text is the stamp (the token-rate
+//! scenario: 50 sessions each streaming 100 deltas/s, with mitzod's CPU). Latency is the
 //! receiver's `CLOCK_MONOTONIC` when it has read the `block_delta` frame (or,
 //! for the floor, the stdout line) minus that stamp. With PACE_US = 0 the
 //! agent writes as fast as it can, so latency includes any queueing behind a
@@ -47,6 +50,30 @@ const N_MANY: usize = 200;
 const MANY: usize = 50;
 const PACE_US: u64 = 500;
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// The token-rate scenario: deltas per session, and their pace (100/s).
+const N_TOKENS: usize = 500;
+const TOKEN_PACE_US: u64 = 10_000;
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields 14 and 15 of stat(5), counted from `state` (field 3) here.
+    get(11) + get(12)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+}
 
 const AGENT: &str = r#"import json, sys, time, uuid
 
@@ -85,9 +112,18 @@ while True:
         if isinstance(content, list):
             content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
         parts = content.split()
+        stream = parts[0] == "stream" if parts else False
         n = int(parts[1]) if len(parts) > 1 else 100
         pace = int(parts[2]) * 1000 if len(parts) > 2 else 0
         mono = time.monotonic_ns
+        if stream:
+            # One message, one text block, its text in n deltas (as
+            # --include-partial-messages streams it).
+            mid = "msg_" + uuid.uuid4().hex
+            emit({"type": "stream_event", "event": {"type": "message_start", "message": {
+                "id": mid, "role": "assistant", "model": "bench", "content": []}}})
+            emit({"type": "stream_event", "event": {"type": "content_block_start", "index": 0,
+                  "content_block": {"type": "text", "text": ""}}})
         start = mono()
         for i in range(n):
             if pace:
@@ -97,9 +133,16 @@ while True:
                     if left <= 0:
                         break
                     time.sleep(left / 1e9)
-            out.write('{"type":"assistant","message":{"id":"m%d","role":"assistant",'
-                      '"content":[{"type":"text","text":"%d"}]}}\n' % (i, mono()))
+            if stream:
+                out.write('{"type":"stream_event","event":{"type":"content_block_delta","index":0,'
+                          '"delta":{"type":"text_delta","text":"%d "}}}\n' % mono())
+            else:
+                out.write('{"type":"assistant","message":{"id":"m%d","role":"assistant",'
+                          '"content":[{"type":"text","text":"%d"}]}}\n' % (i, mono()))
             out.flush()
+        if stream:
+            emit({"type": "stream_event", "event": {"type": "content_block_stop", "index": 0}})
+            emit({"type": "stream_event", "event": {"type": "message_stop"}})
         emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": 1,
               "session_id": session_id})
 "#;
@@ -135,6 +178,8 @@ struct RunResult {
     per_session: usize,
     pace_us: u64,
     stats: Vec<SessionStats>,
+    /// mitzod's CPU over the run, in cores (mitzod runs only).
+    cpu: Option<f64>,
 }
 
 impl RunResult {
@@ -294,6 +339,15 @@ fn main() {
         );
     }
     println!();
+    for (name, m, _) in &runs {
+        if let Some(cpu) = m.cpu {
+            println!(
+                "{name:<26} mitzod CPU {:.1}% of one core over the run",
+                cpu * 100.0
+            );
+        }
+    }
+    println!();
     println!("mitzod RSS after the runs: {rss} KiB");
     println!(
         "events/s: assistant messages per second from the first send (mitzod: the WebSocket `send`; \
@@ -312,19 +366,44 @@ fn measure(
     conns: usize,
 ) -> Result<Vec<Scenario>, String> {
     // Warm up: the page cache, Python's imports, SQLite.
-    check(&run_mitzod(server.port, jwt, "warm-up", 1, 200, 0, 1))?;
+    check(&run_mitzod(
+        server.port,
+        jwt,
+        "warm-up",
+        1,
+        200,
+        0,
+        1,
+        "bench",
+    ))?;
     let mut runs = Vec::new();
-    for (name, sessions, n, pace) in [
-        ("1 session, full speed".to_string(), 1, N_ONE, 0),
-        (format!("{MANY} sessions, full speed"), MANY, N_MANY, 0),
+    for (name, sessions, n, pace, kind) in [
+        ("1 session, full speed".to_string(), 1, N_ONE, 0, "bench"),
+        (
+            format!("{MANY} sessions, full speed"),
+            MANY,
+            N_MANY,
+            0,
+            "bench",
+        ),
         (
             format!("1 session, paced {} kHz", 1000 / PACE_US),
             1,
             N_ONE,
             PACE_US,
+            "bench",
+        ),
+        (
+            format!("{MANY} sessions x 100 deltas/s"),
+            MANY,
+            N_TOKENS,
+            TOKEN_PACE_US,
+            "stream",
         ),
     ] {
-        let m = run_mitzod(
+        let cpu_before = cpu_ticks(server.pid());
+        let wall = Instant::now();
+        let mut m = run_mitzod(
             server.port,
             jwt,
             "mitzod",
@@ -332,9 +411,15 @@ fn measure(
             n,
             pace,
             if sessions == 1 { 1 } else { conns },
+            kind,
+        );
+        m.cpu = Some(
+            (cpu_ticks(server.pid()) - cpu_before) as f64
+                / clock_ticks()
+                / wall.elapsed().as_secs_f64(),
         );
         check(&m)?;
-        let f = run_floor(agent, "bare pipe", sessions, n, pace);
+        let f = run_floor(agent, "bare pipe", sessions, n, pace, kind);
         check(&f)?;
         runs.push((name, m, f));
     }
@@ -378,6 +463,7 @@ fn check(r: &RunResult) -> Result<(), String> {
 
 // ---- through mitzod ---------------------------------------------------
 
+#[allow(clippy::too_many_arguments)]
 fn run_mitzod(
     port: u16,
     jwt: &str,
@@ -386,6 +472,7 @@ fn run_mitzod(
     n: usize,
     pace_us: u64,
     conns: usize,
+    kind: &'static str,
 ) -> RunResult {
     let conns = conns.min(sessions);
     let barrier = Arc::new(Barrier::new(conns));
@@ -397,7 +484,7 @@ fn run_mitzod(
             std::thread::spawn(move || {
                 let mut ws = connect(port, &jwt);
                 barrier.wait();
-                drive_connection(&mut ws, count, n, pace_us)
+                drive_connection(&mut ws, count, n, pace_us, kind)
             })
         })
         .collect();
@@ -411,6 +498,7 @@ fn run_mitzod(
         per_session: n,
         pace_us,
         stats,
+        cpu: None,
     }
 }
 
@@ -453,8 +541,9 @@ fn drive_connection(
     count: usize,
     n: usize,
     pace_us: u64,
+    kind: &str,
 ) -> Vec<SessionStats> {
-    let prompt = format!("bench {n} {pace_us}");
+    let prompt = format!("{kind} {n} {pace_us}");
     // Sessions in the order their `send` went out; ids as they are created.
     let mut pending: Vec<SessionStats> = Vec::new();
     for k in 0..count {
@@ -506,7 +595,7 @@ fn drive_connection(
             "block_delta" => {
                 let stamp: u64 = f["text"]
                     .as_str()
-                    .and_then(|t| t.parse().ok())
+                    .and_then(|t| t.trim().parse().ok())
                     .expect("timestamp text");
                 s.latencies_ns.push(at.saturating_sub(stamp));
                 s.stamps_ns.push(stamp);
@@ -552,7 +641,14 @@ fn drive_connection(
 
 // ---- the floor: the same agent on a bare pipe -------------------------
 
-fn run_floor(agent: &Path, label: &str, sessions: usize, n: usize, pace_us: u64) -> RunResult {
+fn run_floor(
+    agent: &Path,
+    label: &str,
+    sessions: usize,
+    n: usize,
+    pace_us: u64,
+    kind: &'static str,
+) -> RunResult {
     let barrier = Arc::new(Barrier::new(sessions));
     let handles: Vec<_> = (0..sessions)
         .map(|_| {
@@ -560,7 +656,7 @@ fn run_floor(agent: &Path, label: &str, sessions: usize, n: usize, pace_us: u64)
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                bare_agent(&agent, n, pace_us)
+                bare_agent(&agent, n, pace_us, kind)
             })
         })
         .collect();
@@ -574,10 +670,11 @@ fn run_floor(agent: &Path, label: &str, sessions: usize, n: usize, pace_us: u64)
         per_session: n,
         pace_us,
         stats,
+        cpu: None,
     }
 }
 
-fn bare_agent(agent: &Path, n: usize, pace_us: u64) -> SessionStats {
+fn bare_agent(agent: &Path, n: usize, pace_us: u64, kind: &str) -> SessionStats {
     let mut s = SessionStats {
         latencies_ns: Vec::with_capacity(n),
         sent: Some(Instant::now()),
@@ -591,7 +688,7 @@ fn bare_agent(agent: &Path, n: usize, pace_us: u64) -> SessionStats {
         .expect("spawn agent");
     let mut stdin = child.stdin.take().unwrap();
     let init = json!({"type": "control_request", "request_id": "init", "request": {"subtype": "initialize", "hooks": null}});
-    let user = json!({"type": "user", "session_id": "", "message": {"role": "user", "content": format!("bench {n} {pace_us}")}, "parent_tool_use_id": null});
+    let user = json!({"type": "user", "session_id": "", "message": {"role": "user", "content": format!("{kind} {n} {pace_us}")}, "parent_tool_use_id": null});
     writeln!(stdin, "{init}\n{user}").expect("write to agent");
     stdin.flush().unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -605,11 +702,17 @@ fn bare_agent(agent: &Path, n: usize, pace_us: u64) -> SessionStats {
                 continue;
             }
         };
+        let text = match v["type"].as_str() {
+            Some("assistant") => v["message"]["content"][0]["text"].as_str(),
+            Some("stream_event") if v["event"]["type"] == "content_block_delta" => {
+                v["event"]["delta"]["text"].as_str()
+            }
+            _ => None,
+        };
         match v["type"].as_str() {
-            Some("assistant") => {
-                let stamp: u64 = v["message"]["content"][0]["text"]
-                    .as_str()
-                    .and_then(|t| t.parse().ok())
+            Some("assistant" | "stream_event") if text.is_some() => {
+                let stamp: u64 = text
+                    .and_then(|t| t.trim().parse().ok())
                     .expect("timestamp text");
                 s.latencies_ns.push(at.saturating_sub(stamp));
                 s.stamps_ns.push(stamp);

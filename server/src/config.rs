@@ -77,6 +77,8 @@ pub struct Config {
     /// Where each value came from, for error messages (not a config key).
     #[serde(skip)]
     pub sources: Sources,
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// The config file and the `MITZOD_*` variables a configuration was built
@@ -109,6 +111,37 @@ impl Sources {
     }
 }
 
+/// Connection limits of the HTTP listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection that has not sent a complete request head this long
+    /// after it opened, or after its previous response, is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Open TCP connections per client address; more are closed at once.
+    /// 0: no limit.
+    #[serde(default = "default_connections_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: default_header_read_timeout(),
+            max_connections_per_address: default_connections_per_address(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_connections_per_address() -> usize {
+    64
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
@@ -131,6 +164,11 @@ pub struct AgentConfig {
     /// The key itself, read before the privilege drop (never from TOML).
     #[serde(skip)]
     pub api_key: Option<Secret>,
+    /// Claude Code settings files the agent loads (`user`, `project`,
+    /// `local`): none by default, so settings an agent writes never take
+    /// effect.
+    #[serde(default)]
+    pub setting_sources: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -144,6 +182,7 @@ impl Default for AgentConfig {
             extra_write_paths: Vec::new(),
             api_key_file: None,
             api_key: None,
+            setting_sources: Vec::new(),
         }
     }
 }
@@ -184,6 +223,24 @@ pub struct SessionConfig {
     pub worktree_cleanup: WorktreeCleanup,
     #[serde(default = "default_true")]
     pub isolation: bool,
+    /// `pids.max` of each session's cgroup (where mitzod has a delegated
+    /// cgroup): bounds fork bombs. 0: no limit.
+    #[serde(default = "default_pids_max")]
+    pub pids_max: u64,
+    /// `memory.max` of each session's cgroup, e.g. "4G" (none by default).
+    #[serde(default, deserialize_with = "de_memory_max")]
+    pub memory_max: Option<u64>,
+}
+
+fn default_pids_max() -> u64 {
+    4096
+}
+
+fn de_memory_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::sandbox::cgroup::parse_size(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl Default for SessionConfig {
@@ -194,6 +251,8 @@ impl Default for SessionConfig {
             worktree_stale_hours: default_stale_hours(),
             worktree_cleanup: WorktreeCleanup::default(),
             isolation: true,
+            pids_max: default_pids_max(),
+            memory_max: None,
         }
     }
 }
@@ -222,6 +281,11 @@ pub struct NtfyConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default = "default_ntfy_delay")]
     pub delay_secs: u64,
+    /// Allow/deny actions in the notification itself (needs `token_file`:
+    /// whoever can read the topic could otherwise approve). Off: the
+    /// notification only links to the approval in the web app.
+    #[serde(default)]
+    pub one_tap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -468,6 +532,15 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: String| Err(self.key_error(key, why));
+        if !(1..=3600).contains(&self.http.header_read_timeout_secs) {
+            return bad(
+                "http.header_read_timeout_secs",
+                format!(
+                    "must be 1..=3600, got {}",
+                    self.http.header_read_timeout_secs
+                ),
+            );
+        }
         if self.cookie_max_age_hours == 0 || self.cookie_max_age_hours > 8760 {
             return bad(
                 "cookie_max_age_hours",

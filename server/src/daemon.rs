@@ -146,6 +146,185 @@ pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
     Ok((state, listeners))
 }
 
+/// Per-connection limits (`[http]` in the config).
+#[derive(Debug, Clone, Copy)]
+struct ConnLimits {
+    header_read_timeout: Duration,
+    per_address: usize,
+}
+
+impl From<&crate::config::HttpConfig> for ConnLimits {
+    fn from(c: &crate::config::HttpConfig) -> Self {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(c.header_read_timeout_secs),
+            per_address: c.max_connections_per_address,
+        }
+    }
+}
+
+/// Open connections per client address, and the slot one connection holds.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn enter(table: &Arc<PerAddress>, ip: std::net::IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut map = table.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if cap != 0 && *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Accept errors that concern one connection (keep accepting at once), as
+/// opposed to ones like EMFILE that call for a pause.
+fn per_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// One HTTP/1.1 connection: hyper with a header-read timeout (which also
+/// closes a keep-alive connection idle between requests), upgrades for the
+/// WebSocket, and the peer handed to the router as `ConnectInfo`.
+async fn serve_connection<I>(
+    io: I,
+    peer: Peer,
+    app: axum::Router,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tower::Layer;
+    let svc = axum::Extension(axum::extract::ConnectInfo(peer)).layer(app);
+    let svc = hyper_util::service::TowerToHyperService::new(svc);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let table = Arc::new(PerAddress::default());
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) if per_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; pausing");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        // Reap finished connection tasks as we go.
+        while conns.try_join_next().is_some() {}
+        let Some(slot) = PerAddress::enter(&table, remote.ip(), limits.per_address) else {
+            tracing::debug!(remote = %remote.ip(), "too many connections from this address; closed");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Peer {
+            remote: remote.ip().to_string(),
+            local_ip: stream.local_addr().ok().map(|a| a.ip()),
+            unix: false,
+        };
+        let (app, stop) = (app.clone(), stop.clone());
+        conns.spawn(async move {
+            let _slot = slot;
+            serve_connection(stream, peer, app, limits, stop).await;
+        });
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    app: axum::Router,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) if per_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; pausing");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let peer = Peer {
+            remote: "unix".into(),
+            local_ip: None,
+            unix: true,
+        };
+        let (app, stop) = (app.clone(), stop.clone());
+        conns.spawn(serve_connection(stream, peer, app, limits, stop));
+    }
+    while conns.join_next().await.is_some() {}
+}
+
 /// Where agents reach mitzod: the first TCP listener (loopback when it
 /// listens on every address), else `public_url`.
 fn own_address(listeners: &[Listener], config: &Config) -> (String, Option<u16>) {
@@ -170,9 +349,24 @@ fn own_address(listeners: &[Listener], config: &Config) -> (String, Option<u16>)
     }
 }
 
+/// Worker threads of the runtime; 0 is a current-thread runtime.
+/// `MITZO_RUNTIME_THREADS` overrides it (for measuring, see the README's
+/// benchmarks).
+const RUNTIME_THREADS: usize = 2;
+
 pub fn run(p: Prepared) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let threads = std::env::var("MITZO_RUNTIME_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(RUNTIME_THREADS);
+    let mut builder = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
@@ -188,36 +382,32 @@ async fn serve(p: Prepared) -> Result<()> {
     let mut described = Vec::new();
     for listener in listeners {
         described.push(listener.describe());
-        let mut stop = stop_rx.clone();
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
+        let shutdown = stop_rx.clone();
+        let limits = ConnLimits::from(&state.config.http);
         match listener {
             Listener::Tcp { listener, .. } => {
                 let l = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| Error::io("adopting listener", e))?;
-                let svc = app.clone().into_make_service_with_connect_info::<Peer>();
-                servers.spawn(
-                    async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await },
-                );
+                servers.spawn(serve_tcp(l, app.clone(), limits, shutdown));
             }
             Listener::Unix { listener, .. } => {
                 let l = tokio::net::UnixListener::from_std(listener)
                     .map_err(|e| Error::io("adopting listener", e))?;
-                let svc = app.clone().into_make_service_with_connect_info::<Peer>();
-                servers.spawn(
-                    async move { axum::serve(l, svc).with_graceful_shutdown(shutdown).await },
-                );
+                servers.spawn(serve_unix(l, app.clone(), limits, shutdown));
             }
         }
     }
     let status = format!("serving on {}", described.join(", "));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "{status}");
-    systemd::notify_ready(&status);
+    let health = state.db.health();
+    health.set_serving_status(&status);
+    systemd::notify_ready(&health.status_line());
     if let Some(interval) = systemd::watchdog_interval() {
         tokio::spawn(watchdog(interval, state.clone()));
     }
     tokio::spawn(state.sessions.clone().supervise());
+    tokio::spawn(clean_up_checkouts_periodically(state.config.clone()));
+    tokio::spawn(crate::memory::trim_after_bursts());
     let reason = tokio::select! {
         _ = stop_requested => "shutting down",
         _ = state.sessions.idle.notified() => "idle; exiting until the next connection",
@@ -235,6 +425,61 @@ async fn serve(p: Prepared) -> Result<()> {
         tracing::warn!("connections still open after 10s; exiting anyway");
     }
     Ok(())
+}
+
+/// `session.worktree_cleanup` over every configured repo: at start-up, then
+/// hourly. Checkouts are found by mitzod's own records (see
+/// [`crate::worktree`]), never by what a checkout or git's listing says.
+async fn clean_up_checkouts_periodically(config: Arc<Config>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let config = config.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || clean_up_checkouts(&config)).await {
+            tracing::warn!(error = %e, "checkout cleanup task failed");
+        }
+    }
+}
+
+fn clean_up_checkouts(config: &Config) {
+    let mut repos: Vec<&std::path::Path> = config.repo_path.iter().map(|p| p.as_path()).collect();
+    repos.extend(config.repos.values().map(|p| p.as_path()));
+    repos.sort();
+    repos.dedup();
+    if repos.is_empty() {
+        return;
+    }
+    let git = match crate::git::Git::new(config.sandbox.landlock.into()) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkout cleanup: no git");
+            return;
+        }
+    };
+    for repo in repos {
+        match crate::worktree::cleanup_stale(
+            &git,
+            repo,
+            &config.session,
+            std::time::SystemTime::now(),
+        ) {
+            Ok(r) => {
+                if !r.stale.is_empty() {
+                    tracing::info!(
+                        repo = %repo.display(),
+                        stale = r.stale.len(),
+                        removed = r.removed.len(),
+                        kept_dirty = r.kept_dirty.len(),
+                        failed = r.failed.len(),
+                        "stale session checkouts"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(repo = %repo.display(), error = %e, "checkout cleanup failed")
+            }
+        }
+    }
 }
 
 /// WATCHDOG=1 only while the runtime schedules tasks, the database answers

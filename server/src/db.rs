@@ -17,11 +17,15 @@ const MIGRATIONS: &[&str] = &[
     crate::tasks::MIGRATION,
     // 3: agent sessions, their events, the permission audit log
     crate::sessions::store::MIGRATION,
+    // 4: typed session state and mode (CHECK), titles, repo names
+    crate::sessions::store::MIGRATION_4,
 ];
 
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// Told of every disk-full failure and every write that lands.
+    health: Arc<crate::health::Health>,
 }
 
 impl Db {
@@ -55,6 +59,7 @@ impl Db {
         }
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
+            health: Arc::default(),
         })
     }
 
@@ -65,9 +70,10 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
     {
         let conn = self.conn.clone();
+        let health = self.health.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            watched(&health, &mut guard, f)
         })
         .await
         .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
@@ -76,8 +82,30 @@ impl Db {
     /// Synchronous access, for start-up and CLI commands.
     pub fn with<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        watched(&self.health, &mut guard, f)
     }
+
+    /// Whether the state directory's disk was full at the last write.
+    pub fn health(&self) -> &Arc<crate::health::Health> {
+        &self.health
+    }
+}
+
+/// Run `f`, telling `health` when it failed for a full disk or when it
+/// changed rows and succeeded (so the disk has room again).
+fn watched<R>(
+    health: &crate::health::Health,
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<R>,
+) -> Result<R> {
+    let before = conn.total_changes();
+    let result = f(conn);
+    match &result {
+        Err(e) if e.is_disk_full() => health.note_disk_full(e),
+        Ok(_) if conn.total_changes() != before => health.note_write_ok(),
+        _ => {}
+    }
+    result
 }
 
 pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
@@ -93,4 +121,48 @@ pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
         [key, value],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_migrate_to_typed_state_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            // A database as version 3 left it, with a row the code no longer knows.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            let insert = "INSERT INTO sessions (id, source, summary, mode, repo, cwd, isolation, headless, state, created_at, last_modified) VALUES (?1, 's', ?2, ?3, '/r', '/r', 1, 0, ?4, 1, 2)";
+            conn.execute(insert, ["a", "Old work", "agent", "requires_action"])
+                .unwrap();
+            conn.execute(insert, ["b", "", "yolo", "exploded"]).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        db.with(|c| {
+            let a = crate::sessions::store::get(c, "a")?.unwrap();
+            assert_eq!(a.state, crate::protocol::SessionState::RequiresAction);
+            assert_eq!(a.mode, crate::protocol::Mode::Agent);
+            assert_eq!(a.title, "Old work");
+            let b = crate::sessions::store::get(c, "b")?.unwrap();
+            assert_eq!(b.state, crate::protocol::SessionState::Interrupted);
+            assert_eq!(b.mode, crate::protocol::Mode::Ask);
+            // The CHECK constraints hold from now on.
+            assert!(c
+                .execute("UPDATE sessions SET state = 'exploded' WHERE id = 'a'", [])
+                .is_err());
+            assert!(c
+                .execute("UPDATE sessions SET mode = 'yolo' WHERE id = 'a'", [])
+                .is_err());
+            // Control: a known value is accepted.
+            c.execute("UPDATE sessions SET state = 'idle' WHERE id = 'a'", [])?;
+            Ok(())
+        })
+        .unwrap();
+    }
 }

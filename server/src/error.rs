@@ -66,7 +66,29 @@ impl Error {
         }
     }
 
+    /// SQLITE_FULL: the state directory's disk (or quota) is full. Not the
+    /// caller's fault, and not a bug; see [`crate::health`].
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+
+    /// ENOSPC/EDQUOT from a file write (a repo's disk, not the database).
+    fn is_no_space(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
+        if self.is_disk_full() || self.is_no_space() {
+            return StatusCode::INSUFFICIENT_STORAGE;
+        }
         match self {
             Error::BadRequest(_) | Error::Config(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -95,7 +117,13 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = if status.is_server_error() && !matches!(self, Error::Unavailable(_)) {
+        let message = if self.is_disk_full() {
+            // Logged once when the disk fills (see `crate::health`), not here.
+            crate::health::DISK_FULL.to_string()
+        } else if self.is_no_space() {
+            tracing::error!(error = %self, "request failed");
+            "no space left on the device".to_string()
+        } else if status.is_server_error() && !matches!(self, Error::Unavailable(_)) {
             tracing::error!(error = %self, "request failed");
             "internal error".to_string()
         } else {
@@ -114,4 +142,48 @@ impl IntoResponse for Error {
 
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> Error {
+        Error::Database(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    async fn body_of(r: Response) -> serde_json::Value {
+        let b = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_507_with_its_reason_other_database_errors_stay_500() {
+        let full = sqlite(rusqlite::ffi::SQLITE_FULL);
+        assert!(full.is_disk_full());
+        let r = full.into_response();
+        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(
+            body_of(r).await["error"],
+            "the state directory's disk is full"
+        );
+
+        let busy = sqlite(rusqlite::ffi::SQLITE_BUSY);
+        assert!(!busy.is_disk_full());
+        let r = busy.into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body_of(r).await["error"], "internal error");
+
+        let enospc = Error::io(
+            "writing a file",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(!enospc.is_disk_full(), "a repo write is not the state dir");
+        let r = enospc.into_response();
+        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(body_of(r).await["error"], "no space left on the device");
+    }
 }

@@ -408,13 +408,39 @@ pub fn open_regular(root: RawFd, rel: &str) -> Result<(File, std::fs::Metadata)>
     if !meta.is_file() {
         return Err(Error::BadRequest(format!("{shown}: not a regular file")));
     }
+    refuse_hard_links(&meta, shown)?;
     Ok((file, meta))
+}
+
+/// A regular file with another name somewhere may be a hard link to a
+/// file outside the root (a link needs no access to the target's
+/// directory, only to the file): refused, since the resolver can vouch for
+/// this name only.
+fn refuse_hard_links(meta: &std::fs::Metadata, shown: &str) -> Result<()> {
+    if meta.nlink() > 1 {
+        return Err(Error::Forbidden(format!(
+            "{shown}: has {} hard links; a file that also lives elsewhere is not served",
+            meta.nlink()
+        )));
+    }
+    Ok(())
 }
 
 /// Read `rel` beneath `root`, at most [`MAX_FILE_BYTES`] (413 beyond).
 pub fn read(root: RawFd, rel: &str) -> Result<Vec<u8>> {
     let (file, meta) = open_regular(root, rel)?;
     read_capped(file, meta.len(), rel)
+}
+
+/// Open `rel` for reading as [`read`] does (same resolution, same checks,
+/// same size limit) and return it with its length, for a caller that
+/// streams the bytes itself.
+pub fn open_for_read(root: RawFd, rel: &str) -> Result<(File, u64)> {
+    let (file, meta) = open_regular(root, rel)?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(rel));
+    }
+    Ok((file, meta.len()))
 }
 
 fn read_capped(file: File, len: u64, shown: &str) -> Result<Vec<u8>> {
@@ -512,6 +538,7 @@ pub fn write(
     if !meta.is_file() {
         return Err(Error::BadRequest(format!("{rel}: not a regular file")).into());
     }
+    refuse_hard_links(&meta, rel)?;
     if let Some(expected) = expected {
         let current = read_all_hashing(existing, meta.len(), expected)?;
         if let Some(current_sha256) = current {

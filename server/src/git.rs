@@ -68,6 +68,15 @@ fn is_program_key(key: &str) -> bool {
     )
 }
 
+/// Where one git command runs: its Landlock policy, its working directory
+/// and environment beyond the fixed one.
+#[derive(Debug, Clone)]
+pub struct Confined {
+    pub policy: Policy,
+    pub cwd: PathBuf,
+    pub env: Vec<(OsString, OsString)>,
+}
+
 /// Runs git confined to one repo.
 #[derive(Debug, Clone)]
 pub struct Git {
@@ -110,22 +119,35 @@ impl Git {
     /// The policy git (and anything it starts) runs under: the repo
     /// read-write, system paths read/exec, no network, scoped.
     pub fn policy(&self, repo: &Path) -> Policy {
+        self.scoped_policy(&[repo.to_path_buf()], &[])
+    }
+
+    /// Like [`Git::policy`], with only `write` writable and `read` readable
+    /// besides the system paths.
+    pub fn scoped_policy(&self, write: &[PathBuf], read: &[PathBuf]) -> Policy {
         let mut read_exec = system_read_exec_paths();
         read_exec.extend(self.extra_exec.iter().cloned());
-        let mut read_write = vec![repo.to_path_buf()];
+        let mut read_write = write.to_vec();
         read_write.extend(
             ["/dev/null"]
                 .iter()
                 .map(PathBuf::from)
                 .filter(|p| p.exists()),
         );
+        let mut read_only: Vec<PathBuf> = [
+            "/etc/passwd",
+            "/etc/group",
+            "/etc/localtime",
+            "/dev/urandom",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+        read_only.extend(read.iter().cloned());
         Policy {
             read_write,
-            read_only: ["/etc/passwd", "/etc/group", "/etc/localtime"]
-                .iter()
-                .map(PathBuf::from)
-                .filter(|p| p.exists())
-                .collect(),
+            read_only,
             read_exec,
             connect_tcp: Vec::new(),
             bind_tcp: Vec::new(),
@@ -167,17 +189,13 @@ impl Git {
         env
     }
 
-    fn raw(
-        &self,
-        repo: &Path,
-        cwd: &Path,
-        args: &[&OsStr],
-        overrides: &[(String, String)],
-    ) -> Result<Output> {
-        let cmd = SandboxedCommand::new(&self.git, &self.policy(repo), Git::env(overrides))?
+    fn raw(&self, c: &Confined, args: &[&OsStr], overrides: &[(String, String)]) -> Result<Output> {
+        let mut env = Git::env(overrides);
+        env.extend(c.env.iter().cloned());
+        let cmd = SandboxedCommand::new(&self.git, &c.policy, env)?
             .args(["--no-pager", "--no-replace-objects", "--literal-pathspecs"])
             .args(args)
-            .current_dir(cwd);
+            .current_dir(&c.cwd);
         cmd.into_std()
             .stdin(Stdio::null())
             .output()
@@ -185,10 +203,9 @@ impl Git {
     }
 
     /// The repo's program-naming driver keys, each overridden to empty.
-    fn driver_overrides(&self, repo: &Path, cwd: &Path) -> Result<Vec<(String, String)>> {
+    fn driver_overrides(&self, c: &Confined) -> Result<Vec<(String, String)>> {
         let out = self.raw(
-            repo,
-            cwd,
+            c,
             &["config".as_ref(), "--list".as_ref(), "-z".as_ref()],
             &[],
         )?;
@@ -223,7 +240,31 @@ impl Git {
     /// Run `git <args>` in `cwd` (inside `repo`); stdout on success, an
     /// error with git's stderr otherwise.
     pub fn run<S: AsRef<OsStr>>(&self, repo: &Path, cwd: &Path, args: &[S]) -> Result<String> {
-        let out = self.output(repo, cwd, args)?;
+        self.run_confined(&self.in_repo(repo, cwd), args, &[])
+    }
+
+    /// Like [`Git::run`], but returns the raw output whatever the status.
+    pub fn output<S: AsRef<OsStr>>(&self, repo: &Path, cwd: &Path, args: &[S]) -> Result<Output> {
+        self.output_confined(&self.in_repo(repo, cwd), args, &[])
+    }
+
+    fn in_repo(&self, repo: &Path, cwd: &Path) -> Confined {
+        Confined {
+            policy: self.policy(repo),
+            cwd: cwd.to_path_buf(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Run git under an explicit confinement, with `extra` config on top of
+    /// the hardening.
+    pub fn run_confined<S: AsRef<OsStr>>(
+        &self,
+        c: &Confined,
+        args: &[S],
+        extra: &[(&str, &str)],
+    ) -> Result<String> {
+        let out = self.output_confined(c, args, extra)?;
         if !out.status.success() {
             return Err(Error::Worktree(format!(
                 "git {} failed: {}",
@@ -237,29 +278,74 @@ impl Git {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Like [`Git::run`], but returns the raw output whatever the status.
-    pub fn output<S: AsRef<OsStr>>(&self, repo: &Path, cwd: &Path, args: &[S]) -> Result<Output> {
-        let overrides = self.driver_overrides(repo, cwd)?;
+    pub fn output_confined<S: AsRef<OsStr>>(
+        &self,
+        c: &Confined,
+        args: &[S],
+        extra: &[(&str, &str)],
+    ) -> Result<Output> {
+        let mut overrides = self.driver_overrides(c)?;
+        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        self.raw(repo, cwd, &args, &overrides)
+        self.raw(c, &args, &overrides)
+    }
+
+    /// Git inside a session's checkout, a directory an agent writes: it may
+    /// write that checkout only and read `read`, and its git dir and work
+    /// tree are named explicitly (`GIT_DIR`, `GIT_WORK_TREE`), so neither a
+    /// `.git` file nor `core.worktree` written there can point it elsewhere.
+    /// Whatever git still reads there (config, `commondir`) is the agent's,
+    /// so the hardening above and this policy are what stand between it and
+    /// anything outside the checkout.
+    pub fn in_checkout(&self, checkout: &Path, read: &[PathBuf]) -> Result<Confined> {
+        let dot_git = checkout.join(".git");
+        match std::fs::symlink_metadata(&dot_git) {
+            Ok(m) if m.file_type().is_dir() => {}
+            _ => {
+                return Err(Error::Worktree(format!(
+                    "{} is not a git directory of its own (missing, a file or a symlink); \
+                     refusing to run git there",
+                    dot_git.display()
+                )))
+            }
+        }
+        let ceiling = checkout.parent().unwrap_or(checkout);
+        Ok(Confined {
+            policy: self.scoped_policy(&[checkout.to_path_buf()], read),
+            cwd: checkout.to_path_buf(),
+            env: vec![
+                ("GIT_DIR".into(), dot_git.into_os_string()),
+                ("GIT_WORK_TREE".into(), checkout.as_os_str().to_owned()),
+                (
+                    "GIT_CEILING_DIRECTORIES".into(),
+                    ceiling.as_os_str().to_owned(),
+                ),
+            ],
+        })
     }
 
     /// `rm -rf` of a path inside `repo`, under the same policy: a symlink
     /// planted on the way cannot make it delete anything outside the repo.
     pub fn remove_dir(&self, repo: &Path, path: &Path) -> Result<()> {
+        self.remove_dir_within(repo, path)
+    }
+
+    /// `rm -rf path` allowed to write only beneath `within`.
+    pub fn remove_dir_within(&self, within: &Path, path: &Path) -> Result<()> {
         let rm = ["/usr/bin/rm", "/bin/rm"]
             .iter()
             .map(Path::new)
             .find(|p| p.is_file())
             .ok_or_else(|| Error::Worktree("rm not found".into()))?;
-        let out = SandboxedCommand::new(rm, &self.policy(repo), Git::env(&[]))?
+        let policy = self.scoped_policy(&[within.to_path_buf()], &[]);
+        let out = SandboxedCommand::new(rm, &policy, Git::env(&[]))?
             .args([
                 OsStr::new("-rf"),
                 OsStr::new("--one-file-system"),
                 OsStr::new("--"),
             ])
             .arg(path)
-            .current_dir(repo)
+            .current_dir(within)
             .into_std()
             .stdin(Stdio::null())
             .output()

@@ -69,6 +69,21 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
+    /// The per-session process an agent runs under (started by mitzod).
+    #[command(hide = true)]
+    Reaper {
+        #[arg(long)]
+        parent: i32,
+        #[arg(long)]
+        ruleset_fd: Option<i32>,
+        #[arg(long, default_value_t = 3000)]
+        grace_ms: u64,
+        /// PORT=SOCKET: relay loopback PORT to the proxy's Unix SOCKET.
+        #[arg(long)]
+        forward: Option<String>,
+        #[arg(last = true, required = true)]
+        command: Vec<OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +116,26 @@ fn main() -> ExitCode {
             let code = mitzod::sandbox::cli::sandbox_exec(&policy, &command);
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
+        Command::Reaper {
+            parent,
+            ruleset_fd,
+            grace_ms,
+            forward,
+            command,
+        } => {
+            let forward = forward.and_then(|f| {
+                let (port, path) = f.split_once('=')?;
+                Some((port.parse().ok()?, PathBuf::from(path)))
+            });
+            let code = mitzod::sandbox::reaper::run(mitzod::sandbox::reaper::ReaperArgs {
+                parent,
+                ruleset_fd,
+                grace: std::time::Duration::from_millis(grace_ms),
+                forward,
+                command,
+            });
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,6 +156,8 @@ fn serve(
     dev_mode: bool,
     inherited: Vec<systemd::Listener>,
 ) -> Result<()> {
+    // Still one thread: the arena limit must come before any other.
+    mitzod::memory::limit_arenas();
     let config_file = config_path
         .as_ref()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
@@ -173,6 +210,10 @@ fn serve(
         }
         state::Prepared::ForOwner => (None, None),
     };
+    // Before the drop: a delegated cgroup may belong to root until handed over.
+    let cgroup_base = mitzod::sandbox::cgroup::prepare_delegated_base(
+        owner.map(|(u, g)| (u.as_raw(), g.as_raw())),
+    );
     privileges::drop_privileges(target.as_ref())?;
     let (state_dir, (token, db)) = match (opened, state_dir_fd) {
         (Some(files), Some(fd)) => (dev::reach_state_dir(&state_dir, &fd)?, files),
@@ -207,6 +248,22 @@ fn serve(
     if let Err(e) = mitzod::sandbox::set_child_subreaper() {
         tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
     }
+    let mut limits = mitzod::sandbox::cgroup::Limits {
+        pids_max: (config.session.pids_max > 0).then_some(config.session.pids_max),
+        memory_max: config.session.memory_max,
+    };
+    match &cgroup_base {
+        Some(base) => {
+            limits = mitzod::sandbox::cgroup::effective_limits(base, limits);
+            tracing::info!(base = %base.display(), ?limits, "each agent runs under a reaper in a session cgroup")
+        }
+        None => tracing::info!("no delegated cgroup: each agent runs under a reaper; session.pids_max and session.memory_max are not applied"),
+    }
+    mitzod::sandbox::configure_containment(mitzod::sandbox::ContainmentConfig {
+        cgroup_base,
+        limits,
+        ..Default::default()
+    });
     if let Some(phrase) = new_passphrase {
         eprintln!(
             "mitzod --dev: owner passphrase (shown once, kept in {}/passphrase): {phrase}",

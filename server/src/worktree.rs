@@ -1,6 +1,10 @@
-//! Session worktrees (Mitzo-compatible): `<repo>/.claude/worktrees/<id>` on
-//! branch `session/<id>`, ids `YYYY-MM-DD-<12 hex>`. Every git command goes
-//! through [`crate::git::Git`], confined to the repo.
+//! Session checkouts (Mitzo-compatible paths): `<repo>/.claude/worktrees/<id>`
+//! on branch `session/<id>`, ids `YYYY-MM-DD-<12 hex>`. Each is a clone of
+//! its own with its own git dir, borrowing the main repo's objects read-only
+//! (not a linked worktree, whose admin dir would sit inside the main `.git`
+//! where the agent would have to write it). Which directory belongs to which
+//! session is recorded by mitzod under the main git dir, by device and inode.
+//! Every git command goes through [`crate::git::Git`], confined.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -168,38 +172,162 @@ fn check_worktrees_dir(repo: &Path) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ListedWorktree {
-    path: PathBuf,
-    branch: Option<String>,
-    prunable: bool,
+/// The repo's own git dir, which must be a real directory: the session
+/// registry lives there and clones borrow its objects.
+fn main_git_dir(repo: &Path) -> Result<PathBuf> {
+    let dot_git = repo.join(".git");
+    match std::fs::symlink_metadata(&dot_git) {
+        Ok(m) if m.file_type().is_dir() => Ok(dot_git),
+        _ => Err(Error::Worktree(format!(
+            "{} is not a directory (a linked worktree, a submodule or a symlink?); \
+             isolated sessions need a repo with a git dir of its own",
+            dot_git.display()
+        ))),
+    }
 }
 
-fn list_worktrees(git: &Git, repo: &Path) -> Result<Vec<ListedWorktree>> {
-    let out = git.run(repo, repo, &["worktree", "list", "--porcelain", "-z"])?;
-    let mut v = Vec::new();
-    let mut cur: Option<ListedWorktree> = None;
-    for field in out.split('\0') {
-        if field.is_empty() {
-            v.extend(cur.take());
-            continue;
-        }
-        if let Some(p) = field.strip_prefix("worktree ") {
-            v.extend(cur.take());
-            cur = Some(ListedWorktree {
-                path: PathBuf::from(p),
-                ..Default::default()
-            });
-        } else if let Some(c) = cur.as_mut() {
-            if let Some(b) = field.strip_prefix("branch ") {
-                c.branch = Some(b.to_string());
-            } else if field.starts_with("prunable") {
-                c.prunable = true;
-            }
-        }
+/// Where mitzod records the checkouts it made: `<repo>/.git/mitzod/checkouts/<id>`,
+/// holding `<dev> <inode>` of the checkout's directory (or `pending` while it
+/// is being made). An isolated agent can read but not write the main git
+/// dir, so this record, not anything inside a checkout, says which
+/// directory is which session's.
+fn registry_dir(repo: &Path) -> PathBuf {
+    repo.join(".git/mitzod/checkouts")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Pending,
+    Made { dev: u64, ino: u64 },
+}
+
+fn read_record(repo: &Path, id: &str) -> Result<Option<Record>> {
+    let p = registry_dir(repo).join(id);
+    let text = match read_plain_file(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+    };
+    let text = text.trim();
+    if text == "pending" {
+        return Ok(Some(Record::Pending));
     }
-    v.extend(cur);
-    Ok(v)
+    let mut it = text.split(' ').map(str::parse::<u64>);
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(dev)), Some(Ok(ino)), None) => Ok(Some(Record::Made { dev, ino })),
+        _ => Err(Error::Worktree(format!(
+            "{} is not a checkout record mitzod wrote; remove it by hand",
+            p.display()
+        ))),
+    }
+}
+
+/// Read a small regular file without following a symlink.
+fn read_plain_file(p: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut s = String::new();
+    f.by_ref().take(256).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Create a directory (not through a symlink) or accept an existing plain one.
+fn plain_dir(p: &Path) -> Result<()> {
+    match std::fs::create_dir(p) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(format!("creating {}", p.display()), e)),
+    }
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        _ => Err(Error::Worktree(format!(
+            "{} is not a plain directory (a symlink?); refusing to use it",
+            p.display()
+        ))),
+    }
+}
+
+fn write_record(repo: &Path, id: &str, rec: Record) -> Result<()> {
+    let git_mitzod = repo.join(".git/mitzod");
+    plain_dir(&git_mitzod)?;
+    let dir = registry_dir(repo);
+    plain_dir(&dir)?;
+    let text = match rec {
+        Record::Pending => "pending\n".to_string(),
+        Record::Made { dev, ino } => format!("{dev} {ino}\n"),
+    };
+    let tmp = dir.join(format!(".{id}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    }
+    let to = dir.join(id);
+    std::fs::rename(&tmp, &to).map_err(|e| Error::io(format!("writing {}", to.display()), e))
+}
+
+fn delete_record(repo: &Path, id: &str) -> Result<()> {
+    let p = registry_dir(repo).join(id);
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
+    }
+}
+
+/// The identity of a directory: device and inode, not following a symlink.
+fn dir_identity(p: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_dir() => Ok(Some((m.dev(), m.ino()))),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What is at a session's checkout path, judged by mitzod's record only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Nothing there.
+    Absent,
+    /// The directory mitzod made for this session.
+    Ours,
+    /// A directory mitzod began to make and did not finish.
+    HalfMade,
+    /// Something mitzod did not make for this session.
+    Foreign,
+}
+
+fn find_checkout(repo: &Path, id: &str) -> Result<(PathBuf, Found)> {
+    let path = worktree_path(repo, id);
+    let rec = read_record(repo, id)?;
+    let found = match dir_identity(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Absent,
+        Err(e) => return Err(Error::io(format!("stat {}", path.display()), e)),
+        Ok(None) => Found::Foreign,
+        Ok(Some((dev, ino))) => match rec {
+            Some(Record::Made { dev: d, ino: i }) if (d, i) == (dev, ino) => Found::Ours,
+            Some(Record::Pending) => Found::HalfMade,
+            _ => Found::Foreign,
+        },
+    };
+    Ok((path, found))
 }
 
 fn branch_exists(git: &Git, repo: &Path, branch: &str) -> Result<bool> {
@@ -216,94 +344,225 @@ fn branch_exists(git: &Git, repo: &Path, branch: &str) -> Result<bool> {
     Ok(out.status.success())
 }
 
+/// Remove `path` (a directory in `.claude/worktrees`) with a confined `rm`
+/// that may write nothing outside the repo (the repo's own path, from the
+/// config, bounds it even if a directory on the way were swapped for a
+/// symlink; `rm -rf` itself follows none).
+fn remove_checkout_dir(git: &Git, repo: &Path, path: &Path) -> Result<()> {
+    git.remove_dir_within(repo, path)
+}
+
 /// The directory a session runs in: the repo itself when `isolation` is
-/// false, else its worktree, created (or reused when valid) on branch
-/// `session/<id>`. A stale directory in the way is removed and pruned. On
-/// failure nothing is left behind: no directory, no new branch.
+/// false, else its own clone at `.claude/worktrees/<id>` on branch
+/// `session/<id>`, made (or reused when mitzod's record says it is this
+/// session's) by [`make_checkout`]. A directory in the way that mitzod did
+/// not make for this session is left alone and refused. On failure nothing
+/// is left behind: no directory, no record, no new branch.
 pub fn prepare_session_dir(git: &Git, repo: &Path, id: &str, isolation: bool) -> Result<PathBuf> {
     validate_session_id(id)?;
     let repo = check_repo(git, repo)?;
     if !isolation {
         return Ok(repo);
     }
+    main_git_dir(&repo)?;
     check_worktrees_dir(&repo)?;
-    let path = worktree_path(&repo, id);
-    let branch = branch_name(id);
-    let want_ref = format!("refs/heads/{branch}");
-    let listed = list_worktrees(git, &repo)?;
-    let entry = listed.iter().find(|w| w.path == path);
-    let is_dir = std::fs::symlink_metadata(&path)
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    if let Some(w) = entry {
-        if is_dir && !w.prunable && w.branch.as_deref() == Some(want_ref.as_str()) {
-            return Ok(path);
+    let (path, found) = find_checkout(&repo, id)?;
+    match found {
+        Found::Ours => return Ok(path),
+        Found::Foreign => {
+            return Err(Error::Conflict(format!(
+                "{} exists but is not the checkout mitzod made for session {id} \
+                 (a linked worktree from an older mitzod, or someone else's directory); \
+                 not touching it: move it away to reopen this session",
+                path.display()
+            )))
         }
-    }
-    if std::fs::symlink_metadata(&path).is_ok() {
-        tracing::info!(path = %path.display(), "removing a stale worktree directory");
-        git.remove_dir(&repo, &path)?;
-    }
-    if entry.is_some() || std::fs::symlink_metadata(&path).is_err() {
-        git.run(&repo, &repo, &["worktree", "prune"])?;
-    }
-
-    let had_branch = branch_exists(git, &repo, &branch)?;
-    let path_s = path.to_string_lossy().into_owned();
-    let result = if had_branch {
-        git.run(&repo, &repo, &["worktree", "add", "--", &path_s, &branch])
-    } else {
-        git.run(
-            &repo,
-            &repo,
-            &["worktree", "add", "-b", &branch, "--", &path_s, "HEAD"],
-        )
-    };
-    if let Err(e) = result {
-        // Undo whatever git got to before failing.
-        if std::fs::symlink_metadata(&path).is_ok() {
-            let _ = git.remove_dir(&repo, &path);
+        Found::HalfMade => {
+            tracing::info!(path = %path.display(), "removing a checkout left half-made");
+            remove_checkout_dir(git, &repo, &path)?;
         }
-        let _ = git.run(&repo, &repo, &["worktree", "prune"]);
-        if !had_branch && branch_exists(git, &repo, &branch).unwrap_or(false) {
-            let _ = git.run(&repo, &repo, &["branch", "-D", "--", &branch]);
-        }
-        return Err(e);
+        Found::Absent => {}
     }
+    make_checkout(git, &repo, id, &path)?;
     Ok(path)
 }
 
-/// Whether a worktree has uncommitted changes or untracked files.
+/// A clone of the repo that borrows its objects (`git clone --shared`:
+/// `objects/info/alternates` names the main object store, which the agent
+/// can read but not write), on branch `session/<id>`, with a git dir of its
+/// own. The main repo keeps the branch too, so its objects stay reachable
+/// there.
+fn make_checkout(git: &Git, repo: &Path, id: &str, path: &Path) -> Result<()> {
+    let branch = branch_name(id);
+    plain_dir(&repo.join(".claude"))?;
+    plain_dir(&repo.join(WORKTREES_DIR))?;
+    write_record(repo, id, Record::Pending)?;
+    let mut had_branch = true;
+    let result = (|| -> Result<()> {
+        std::fs::create_dir(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let (dev, ino) = dir_identity(path)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Worktree(format!("{} vanished", path.display())))?;
+        had_branch = branch_exists(git, repo, &branch)?;
+        if !had_branch {
+            git.run(repo, repo, &["branch", "--no-track", "--", &branch, "HEAD"])?;
+        }
+        let c = crate::git::Confined {
+            policy: git.scoped_policy(&[path.to_path_buf()], &[repo.to_path_buf()]),
+            cwd: path.to_path_buf(),
+            env: Vec::new(),
+        };
+        let repo_s = repo.to_string_lossy().into_owned();
+        git.run_confined(
+            &c,
+            &[
+                "clone",
+                "--quiet",
+                "--shared",
+                "--no-recurse-submodules",
+                "--branch",
+                &branch,
+                "--",
+                &repo_s,
+                ".",
+            ],
+            &[("protocol.file.allow", "always")],
+        )?;
+        write_record(repo, id, Record::Made { dev, ino })
+    })();
+    if let Err(e) = result {
+        // Undo whatever got done before the failure.
+        if std::fs::symlink_metadata(path).is_ok() {
+            let _ = remove_checkout_dir(git, repo, path);
+        }
+        let _ = delete_record(repo, id);
+        if !had_branch && branch_exists(git, repo, &branch).unwrap_or(false) {
+            let _ = git.run(repo, repo, &["branch", "-D", "--", &branch]);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Whether a session checkout has uncommitted changes or untracked files.
+/// `git status` runs in the checkout, confined to it (see
+/// [`Git::in_checkout`]): whatever the agent planted there runs, if at all,
+/// with no more reach than the agent had.
 pub fn is_dirty(git: &Git, repo: &Path, path: &Path) -> Result<bool> {
-    let out = git.run(
-        repo,
-        path,
+    // The main object store (the clone's alternates) is all it reads
+    // besides the checkout.
+    let c = git.in_checkout(path, &[repo.join(".git/objects")])?;
+    let out = git.run_confined(
+        &c,
         &["status", "--porcelain", "-z", "--untracked-files=normal"],
+        &[],
     )?;
     Ok(!out.is_empty())
 }
 
-/// Remove a session's worktree (its branch is kept). A dirty worktree is
-/// refused unless `force`.
-pub fn remove_worktree(git: &Git, repo: &Path, id: &str, force: bool) -> Result<()> {
+/// Bring a session's commits into the main repo: a fetch of
+/// `session/<id>` from the session's clone into `refs/heads/session/<id>`
+/// (forced: the session owns that branch). The fetch runs in the main repo
+/// under mitzod's confined git and may write only the main git dir; the
+/// clone is read by `git upload-pack`, which git restricts to a safe subset
+/// of a repo's config and hooks when fetching from an untrusted repository.
+/// Received objects are checked (`fetch.fsckObjects`).
+pub fn fetch_session_branch(git: &Git, repo: &Path, id: &str) -> Result<()> {
     validate_session_id(id)?;
     let repo = check_repo(git, repo)?;
+    let main_git = main_git_dir(&repo)?;
     check_worktrees_dir(&repo)?;
-    let path = worktree_path(&repo, id);
-    if !force && is_dirty(git, &repo, &path)? {
-        return Err(Error::Conflict(format!(
-            "worktree {} has uncommitted changes; not removed",
+    let (path, found) = find_checkout(&repo, id)?;
+    if found != Found::Ours {
+        return Err(Error::NotFound(format!(
+            "no checkout mitzod made for session {id} at {}",
             path.display()
         )));
     }
-    let path_s = path.to_string_lossy().into_owned();
-    let mut args = vec!["worktree", "remove"];
-    if force {
-        args.push("--force");
+    let dot_git = path.join(".git");
+    if !std::fs::symlink_metadata(&dot_git)
+        .map(|m| m.file_type().is_dir())
+        .unwrap_or(false)
+    {
+        return Err(Error::Worktree(format!(
+            "{} is not a git directory (replaced by a file or symlink?); not fetching from it",
+            dot_git.display()
+        )));
     }
-    args.extend(["--", &path_s]);
-    git.run(&repo, &repo, &args)?;
+    let branch = branch_name(id);
+    let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+    // Write the main git dir, read this checkout only (not the other
+    // sessions' checkouts, whatever the clone's alternates name).
+    let c = crate::git::Confined {
+        policy: git.scoped_policy(std::slice::from_ref(&main_git), std::slice::from_ref(&path)),
+        cwd: main_git.clone(),
+        env: vec![("GIT_DIR".into(), main_git.into_os_string())],
+    };
+    let src = dot_git.to_string_lossy().into_owned();
+    git.run_confined(
+        &c,
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "--no-auto-maintenance",
+            "--",
+            &src,
+            &refspec,
+        ],
+        &[
+            ("protocol.file.allow", "always"),
+            ("fetch.fsckObjects", "true"),
+        ],
+    )?;
     Ok(())
+}
+
+/// Remove a session's checkout (its branch is kept, after the session's
+/// commits were fetched into it). Only the directory mitzod's record names
+/// for this id is touched; anything else at that path is refused. A dirty
+/// checkout, or one whose commits cannot be fetched, is refused unless
+/// `force`. Returns whether a directory was removed.
+pub fn remove_session_checkout(git: &Git, repo: &Path, id: &str, force: bool) -> Result<bool> {
+    validate_session_id(id)?;
+    let repo = check_repo(git, repo)?;
+    main_git_dir(&repo)?;
+    check_worktrees_dir(&repo)?;
+    let (path, found) = find_checkout(&repo, id)?;
+    match found {
+        Found::Absent => {
+            delete_record(&repo, id)?;
+            return Ok(false);
+        }
+        Found::Foreign => {
+            return Err(Error::Conflict(format!(
+                "{} is not the checkout mitzod made for session {id}; not removing it",
+                path.display()
+            )))
+        }
+        Found::HalfMade => {}
+        Found::Ours => {
+            if let Err(e) = fetch_session_branch(git, &repo, id) {
+                if !force {
+                    return Err(e);
+                }
+                tracing::warn!(session = %id, error = %e, "could not fetch the session's branch; removing its checkout anyway");
+            }
+            if !force && is_dirty(git, &repo, &path)? {
+                return Err(Error::Conflict(format!(
+                    "checkout {} has uncommitted changes; not removed",
+                    path.display()
+                )));
+            }
+        }
+    }
+    remove_checkout_dir(git, &repo, &path)?;
+    delete_record(&repo, id)?;
+    Ok(true)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,7 +574,7 @@ pub struct StaleWorktree {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanupReport {
-    /// Every stale worktree found.
+    /// Every stale checkout found.
     pub stale: Vec<StaleWorktree>,
     /// Ids removed (only with `execute`).
     pub removed: Vec<String>,
@@ -332,8 +591,9 @@ fn newest_mtime(paths: &[PathBuf]) -> Option<SystemTime> {
         .max()
 }
 
-/// Worktrees older than `stale_hours` by both their id's date (end of that
-/// day) and their last modification.
+/// Checkouts mitzod made (by its records, never by listing what git or a
+/// directory says) older than `stale_hours` by both their id's date (end of
+/// that day) and their last modification.
 pub fn stale_worktrees(
     git: &Git,
     repo: &Path,
@@ -341,8 +601,11 @@ pub fn stale_worktrees(
     now: SystemTime,
 ) -> Result<Vec<StaleWorktree>> {
     let repo = check_repo(git, repo)?;
+    if main_git_dir(&repo).is_err() {
+        return Ok(Vec::new());
+    }
     check_worktrees_dir(&repo)?;
-    let dir = repo.join(WORKTREES_DIR);
+    let dir = registry_dir(&repo);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -360,9 +623,12 @@ pub fn stale_worktrees(
         let Ok(day) = validate_session_id(&id) else {
             continue;
         };
+        let (path, found) = find_checkout(&repo, &id)?;
+        if found != Found::Ours {
+            continue;
+        }
         let id_end = UNIX_EPOCH + Duration::from_secs(((day + 1).max(0) as u64) * 86_400);
-        let path = entry.path();
-        let gitdir = repo.join(".git/worktrees").join(&id);
+        let gitdir = path.join(".git");
         let mtime = newest_mtime(&[
             path.clone(),
             gitdir.join("index"),
@@ -380,9 +646,9 @@ pub fn stale_worktrees(
     Ok(out)
 }
 
-/// Start-up cleanup: `report` lists stale worktrees and touches nothing;
-/// `execute` removes the clean ones. Dirty ones are never removed; branches
-/// are always kept.
+/// Stale-checkout cleanup: `report` lists stale checkouts and touches
+/// nothing; `execute` removes the clean ones (after fetching their
+/// branches). Dirty ones are never removed; branches are always kept.
 pub fn cleanup_stale(
     git: &Git,
     repo: &Path,
@@ -393,21 +659,21 @@ pub fn cleanup_stale(
     let mut report = CleanupReport::default();
     for w in &stale {
         if w.dirty {
-            tracing::warn!(id = %w.id, path = %w.path.display(), "stale worktree has uncommitted changes; kept");
+            tracing::warn!(id = %w.id, path = %w.path.display(), "stale checkout has uncommitted changes; kept");
             report.kept_dirty.push(w.id.clone());
             continue;
         }
         match cfg.worktree_cleanup {
             WorktreeCleanup::Report => {
-                tracing::info!(id = %w.id, path = %w.path.display(), "stale worktree (worktree_cleanup = \"report\": not removed)");
+                tracing::info!(id = %w.id, path = %w.path.display(), "stale checkout (worktree_cleanup = \"report\": not removed)");
             }
-            WorktreeCleanup::Execute => match remove_worktree(git, repo, &w.id, false) {
-                Ok(()) => {
-                    tracing::info!(id = %w.id, "removed stale worktree (branch kept)");
+            WorktreeCleanup::Execute => match remove_session_checkout(git, repo, &w.id, false) {
+                Ok(_) => {
+                    tracing::info!(id = %w.id, "removed stale checkout (branch kept)");
                     report.removed.push(w.id.clone());
                 }
                 Err(e) => {
-                    tracing::warn!(id = %w.id, error = %e, "could not remove stale worktree");
+                    tracing::warn!(id = %w.id, error = %e, "could not remove stale checkout");
                     report.failed.push((w.id.clone(), e.to_string()));
                 }
             },

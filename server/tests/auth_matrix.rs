@@ -14,6 +14,7 @@ const OWNER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/auth/check"),
     ("POST", "/api/auth/logout"),
     ("POST", "/api/auth/logout-all"),
+    ("GET", "/api/files/raw?path=a.txt"),
 ];
 
 fn now() -> i64 {
@@ -379,6 +380,59 @@ fn login_rate_limit_per_client_and_global_backoff() {
     assert!(r.header("retry-after").is_some());
 }
 
+/// 200 wrong logins at once from 40 loopback addresses (5 each, within the
+/// per-address limit): each attempt takes its slot before argon2 runs, so
+/// at most 10 are verified (401; a refused one is 429 and never reaches
+/// argon2), the global lock engages at the 10th failure, and then even the
+/// right passphrase is refused.
+#[test]
+fn concurrent_wrong_logins_are_bounded_by_the_global_lock() {
+    let s = TestServer::start_default();
+    let addr = s.addr();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
+    let threads: Vec<_> = (0..200u8)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let ip = Ipv4Addr::new(127, 0, 0, 100 + i % 40);
+                barrier.wait();
+                request_from(
+                    ip,
+                    addr,
+                    "POST",
+                    "/api/auth/login",
+                    &[("Content-Type", "application/json")],
+                    br#"{"passphrase":"wrong"}"#,
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let verified = statuses.iter().filter(|&&c| c == 401).count();
+    let refused = statuses.iter().filter(|&&c| c == 429).count();
+    eprintln!("200 concurrent wrong logins: {verified} verified (401), {refused} refused (429)");
+    assert_eq!(verified + refused, 200, "{statuses:?}");
+    assert!(
+        (1..=10).contains(&verified),
+        "{verified} attempts reached argon2"
+    );
+    // Every verification that failed is logged once: the same count.
+    let logged = s.log_text().matches("login failed").count();
+    assert_eq!(logged, verified, "{}", s.log_text());
+    let right = format!("{{\"passphrase\":\"{PASSPHRASE}\"}}");
+    let r = request_from(
+        Ipv4Addr::new(127, 0, 0, 99),
+        addr,
+        "POST",
+        "/api/auth/login",
+        &[("Content-Type", "application/json")],
+        right.as_bytes(),
+    );
+    assert_eq!(r.status, 429, "locked: {}", r.text());
+    assert!(r.header("retry-after").is_some());
+}
+
 #[test]
 fn host_allow_list_defeats_dns_rebinding() {
     let s = TestServer::start_with(Options {
@@ -551,12 +605,24 @@ fn no_secret_reaches_the_log() {
     let _ = s.get("/api/auth/check", &[("X-Internal-Token", &internal)]);
     let _ = s.get(&format!("/api/auth/check?token={jwt}"), &[]);
     let _ = s.get(&format!("/api/auth/check?k={internal}"), &[]);
+    // A credential pasted into the path: only the route template is logged.
+    let auth = [("X-Internal-Token", internal.as_str())];
+    let _ = s.get(&format!("/api/sessions/{internal}/meta"), &auth);
+    let _ = s.get(&format!("/api/tasks/{internal}"), &auth);
+    let _ = s.get(&format!("/api/no-such-route/{internal}"), &auth);
+    let _ = s.get(&format!("/api/sessions/{jwt}/events"), &auth);
+    let _ = s.get("/api/sessions/2026-01-02-0123456789ab/meta", &auth);
     s.stop();
     let log = s.log_text();
     assert!(
         log.contains("/api/auth/check"),
         "requests are logged: {log}"
     );
+    assert!(
+        log.contains("/api/sessions/{id}/meta") && log.contains("id=2026-01-02-0123456789ab"),
+        "the matched route and a plain id are logged: {log}"
+    );
+    assert!(log.contains("<no route>"), "{log}");
     let jwt_sig = jwt.rsplit('.').next().unwrap();
     for (name, secret) in [
         ("passphrase", PASSPHRASE),

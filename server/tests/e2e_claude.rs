@@ -204,8 +204,17 @@ fn real_claude_ntfy_approval() {
     };
     let api = fake_api();
     let (ntfy_port, published) = fake_ntfy();
+    // One-tap actions: opted in, with a token protecting the topic.
+    let secrets = open_tempdir();
+    let token_file = secrets.path().join("ntfy-token");
+    std::fs::write(&token_file, "tk_e2e\n").unwrap();
     let s = start_real(&claude, &api, "", |port| {
         vec![
+            ("MITZOD_NTFY__ONE_TAP".into(), "true".into()),
+            (
+                "MITZOD_NTFY__TOKEN_FILE".into(),
+                token_file.display().to_string(),
+            ),
             (
                 "MITZOD_PUBLIC_URL".into(),
                 format!("http://127.0.0.1:{port}"),
@@ -236,5 +245,340 @@ fn real_claude_ntfy_approval() {
     assert_eq!(
         std::fs::read_to_string(wt.join("phone.txt")).unwrap(),
         "phone\n"
+    );
+}
+
+#[test]
+fn real_claude_streams_text_in_deltas() {
+    let Some(claude) = claude_or_skip("real_claude_streams_text_in_deltas") else {
+        return;
+    };
+    let api = fake_api();
+    let s = start_real(&claude, &api, "", |_| Vec::new());
+    let mut ws = s.ws();
+    let said = "the quick brown fox jumps over the lazy dog";
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": format!("TEXT: {said}")}));
+    let id = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut streamed = String::new();
+    let mut deltas = 0;
+    let end = loop {
+        let f = ws.next();
+        match f["type"].as_str().unwrap_or("") {
+            "block_delta" if f["deltaType"] == "text" => {
+                assert_eq!(f["seq"], 0, "deltas are live only");
+                streamed.push_str(f["text"].as_str().unwrap());
+                deltas += 1;
+            }
+            "block_end" if f["blockType"] == "text" => break f,
+            _ => {}
+        }
+    };
+    assert!(deltas >= 3, "the text came in several deltas: {deltas}");
+    assert_eq!(streamed, said);
+    assert_eq!(end["text"], said);
+    ws.wait_type("result");
+
+    // A watcher that arrives mid-block gets the block so far, then the rest.
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": "SLOW: hello"}));
+    let mut seen = 0;
+    while seen < 3 {
+        if ws.next()["type"] == "block_delta" {
+            seen += 1;
+        }
+    }
+    let mut late = s.ws();
+    late.send(json!({"type": "watch", "sessionId": id}));
+    let snap = late.wait_type("block_snapshot");
+    let mut text = snap["text"].as_str().unwrap().to_string();
+    assert!(!text.is_empty(), "{snap}");
+    let end = loop {
+        let f = late.next();
+        match f["type"].as_str().unwrap_or("") {
+            "block_delta" => text.push_str(f["text"].as_str().unwrap()),
+            "block_end" => break f,
+            _ => {}
+        }
+    };
+    assert_eq!(end["text"].as_str().unwrap(), text);
+    assert!(
+        text.starts_with("hello and then a long, slow answer"),
+        "{text}"
+    );
+    // Stored: the whole block, no deltas.
+    let events = s.wait_event(&id, |e| {
+        e["type"] == "result" && e["seq"].as_u64() > end["seq"].as_u64()
+    });
+    assert!(events.iter().all(|e| e["type"] != "block_delta"));
+}
+
+#[test]
+fn real_claude_question_round_trip() {
+    let Some(claude) = claude_or_skip("real_claude_question_round_trip") else {
+        return;
+    };
+    let api = fake_api();
+    let s = start_real(&claude, &api, "", |_| Vec::new());
+    let mut ws = s.ws();
+    let question = "Which colour should the button be?";
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": format!("ASK: {question}")}));
+    let id = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let q = ws.wait_type("question_request");
+    assert_eq!(q["questions"][0]["question"], question, "{q}");
+    assert_eq!(q["questions"][0]["options"][1]["label"], "Blue");
+    assert_eq!(q["questions"][0]["multiSelect"], false);
+    // A permission answer does not decide a question.
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": q["permId"], "decision": "allow"}));
+    let err = ws.wait_type("error");
+    assert!(err["error"].as_str().unwrap().contains("question"), "{err}");
+    // Answers must name the questions asked.
+    ws.send(json!({"type": "question_response", "sessionId": id, "permId": q["permId"], "answers": {"Something else?": "Red"}}));
+    ws.wait_type("error");
+    ws.send(json!({"type": "question_response", "sessionId": id, "permId": q["permId"], "answers": {question: "Blue"}}));
+    let resolved = ws.wait_type("permission_resolved");
+    assert_eq!(resolved["decision"], "answered");
+    assert_eq!(resolved["answers"][question], "Blue");
+    let result = ws.wait_type("tool_result");
+    assert!(
+        result["result"].as_str().unwrap_or("").contains("Blue"),
+        "the agent got the answer: {result}"
+    );
+    assert_ne!(result["isError"], true, "{result}");
+    ws.wait_type("result");
+    // Answered twice: gone.
+    ws.send(json!({"type": "question_response", "sessionId": id, "permId": q["permId"], "answers": {question: "Red"}}));
+    let err = ws.wait_type("error");
+    assert!(
+        err["error"].as_str().unwrap().contains("already decided"),
+        "{err}"
+    );
+    let audit = s.audit(&id);
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["tool"] == "AskUserQuestion" && a["decision"] == "answered"),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn real_claude_write_shows_a_diff_and_deny_says_why() {
+    let Some(claude) = claude_or_skip("real_claude_write_shows_a_diff_and_deny_says_why") else {
+        return;
+    };
+    let api = fake_api();
+    let s = start_real(&claude, &api, "", |_| Vec::new());
+    let mut ws = s.ws();
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "WRITE: README.md"}));
+    let created = ws.wait_type("session_created");
+    let id = created["sessionId"].as_str().unwrap().to_string();
+    let wt = PathBuf::from(created["worktrees"]["primary"]["path"].as_str().unwrap());
+    let before = std::fs::read_to_string(wt.join("README.md")).unwrap();
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["title"], "Write README.md", "{req}");
+    assert!(
+        req["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("overwrite README.md"),
+        "{req}"
+    );
+    let diff = req["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("+++ b/README.md") && diff.contains("+written by agent"),
+        "{diff}"
+    );
+    let first = before.lines().next().unwrap();
+    assert!(diff.contains(&format!("-{first}")), "{diff}");
+    ws.send(
+        json!({"type": "permission_response", "sessionId": id, "permId": req["permId"],
+        "decision": "deny", "message": "keep the README as it is"}),
+    );
+    let resolved = ws.wait_type("permission_resolved");
+    assert_eq!(resolved["message"], "keep the README as it is");
+    let result = ws.wait_type("tool_result");
+    assert!(
+        result["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("keep the README as it is"),
+        "the agent was told why: {result}"
+    );
+    ws.wait_type("result");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("README.md")).unwrap(),
+        before
+    );
+    let audit = s.audit(&id);
+    assert!(
+        audit.iter().any(|a| a["inputSummary"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Write README.md: overwrite")),
+        "{audit:?}"
+    );
+}
+
+/// Control run: the CLI on its own (no mitzod, no hook) with a prompt; did
+/// it ask (`can_use_tool`), and did the tool run? Asks are denied.
+fn cli_alone(claude: &Path, api: &FakeApi, prompt: &str) -> (bool, bool) {
+    use std::io::Write;
+    let home = open_tempdir();
+    let work = open_tempdir();
+    let mut child = Command::new(claude)
+        .args([
+            "--output-format",
+            "stream-json",
+            "--input-format",
+            "stream-json",
+            "--verbose",
+            "--permission-prompt-tool",
+            "stdio",
+            "--permission-mode",
+            "default",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env(
+            "ANTHROPIC_BASE_URL",
+            format!("http://127.0.0.1:{}", api.port),
+        )
+        .env("ANTHROPIC_API_KEY", "sk-test-offline")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .current_dir(work.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let send = |stdin: &mut std::process::ChildStdin, v: serde_json::Value| {
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    };
+    send(
+        &mut stdin,
+        json!({"type": "control_request", "request_id": "init", "request": {"subtype": "initialize", "hooks": null}}),
+    );
+    send(
+        &mut stdin,
+        json!({"type": "user", "session_id": "", "message": {"role": "user", "content": prompt}, "parent_tool_use_id": null}),
+    );
+    let (mut asked, mut ran) = (false, false);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line.unwrap()) else {
+            continue;
+        };
+        match v["type"].as_str() {
+            Some("control_request") if v["request"]["subtype"] == "can_use_tool" => {
+                asked = true;
+                send(
+                    &mut stdin,
+                    json!({"type": "control_response", "response": {"subtype": "success",
+                    "request_id": v["request_id"], "response": {"behavior": "deny", "message": "control"}}}),
+                );
+            }
+            Some("user") => {
+                for b in v["message"]["content"].as_array().into_iter().flatten() {
+                    if b["type"] == "tool_result" && b["is_error"] != true {
+                        ran = true;
+                    }
+                }
+            }
+            Some("result") => break,
+            _ => {}
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    (asked, ran)
+}
+
+/// Claude Code's own settings and its built-in auto-allowed commands are
+/// not a way around mitzod's broker: every call passes the `PreToolUse`
+/// hook mitzod registers, and settings files the agent can write are not
+/// loaded.
+#[test]
+fn real_claude_every_tool_call_reaches_the_broker() {
+    let Some(claude) = claude_or_skip("real_claude_every_tool_call_reaches_the_broker") else {
+        return;
+    };
+    let api = fake_api();
+    // Control: on its own the CLI runs this read-only command unasked.
+    assert_eq!(
+        cli_alone(&claude, &api, "RUN: echo hello"),
+        (false, true),
+        "the CLI alone neither asks nor is stopped"
+    );
+    let s = start_real(&claude, &api, "", |_| Vec::new());
+    let mut ws = s.ws();
+    // Through mitzod the same command reaches the broker: in ask mode the
+    // owner is asked (Bash is elevated).
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: echo hello", "mode": "ask"}));
+    let created = ws.wait_type("session_created");
+    let id = created["sessionId"].as_str().unwrap().to_string();
+    let wt = PathBuf::from(created["worktrees"]["primary"]["path"].as_str().unwrap());
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["toolName"], "Bash");
+    assert!(
+        req["summary"].as_str().unwrap().contains("$ echo hello"),
+        "{req}"
+    );
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "deny"}));
+    ws.wait_type("tool_result");
+    ws.wait_type("result");
+
+    // Settings that would auto-allow Bash, planted where an agent could
+    // write them (the worktree, the session's agent home): no effect.
+    let allow_bash =
+        r#"{"permissions":{"allow":["Bash","Bash(*)"],"defaultMode":"bypassPermissions"}}"#;
+    std::fs::create_dir_all(wt.join(".claude")).unwrap();
+    std::fs::write(wt.join(".claude/settings.json"), allow_bash).unwrap();
+    std::fs::write(wt.join(".claude/settings.local.json"), allow_bash).unwrap();
+    let home = s.server.state_dir.join("agent-homes").join(&id);
+    assert!(home.is_dir(), "the session has its own agent home");
+    std::fs::create_dir_all(home.join(".claude")).unwrap();
+    std::fs::write(home.join(".claude/settings.json"), allow_bash).unwrap();
+    ws.send(json!({"type": "stop", "sessionId": id}));
+    ws.wait_type("session_end");
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": "RUN: echo planted > planted.txt"}));
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["toolName"], "Bash", "still asked: {req}");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "deny"}));
+    ws.wait_type("tool_result");
+    ws.wait_type("result");
+    assert!(!wt.join("planted.txt").exists());
+
+    // In auto mode the policy allows it, and the audit log says so.
+    ws.send(json!({"type": "send", "sessionId": id, "prompt": "RUN: ls", "mode": "auto"}));
+    let result = ws.wait_type("tool_result");
+    assert_ne!(result["isError"], true, "{result}");
+    ws.wait_type("result");
+    let audit = s.audit(&id);
+    let rows: Vec<(String, String, String)> = audit
+        .iter()
+        .map(|a| {
+            (
+                a["inputSummary"].as_str().unwrap_or("").to_string(),
+                a["decision"].as_str().unwrap_or("").to_string(),
+                a["decidedBy"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|(s, d, b)| s.contains("$ ls") && d == "allow" && b == "policy"),
+        "the built-in read-only command is audited: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|(s, d, b)| s.contains("$ echo hello") && d == "deny" && b == "owner"),
+        "{rows:?}"
     );
 }

@@ -17,6 +17,13 @@ use serde_json::json;
 fn try_everywhere(f: &Fixture, path: &str, what: &str) {
     let r = f.get(&format!("/api/files/read?path={}", enc(path)));
     assert_refused(&r, &format!("read {what} {path:?}"));
+    let r = f.get(&format!("/api/files/raw?path={}", enc(path)));
+    assert_refused(&r, &format!("raw read {what} {path:?}"));
+    let r = f.get_accept(
+        &format!("/api/files/read?path={}", enc(path)),
+        "application/octet-stream",
+    );
+    assert_refused(&r, &format!("octet-stream read {what} {path:?}"));
     let r = f.get(&format!("/api/files/list?dir={}", enc(path)));
     assert_refused(&r, &format!("list {what} {path:?}"));
     let r = f.put_json(
@@ -263,6 +270,43 @@ fn symlinks_to_outside_file_and_dir() {
     );
 }
 
+/// A hard link in the repo to a file outside it: the resolver vouches for
+/// the name only, so a regular file with more than one link is refused for
+/// reads and writes. Control: once the outside name is gone (one link
+/// left), the same file is served.
+#[test]
+fn hard_links_to_outside_files_are_refused() {
+    let f = Fixture::start("");
+    std::fs::hard_link(f.outside.join("secret.txt"), f.repo.join("hard-secret")).unwrap();
+    let r = f.get("/api/files/read?path=hard-secret");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_refused(&r, "read a hard link");
+    assert!(r.error().contains("hard links"), "{}", r.text());
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "hard-secret", "content": "PWNED" }),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = f.put_json(
+        "/api/files/write",
+        &json!({ "path": "hard-secret", "content": "PWNED", "expectedContent": "guess" }),
+    );
+    assert_refused(&r, "compare-and-swap on a hard link");
+    assert!(!r.text().contains("sha256"), "{}", r.text());
+    f.assert_outside_intact();
+    std::fs::remove_file(f.repo.join("hard-secret")).unwrap();
+
+    // Control: the same kind of file, once its outside name is removed.
+    files_support::write_file(&f.outside.join("linked.txt"), b"was outside", 0o666);
+    std::fs::hard_link(f.outside.join("linked.txt"), f.repo.join("linked.txt")).unwrap();
+    assert_eq!(f.get("/api/files/read?path=linked.txt").status, 403);
+    std::fs::remove_file(f.outside.join("linked.txt")).unwrap();
+    let r = f.get("/api/files/read?path=linked.txt");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content"], "was outside");
+    f.assert_outside_intact();
+}
+
 #[test]
 fn sibling_prefix_dir() {
     let f = Fixture::start("");
@@ -395,6 +439,7 @@ fn only_the_owner_reaches_files() {
         "/api/files/roots",
         "/api/files/list",
         "/api/files/read?path=a.txt",
+        "/api/files/raw?path=a.txt",
     ] {
         let r = f.server.get(path, &[("X-Internal-Token", &token)]);
         assert_eq!(r.status, 403, "{path}: {}", r.text());

@@ -412,9 +412,13 @@ fn repos_routes() {
     let token = f.server.internal_token();
     let r = f.server.get("/api/repos", &[("X-Internal-Token", &token)]);
     assert_eq!(r.status, 200, "{}", r.text());
+    // Every repo a session may run in: `repo_path` (the default) and `[repos]`.
     assert_eq!(
         r.json(),
-        json!([{ "name": "infra", "path": infra.display().to_string() }])
+        json!([
+            { "name": "repo", "path": f.repo.display().to_string(), "default": true },
+            { "name": "infra", "path": infra.display().to_string(), "default": false },
+        ])
     );
     let r = f.get("/api/repos");
     assert_eq!(r.status, 200);
@@ -448,4 +452,68 @@ fn repos_routes() {
     let r = open(&format!(r#"{{"repoName":"infra","sessionId":"{id}"}}"#));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["created"], false);
+    // A clone of its own, not a linked worktree in the main .git.
+    assert!(wt.join(".git").is_dir());
+    assert!(!infra.join(".git/worktrees").exists());
+
+    // Work committed in the checkout comes back through /api/repos/fetch.
+    std::fs::write(wt.join("NOTES"), "session work").unwrap();
+    git(&wt, &["-c", "safe.directory=*", "add", "NOTES"]);
+    git(
+        &wt,
+        &["-c", "safe.directory=*", "commit", "-q", "-m", "work"],
+    );
+    files_support::give_to_server(&wt);
+    let post =
+        |path: &str, body: String| f.server.post(path, &[("X-Internal-Token", &token)], &body);
+    let r = post(
+        "/api/repos/fetch",
+        format!(r#"{{"repoName":"infra","sessionId":"{id}"}}"#),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), f.server.log_text());
+    assert_eq!(r.json()["branch"], format!("session/{id}"));
+    let shown = std::process::Command::new("git")
+        .args([
+            "-c",
+            "safe.directory=*",
+            "show",
+            &format!("session/{id}:NOTES"),
+        ])
+        .current_dir(&infra)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), "session work");
+    // Close: dirty refused (409), forced removes; the branch stays.
+    std::fs::write(wt.join("scratch"), "x").unwrap();
+    let close = |force: bool| {
+        post(
+            "/api/repos/close",
+            format!(r#"{{"repoName":"infra","sessionId":"{id}","force":{force}}}"#),
+        )
+    };
+    let r = close(false);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(wt.exists());
+    let r = close(true);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["removed"], true);
+    assert!(!wt.exists());
+    let r = close(false);
+    assert_eq!(r.json()["removed"], false);
+    // Reopened on the kept branch, with the session's work.
+    let r = open(&format!(r#"{{"repoName":"infra","sessionId":"{id}"}}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["created"], true);
+    assert_eq!(
+        std::fs::read_to_string(wt.join("NOTES")).unwrap(),
+        "session work"
+    );
+    // Without a credential: 401, nothing removed.
+    let r = f.server.post(
+        "/api/repos/close",
+        &[],
+        &format!(r#"{{"repoName":"infra","sessionId":"{id}","force":true}}"#),
+    );
+    assert_eq!(r.status, 401);
+    assert!(wt.exists());
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use mitzod::config::AgentConfig;
 use mitzod::git::Git;
 use mitzod::sandbox::{
-    agent_policy, build_env, kill_orphans, set_child_subreaper, terminate_session,
-    AgentPolicyInputs, Enforcement, Policy, SandboxedCommand,
+    agent_policy, build_env, set_child_subreaper, terminate_session, AgentPolicyInputs,
+    Enforcement, Policy, SandboxedCommand,
 };
 use sandbox_common::*;
 
@@ -120,6 +120,19 @@ impl Fx {
             .output()
             .unwrap()
     }
+
+    /// The same sandbox without its seccomp layer: Landlock alone.
+    fn landlock_only(&self, script: &str) -> Output {
+        SandboxedCommand::new("/bin/sh", &self.policy, self.env.clone())
+            .unwrap()
+            .without_seccomp()
+            .args(["-c", script])
+            .current_dir(&self.repo)
+            .into_std()
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -135,6 +148,9 @@ struct Row {
     /// Run without Landlock first and require success (for denials that
     /// must be Landlock's, not DAC's or the kernel's).
     control: bool,
+    /// Run under Landlock without the seccomp layer first and require
+    /// success (for denials that are the seccomp layer's).
+    control_landlock: bool,
     /// A path that must not exist after the sandboxed run.
     absent: Option<PathBuf>,
     /// Undo the control run's effect.
@@ -147,6 +163,7 @@ fn row(name: &'static str, script: String, expect: Expect) -> Row {
         script,
         expect,
         control: false,
+        control_landlock: false,
         absent: None,
         cleanup: None,
     }
@@ -155,6 +172,10 @@ fn row(name: &'static str, script: String, expect: Expect) -> Row {
 impl Row {
     fn control(mut self) -> Self {
         self.control = true;
+        self
+    }
+    fn control_landlock(mut self) -> Self {
+        self.control_landlock = true;
         self
     }
     fn absent(mut self, p: PathBuf) -> Self {
@@ -210,7 +231,8 @@ fn escape_table() {
     let hook = fx.repo.join(".git/hooks/post-commit");
     let connect = |port: u16| format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
 
-    let rows = vec![
+    let outside = OutsideObjects::create();
+    let mut rows = vec![
         row("write inside the worktree", format!("echo ok > {}/ok.txt", q(&fx.wt)), Expect::Allowed),
         // An isolated session writes its worktree, not the main checkout,
         // and nothing git or the owner would later run outside the sandbox.
@@ -317,10 +339,21 @@ fn escape_table() {
         )
         .control(),
     ];
+    rows.extend(seccomp_rows(&fx, other_port, &outside));
 
     let config_before = std::fs::read_to_string(fx.repo.join(".git/config")).unwrap();
     let mut failures = Vec::new();
     for r in &rows {
+        if r.control_landlock {
+            let out = fx.landlock_only(&r.script);
+            if !out.status.success() {
+                failures.push(format!(
+                    "{}: control run under Landlock alone failed, so the test proves nothing: {}",
+                    r.name,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
         if r.control {
             // The control of the rename row would move the file; use a copy.
             let script = r.script.replace("/to-move ", "/to-move-ctl ");
@@ -404,6 +437,7 @@ fn escape_table() {
     );
     let _ = sibling.kill();
     let _ = sibling.wait();
+    drop(outside);
     assert!(
         failures.is_empty(),
         "escape table failures:\n{}",
@@ -415,6 +449,282 @@ fn escape_table() {
         "the repo's git config is unchanged"
     );
     let _ = &fx.root;
+}
+
+/// A key in the uid's user keyring and a SysV shared-memory segment,
+/// created outside the sandbox by the same uid; removed on drop.
+struct OutsideObjects {
+    key_desc: String,
+    key_secret: String,
+    key: libc::c_long,
+    shm_key: i32,
+    shm_secret: String,
+    shm_id: i32,
+}
+
+impl OutsideObjects {
+    fn create() -> OutsideObjects {
+        const KEY_SPEC_USER_KEYRING: libc::c_long = -4;
+        const KEYCTL_SETPERM: libc::c_long = 5;
+        let me = std::process::id();
+        let key_desc = format!("mitzod-escape-{me}");
+        let key_secret = format!("keyring-secret-{me}");
+        let desc = std::ffi::CString::new(key_desc.clone()).unwrap();
+        let key = unsafe {
+            libc::syscall(
+                libc::SYS_add_key,
+                c"user".as_ptr(),
+                desc.as_ptr(),
+                key_secret.as_ptr(),
+                key_secret.len(),
+                KEY_SPEC_USER_KEYRING,
+            )
+        };
+        assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
+        // Possessor and user may do everything: only the sandbox stands in
+        // the way of the uid reading it.
+        let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, key, 0x3f3f_0000u32) };
+        assert_eq!(r, 0, "keyctl(SETPERM): {}", std::io::Error::last_os_error());
+
+        let shm_key = 0x4d5a_0000 | (me & 0xffff) as i32;
+        let shm_secret = format!("shm-secret-{me}");
+        let shm_id =
+            unsafe { libc::shmget(shm_key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        assert!(shm_id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        unsafe {
+            let addr = libc::shmat(shm_id, std::ptr::null(), 0);
+            assert_ne!(
+                addr as isize,
+                -1,
+                "shmat: {}",
+                std::io::Error::last_os_error()
+            );
+            std::ptr::copy_nonoverlapping(shm_secret.as_ptr(), addr.cast::<u8>(), shm_secret.len());
+            libc::shmdt(addr);
+        }
+        OutsideObjects {
+            key_desc,
+            key_secret,
+            key,
+            shm_key,
+            shm_secret,
+            shm_id,
+        }
+    }
+}
+
+impl Drop for OutsideObjects {
+    fn drop(&mut self) {
+        const KEYCTL_INVALIDATE: libc::c_long = 21;
+        unsafe {
+            libc::syscall(libc::SYS_keyctl, KEYCTL_INVALIDATE, self.key);
+            libc::shmctl(self.shm_id, libc::IPC_RMID, std::ptr::null_mut());
+        }
+    }
+}
+
+/// MPTCP must be enabled for its row to mean anything: as root, enable it
+/// (returning the old value to restore); otherwise skip that row, or fail
+/// under MITZO_REQUIRE_ROOT_TESTS=1.
+fn mptcp_enabled() -> bool {
+    let path = "/proc/sys/net/mptcp/enabled";
+    match std::fs::read_to_string(path) {
+        Ok(v) if v.trim() == "1" => true,
+        Ok(_) if std::fs::write(path, "1").is_ok() => true,
+        other => {
+            let why =
+                format!("MPTCP is not enabled ({path}: {other:?}) and cannot be enabled here");
+            if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+                panic!("{why}");
+            }
+            eprintln!("SKIPPED the MPTCP row: {why}");
+            false
+        }
+    }
+}
+
+/// What Landlock does not govern and the seccomp layer refuses: each row's
+/// control runs under Landlock alone and must succeed.
+fn seccomp_rows(fx: &Fx, other_port: u16, outside: &OutsideObjects) -> Vec<Row> {
+    let helper = fx.wt.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let py = |args: &str| format!("/usr/bin/python3 {} {args}", sh_quote(&helper));
+    let mut rows = Vec::new();
+    if mptcp_enabled() {
+        rows.push(
+            row(
+                "MPTCP connect to a loopback port not in the allow-list",
+                py(&format!("mptcp {other_port}")),
+                Expect::Denied,
+            )
+            .control_landlock(),
+        );
+    }
+    rows.extend([
+        row("UDP socket", py("udp"), Expect::Denied).control_landlock(),
+        row(
+            "netlink sock_diag socket (lists every socket on the machine)",
+            py("netlink 4"),
+            Expect::Denied,
+        )
+        .control_landlock(),
+        row(
+            "netlink route socket (getaddrinfo)",
+            py("netlink 0"),
+            Expect::Allowed,
+        ),
+        row("Unix sockets", py("unix"), Expect::Allowed),
+        row(
+            "pidfd_getfd of the agent's stdout from its tool",
+            py("pidfd_getfd"),
+            Expect::Denied,
+        )
+        .control_landlock(),
+        row(
+            "process_vm_writev into the agent from its tool",
+            py("vm_writev"),
+            Expect::Denied,
+        )
+        .control_landlock(),
+        row(
+            "ptrace the agent from its tool",
+            py("ptrace"),
+            Expect::Denied,
+        )
+        .control_landlock(),
+        row(
+            "read a key of the uid's user keyring created outside",
+            py(&format!(
+                "keyring {} {}",
+                outside.key_desc, outside.key_secret
+            )),
+            Expect::Denied,
+        )
+        .control_landlock(),
+        row(
+            "read a SysV shared-memory segment created outside",
+            py(&format!("shm {} {}", outside.shm_key, outside.shm_secret)),
+            Expect::Denied,
+        )
+        .control_landlock(),
+        row(
+            "io_uring_setup (sockets past the filter)",
+            py("io_uring"),
+            Expect::Denied,
+        )
+        .control_landlock(),
+    ]);
+    rows
+}
+
+/// The system resolver's address (the first `nameserver`), for a UDP
+/// datagram that needs no answer.
+fn resolver() -> String {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver").map(|a| a.trim().to_string()))
+        .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        .unwrap_or_else(|| "192.0.2.1".to_string())
+}
+
+/// A network namespace of its own: each attempt runs under Landlock
+/// without the seccomp layer (so what stops it is the namespace), first
+/// outside the namespace (control: it succeeds), then inside it.
+#[test]
+fn network_namespace_rows() {
+    let _g = serial();
+    if !landlock_or_skip("network_namespace_rows") {
+        return;
+    }
+    if let Err(why) = mitzod::sandbox::netns::probe() {
+        if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+            panic!("network_namespace_rows: {why}");
+        }
+        eprintln!("SKIPPED network_namespace_rows: {why}");
+        return;
+    }
+    let fx = Fx::new();
+    let helper = fx.wt.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let py = |args: &str| format!("/usr/bin/python3 {} {args}", sh_quote(&helper));
+    let allowed_port = fx.allowed_listener.local_addr().unwrap().port();
+    let unix_path = fx.wt.join("outside.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    let run = |script: &str, isolated: bool| {
+        let mut c = SandboxedCommand::new("/bin/sh", &fx.policy, fx.env.clone())
+            .unwrap()
+            .without_seccomp();
+        if isolated {
+            c = c.isolate_network().unwrap();
+        }
+        c.args(["-c", script])
+            .current_dir(&fx.wt)
+            .into_std()
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut rows = vec![
+        (
+            "TCP to an allowed port on the host's loopback",
+            py(&format!("tcp {allowed_port}")),
+            Expect::Denied,
+        ),
+        (
+            "UDP datagram to the system resolver (DNS)",
+            py(&format!("udp_to {} 53", resolver())),
+            Expect::Denied,
+        ),
+        (
+            "Unix socket by path (not bound to a network namespace)",
+            py(&format!("unix_connect {}", sh_quote(&unix_path))),
+            Expect::Allowed,
+        ),
+    ];
+    let mptcp =
+        std::fs::read_to_string("/proc/sys/net/mptcp/enabled").is_ok_and(|v| v.trim() == "1");
+    if mptcp {
+        rows.push((
+            "MPTCP to an allowed port on the host's loopback",
+            py(&format!("mptcp_plain {allowed_port}")),
+            Expect::Denied,
+        ));
+    } else {
+        eprintln!("SKIPPED the MPTCP row: net.mptcp.enabled is not 1");
+    }
+    let mut failures = Vec::new();
+    for (name, script, expect) in &rows {
+        let control = run(script, false);
+        if !control.status.success() {
+            failures.push(format!(
+                "{name}: control run outside the namespace failed: {}",
+                String::from_utf8_lossy(&control.stderr)
+            ));
+        }
+        let out = run(script, true);
+        let got = if out.status.success() {
+            Expect::Allowed
+        } else {
+            Expect::Denied
+        };
+        eprintln!(
+            "{name:<60} expected {expect:?}, got {got:?} ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if got != *expect {
+            failures.push(format!("{name}: expected {expect:?}, got {got:?}"));
+        }
+    }
+    // Inside, loopback is the only interface, and it is up.
+    let out = run(&py("only_loopback"), true);
+    if !out.status.success() {
+        failures.push(format!(
+            "only lo inside: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// A session without isolation works in the repo itself: there the repo is
@@ -532,8 +842,9 @@ fn forbidden_env_never_reaches_the_child() {
     }
 }
 
-/// Plant every program git could run, check that planting works with a
-/// plain git, then let mitzod create and remove a worktree.
+/// Plant every program git could run in the main repo, check that planting
+/// works with a plain git, then let mitzod create a session checkout,
+/// inspect it, fetch its branch back and remove it.
 #[test]
 fn planted_git_programs_never_run() {
     let _g = serial();
@@ -667,9 +978,15 @@ fn planted_git_programs_never_run() {
         let wt = mitzod::worktree::prepare_session_dir(&g, repo, &id, true).unwrap();
         assert!(wt.join("README").exists());
         std::fs::write(wt.join("scratch"), "x").unwrap();
-        // Status (fsmonitor's trigger), then a forced removal.
+        // Status (fsmonitor's trigger), a commit fetched back into the main
+        // repo (reference-transaction, filters, hooks there), then a forced
+        // removal. Plants in the session's own git dir: `git_isolation`.
         assert!(mitzod::worktree::is_dirty(&g, repo, &wt).unwrap());
-        mitzod::worktree::remove_worktree(&g, repo, &id, true).unwrap();
+        git(&wt, &["add", "scratch"]);
+        git(&wt, &["commit", "-qm", "session"]);
+        mitzod::worktree::fetch_session_branch(&g, repo, &id).unwrap();
+        std::fs::write(wt.join("scratch2"), "x").unwrap();
+        mitzod::worktree::remove_session_checkout(&g, repo, &id, true).unwrap();
         assert!(!wt.exists());
     }
     let ran: Vec<_> = std::fs::read_dir(&markers)
@@ -760,44 +1077,6 @@ fn session_end_kills_setsid_double_forked_grandchild() {
 }
 
 #[test]
-fn orphans_left_by_a_dead_agent_are_killed() {
-    let _g = serial();
-    if !landlock_or_skip("orphans_left_by_a_dead_agent_are_killed") {
-        return;
-    }
-    set_child_subreaper().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = std::fs::canonicalize(dir.path()).unwrap();
-    let pidfile = d.join("gc.pid");
-    let script = format!(
-        "(setsid sh -c 'trap \"\" TERM; echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 1000' &); exit 0",
-        p = pidfile.display()
-    );
-    let mut child = spawn_agent(&script, &d);
-    let gc: i32 = wait_for_file_plain(&pidfile).trim().parse().unwrap();
-    child.wait().unwrap();
-    // The agent is gone; as subreaper we inherited its orphan.
-    let ppid = std::fs::read_to_string(format!("/proc/{gc}/stat")).unwrap();
-    let ppid: i32 = ppid
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        ppid,
-        std::process::id() as i32,
-        "orphan was not reparented to the subreaper"
-    );
-    let killed = kill_orphans(&[]);
-    assert!(killed.contains(&gc), "{killed:?}");
-    assert!(!alive(gc));
-}
-
-#[test]
 fn only_the_ended_sessions_orphans_are_killed() {
     let _g = serial();
     if !landlock_or_skip("only_the_ended_sessions_orphans_are_killed") {
@@ -833,7 +1112,7 @@ fn only_the_ended_sessions_orphans_are_killed() {
     );
     unrelated.kill().unwrap();
     unrelated.wait().unwrap();
-    kill_orphans(&[]);
+    terminate_session(b as u32, Duration::ZERO, false);
     assert!(!alive(b));
 }
 
@@ -852,9 +1131,15 @@ fn wait_for_file_plain(p: &Path) -> String {
 /// A seccomp filter that makes the three landlock syscalls fail with EPERM,
 /// as systemd's SystemCallFilter=@system-service does on systemd 252.
 fn block_landlock(cmd: &mut Command) {
+    block_syscalls(cmd, [444, 445, 446]);
+}
+
+/// A seccomp filter that makes three system calls (x86_64 numbers) fail
+/// with EPERM.
+fn block_syscalls(cmd: &mut Command, nrs: [u32; 3]) {
     unsafe {
-        cmd.pre_exec(|| {
-            const NRS: [u32; 3] = [444, 445, 446];
+        cmd.pre_exec(move || {
+            let nrs_local = nrs;
             let ld_nr = libc::sock_filter {
                 code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
                 jt: 0,
@@ -881,9 +1166,9 @@ fn block_landlock(cmd: &mut Command) {
             };
             let prog = [
                 ld_nr,
-                jeq(NRS[0], 3),
-                jeq(NRS[1], 2),
-                jeq(NRS[2], 1),
+                jeq(nrs_local[0], 3),
+                jeq(nrs_local[1], 2),
+                jeq(nrs_local[2], 1),
                 allow,
                 deny,
             ];
@@ -971,6 +1256,51 @@ fn blocked_landlock_required_refuses_best_effort_warns() {
     );
 }
 
+/// systemd 252's `@system-service` refuses seccomp(2) (number 317 on
+/// x86_64) with EPERM: the layer must still be installed (through prctl).
+#[test]
+fn seccomp_layer_installs_under_systemds_call_filter() {
+    let _g = serial();
+    if !landlock_or_skip("seccomp_layer_installs_under_systemds_call_filter") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let helper = d.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let spec = serde_json::json!({
+        "policy": {
+            "read_exec": mitzod::sandbox::system_read_exec_paths(),
+            "read_only": [d, "/etc"],
+            "read_write": ["/dev/null"],
+        },
+    });
+    let file = d.join("spec.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    const SECCOMP: u32 = 317;
+    // Control: under that filter alone, the attempt works.
+    let mut control = Command::new("/usr/bin/python3");
+    control.arg(&helper).arg("udp");
+    block_syscalls(&mut control, [SECCOMP, SECCOMP, SECCOMP]);
+    let out = control.output().unwrap();
+    assert!(
+        out.status.success(),
+        "control: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(mitzod_bin());
+    cmd.args(["sandbox-exec", "--policy"])
+        .arg(&file)
+        .args(["--", "/usr/bin/python3"])
+        .arg(&helper)
+        .arg("udp");
+    block_syscalls(&mut cmd, [SECCOMP, SECCOMP, SECCOMP]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+}
+
 #[test]
 fn landlock_abi_is_reported() {
     let probe = mitzod::sandbox::landlock_abi();
@@ -984,7 +1314,7 @@ fn landlock_abi_is_reported() {
 }
 
 #[tokio::test]
-// Held across the await on purpose: kill_orphans in another test must not
+// Held across the await on purpose: the process-killing tests must not
 // see this child.
 #[allow(clippy::await_holding_lock)]
 async fn tokio_spawn_is_confined() {

@@ -168,7 +168,7 @@ fn ws_permission_allow_deny_and_always() {
         json!({"type": "permission_response", "sessionId": id, "permId": perm, "decision": "once"}),
     );
     let resolved = ws.wait_type("permission_resolved");
-    assert_eq!(resolved["decision"], "once");
+    assert_eq!(resolved["decision"], "allow");
     assert_eq!(resolved["by"], "owner");
     let result = ws.wait_type("tool_result");
     assert_eq!(result["isError"], false, "{result}");
@@ -218,7 +218,7 @@ fn ws_permission_allow_deny_and_always() {
         })
         .collect();
     assert!(
-        decisions.contains(&("once".into(), "owner".into())),
+        decisions.contains(&("allow".into(), "owner".into())),
         "{decisions:?}"
     );
     assert!(
@@ -226,16 +226,18 @@ fn ws_permission_allow_deny_and_always() {
         "{decisions:?}"
     );
     assert!(
-        decisions.contains(&("always".into(), "owner".into())),
+        decisions.contains(&("allow_session".into(), "owner".into())),
         "{decisions:?}"
     );
     assert!(
         decisions.contains(&("allow".into(), "policy".into())),
         "{decisions:?}"
     );
-    assert!(audit
-        .iter()
-        .all(|a| a["tool"] == "Bash" && a["inputSummary"].as_str().unwrap().starts_with("echo")));
+    assert!(audit.iter().all(|a| a["tool"] == "Bash"
+        && a["inputSummary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Run a command: $ echo")));
     // Audit is owner-only.
     let r = s
         .server
@@ -353,7 +355,7 @@ fn crash_garbage_huge_and_unsupported_are_events_not_failures() {
 
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "unsupported:hook_callback"}));
     let events = s.wait_event(&id, |e| {
-        e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("hook_callback")
+        e["type"] == "block_end" && e["text"].as_str().unwrap_or("").contains("no such hook")
     });
     let said = text_of(&events);
     assert!(
@@ -378,23 +380,18 @@ fn crash_garbage_huge_and_unsupported_are_events_not_failures() {
     // mitzod is fine, and the session resumes on the next prompt.
     assert_eq!(s.server.get("/healthz", &[]).status, 200);
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "text:back"}));
-    ws.wait_for("back", |f| {
-        f["type"] == "block_delta" && f["text"] == "back"
-    });
+    ws.wait_for("back", |f| f["type"] == "block_end" && f["text"] == "back");
 
     // Malformed and unknown client frames: an error frame, the connection stays.
+    let malformed =
+        |f: &Value| f["type"] == "error" && f["error"].as_str().unwrap_or("").contains("malformed");
     ws.socket
         .send(tungstenite::Message::text("{not json"))
         .unwrap();
-    assert!(ws.wait_type("error")["error"]
-        .as_str()
-        .unwrap()
-        .contains("malformed"));
+    ws.wait_for("malformed", malformed);
     ws.send(json!({"type": "teleport", "sessionId": id}));
-    assert!(ws.wait_type("error")["error"]
-        .as_str()
-        .unwrap()
-        .contains("malformed"));
+    let err = ws.wait_for("unknown type", malformed);
+    assert!(err["error"].as_str().unwrap().contains("teleport"), "{err}");
     ws.send(json!({"type": "watch", "sessionId": "../../etc"}));
     ws.wait_type("error");
     ws.send(json!({"type": "hello", "protocolVersion": 2}));
@@ -501,7 +498,7 @@ fn reconnect_replays_exactly_the_missed_events() {
     }
     let s = start("[session]\nbuffer_events = 50\n");
     let mut ws = s.ws();
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": "stream:100"}));
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "blocks:100"}));
     let id = ws.wait_type("session_created")["sessionId"]
         .as_str()
         .unwrap()
@@ -530,14 +527,20 @@ fn reconnect_replays_exactly_the_missed_events() {
         if f["type"] == "reconnected" {
             break f;
         }
-        got.push(f["seq"].as_u64().unwrap());
+        // Live-only frames (session_updated) carry seq 0.
+        let seq = f["seq"].as_u64().unwrap();
+        if seq > 0 {
+            got.push(seq);
+        }
     };
     let want: Vec<u64> = (last + 1..=final_seq).collect();
     assert_eq!(got, want, "no gap, no duplicate");
     assert_eq!(report["sessions"][0]["replayed"], want.len());
     // Live events continue from there.
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "text:more"}));
-    let next = ws.wait_for("next", |f| f["sessionId"] == id.as_str());
+    let next = ws.wait_for("next", |f| {
+        f["sessionId"] == id.as_str() && f["seq"].as_u64() > Some(0)
+    });
     assert_eq!(next["seq"], final_seq + 1);
 }
 
@@ -570,6 +573,7 @@ fn twenty_sessions_three_watchers_lose_nothing() {
         driver.send(json!({"type": "send", "sessionId": id, "prompt": "stream:40"}));
     }
     let mut per_watcher = Vec::new();
+    let mut streamed = Vec::new();
     for w in watchers.iter_mut() {
         let mut frames = Vec::new();
         let mut done = std::collections::BTreeSet::new();
@@ -580,6 +584,7 @@ fn twenty_sessions_three_watchers_lose_nothing() {
             }
             frames.push(f);
         }
+        streamed.push(streamed_text(&frames));
         // Up to each session's `result`: what follows it may still be in flight.
         let mut sessions = by_session(&frames);
         for events in sessions.values_mut() {
@@ -593,10 +598,10 @@ fn twenty_sessions_three_watchers_lose_nothing() {
         let first = &per_watcher[0][id];
         let seqs: Vec<u64> = first.iter().map(|x| x.0).collect();
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{id}: {seqs:?}");
-        assert!(
-            first.iter().filter(|x| x.1 == "block_delta").count() >= 40,
-            "{id}"
-        );
+        let want: String = (0..40).map(|i| format!("{i} ")).collect();
+        for text in &streamed {
+            assert_eq!(text.get(id), Some(&want), "{id}: every delta, in order");
+        }
         for other in &per_watcher[1..] {
             assert_eq!(
                 &other[id], first,
@@ -606,14 +611,10 @@ fn twenty_sessions_three_watchers_lose_nothing() {
     }
 }
 
-#[test]
-fn ntfy_action_decides_once_with_its_capability() {
-    if !landlock_or_skip("ntfy_action_decides_once_with_its_capability") {
-        return;
-    }
-    let (ntfy_port, published) = fake_ntfy();
-    let s = start_env("", |port| {
-        vec![
+/// A server with ntfy configured (delay 0); `extra`: more variables.
+fn start_with_ntfy(ntfy_port: u16, extra: Vec<(String, String)>) -> SessionServer {
+    start_env("", move |port| {
+        let mut env = vec![
             (
                 "MITZOD_PUBLIC_URL".into(),
                 format!("http://127.0.0.1:{port}"),
@@ -624,8 +625,82 @@ fn ntfy_action_decides_once_with_its_capability() {
             ),
             ("MITZOD_NTFY__TOPIC".into(), "mitzo-test".into()),
             ("MITZOD_NTFY__DELAY_SECS".into(), "0".into()),
-        ]
-    });
+        ];
+        env.extend(extra.clone());
+        env
+    })
+}
+
+#[test]
+fn ntfy_by_default_links_to_the_approval_and_carries_no_capability() {
+    if !landlock_or_skip("ntfy_by_default_links_to_the_approval_and_carries_no_capability") {
+        return;
+    }
+    let (ntfy_port, published) = fake_ntfy();
+    let s = start_with_ntfy(ntfy_port, Vec::new());
+    let r =
+        s.create(json!({"source": "test", "initialPrompt": "tool:Bash:echo phone > phone.txt"}));
+    let id = r.json()["sessionId"].as_str().unwrap().to_string();
+    let (head, body) = published
+        .recv_timeout(Duration::from_secs(20))
+        .expect("ntfy got the notification");
+    assert!(
+        !head.contains(&s.internal),
+        "no internal token goes to ntfy"
+    );
+    let text = body.to_string();
+    assert!(
+        !text.contains("X-Approval-Token") && !text.contains("/respond"),
+        "{text}"
+    );
+    let actions = body["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{body}");
+    assert_eq!(actions[0]["action"], "view");
+    assert_eq!(
+        actions[0]["url"],
+        format!("http://127.0.0.1:{}/#/sessions/{id}", s.server.port)
+    );
+    // The capability that one-tap would carry decides nothing here.
+    let events = s.wait_event(&id, |e| e["type"] == "permission_request");
+    let perm = events
+        .iter()
+        .find(|e| e["type"] == "permission_request")
+        .unwrap()["permId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.server.post(
+        &format!("/api/permission/{perm}/respond"),
+        &[("X-Approval-Token", &"0".repeat(64))],
+        r#"{"decision":"allow"}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains("one-tap approvals are off"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn ntfy_one_tap_decides_once_with_its_capability() {
+    if !landlock_or_skip("ntfy_one_tap_decides_once_with_its_capability") {
+        return;
+    }
+    let (ntfy_port, published) = fake_ntfy();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("ntfy-token");
+    std::fs::write(&token_file, "tk_test_token\n").unwrap();
+    let s = start_with_ntfy(
+        ntfy_port,
+        vec![
+            ("MITZOD_NTFY__ONE_TAP".into(), "true".into()),
+            (
+                "MITZOD_NTFY__TOKEN_FILE".into(),
+                token_file.display().to_string(),
+            ),
+        ],
+    );
     let r =
         s.create(json!({"source": "test", "initialPrompt": "tool:Bash:echo phone > phone.txt"}));
     let id = r.json()["sessionId"].as_str().unwrap().to_string();
@@ -637,9 +712,13 @@ fn ntfy_action_decides_once_with_its_capability() {
         !head.contains(&s.internal),
         "no internal token goes to ntfy"
     );
+    assert!(
+        head.contains("Bearer tk_test_token"),
+        "the topic's token is used"
+    );
     assert_eq!(body["topic"], "mitzo-test");
     let actions = body["actions"].as_array().unwrap();
-    assert_eq!(actions.len(), 2);
+    assert_eq!(actions.len(), 3, "view, allow, deny: {body}");
     let allow = ntfy_action(&body, "Allow once");
     assert!(
         !allow.url.contains('?'),
@@ -651,6 +730,8 @@ fn ntfy_action_decides_once_with_its_capability() {
         |token: &str, body: &str| s.server.post(&path, &[("X-Approval-Token", token)], body);
     // A wrong capability: 403, and the permission is still open.
     assert_eq!(follow(&"0".repeat(64), &allow.body).status, 403);
+    // Never for the whole session from a notification.
+    assert_eq!(follow(cap, r#"{"decision":"allow_session"}"#).status, 400);
     assert_eq!(
         follow(cap, &allow.body).status,
         200,
@@ -707,11 +788,13 @@ fn restart_marks_sessions_interrupted_and_resumes() {
     let mut ws = s.ws();
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "history"}));
     let events = s.wait_event(&id, |e| {
-        e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("history")
+        e["type"] == "block_end" && e["text"].as_str().unwrap_or("").contains("history")
     });
     let said = text_of(&events);
     assert!(said.contains("text:first"), "resumed with --resume: {said}");
-    let first_new = ws.wait_for("continues", |f| f["sessionId"] == id.as_str());
+    let first_new = ws.wait_for("continues", |f| {
+        f["sessionId"] == id.as_str() && f["seq"].as_u64() > Some(0)
+    });
     assert!(
         first_new["seq"].as_u64().unwrap() as usize > before,
         "seq continues after a restart"
@@ -918,7 +1001,7 @@ fn quiet_sessions_leave_memory_and_come_back_intact() {
         "seq continues after a reload"
     );
     let events = s.wait_event(&id, |e| {
-        e["type"] == "block_delta" && e["text"].as_str().unwrap_or("").contains("text:before")
+        e["type"] == "block_end" && e["text"].as_str().unwrap_or("").contains("text:before")
     });
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");

@@ -43,16 +43,35 @@ fn create_reuse_and_remove() {
     std::fs::write(wt.join("keep"), "x").unwrap();
     assert_eq!(prepare_session_dir(&g, &repo, &id, true).unwrap(), wt);
     assert!(wt.join("keep").exists());
+    // A clone with a git dir of its own, borrowing the main objects.
+    assert!(wt.join(".git").is_dir());
+    let alt = std::fs::read_to_string(wt.join(".git/objects/info/alternates")).unwrap();
+    assert_eq!(alt.trim(), repo.join(".git/objects").display().to_string());
+    assert!(!repo.join(".git/worktrees").exists());
     // Dirty: refused without force; branch kept after removal.
-    assert!(remove_worktree(&g, &repo, &id, false).is_err());
+    let err = remove_session_checkout(&g, &repo, &id, false).unwrap_err();
+    assert!(err.to_string().contains("uncommitted"), "{err}");
     assert!(wt.exists());
+    // A commit in the checkout comes back to the main repo's branch on removal.
     std::fs::remove_file(wt.join("keep")).unwrap();
-    remove_worktree(&g, &repo, &id, false).unwrap();
+    std::fs::write(wt.join("work"), "done\n").unwrap();
+    git(&wt, &["add", "work"]);
+    git(&wt, &["commit", "-qm", "session work"]);
+    assert!(remove_session_checkout(&g, &repo, &id, false).unwrap());
     assert!(!wt.exists());
     assert!(branches(&repo).contains(&format!("session/{id}")));
-    // Recreate on the kept branch.
+    let shown = std::process::Command::new("git")
+        .current_dir(&repo)
+        .args(["show", &format!("session/{id}:work")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), "done\n");
+    // Nothing left to remove: false, no error.
+    assert!(!remove_session_checkout(&g, &repo, &id, false).unwrap());
+    // Recreate on the kept branch, with the session's work.
     let again = prepare_session_dir(&g, &repo, &id, true).unwrap();
     assert!(again.join("README").exists());
+    assert!(again.join("work").exists());
 }
 
 #[test]
@@ -67,18 +86,43 @@ fn isolation_false_is_the_repo_itself() {
     assert!(!repo.join(".claude").exists());
 }
 
+/// A directory mitzod did not make for this session (no record, or a
+/// record naming another inode) is never removed or reused; one it began
+/// and did not finish is replaced.
 #[test]
-fn stale_dir_is_replaced() {
+fn foreign_dir_is_left_alone_half_made_one_is_replaced() {
     let _g = serial();
     let Some(g) = git_tool() else { return };
     let dir = tempfile::tempdir().unwrap();
     let repo = std::fs::canonicalize(dir.path()).unwrap().join("repo");
     init_repo(&repo);
     let id = new_session_id();
-    let stale = repo.join(".claude/worktrees").join(&id);
-    std::fs::create_dir_all(stale.join("junk")).unwrap();
+    let there = repo.join(".claude/worktrees").join(&id);
+    std::fs::create_dir_all(there.join("junk")).unwrap();
+    let err = prepare_session_dir(&g, &repo, &id, true).unwrap_err();
+    assert!(
+        err.to_string().contains("not the checkout mitzod made"),
+        "{err}"
+    );
+    let err = remove_session_checkout(&g, &repo, &id, true).unwrap_err();
+    assert!(
+        err.to_string().contains("not the checkout mitzod made"),
+        "{err}"
+    );
+    assert!(there.join("junk").exists());
+
+    // Same path, a directory swapped in after mitzod made its own.
+    std::fs::remove_dir_all(&there).unwrap();
     let wt = prepare_session_dir(&g, &repo, &id, true).unwrap();
-    assert_eq!(wt, stale);
+    std::fs::rename(&wt, repo.join("moved")).unwrap();
+    std::fs::create_dir_all(there.join("junk")).unwrap();
+    assert!(prepare_session_dir(&g, &repo, &id, true).is_err());
+    assert!(remove_session_checkout(&g, &repo, &id, true).is_err());
+    assert!(there.join("junk").exists());
+
+    // A record still saying "pending": mitzod's own half-made directory.
+    std::fs::write(repo.join(".git/mitzod/checkouts").join(&id), "pending\n").unwrap();
+    let wt = prepare_session_dir(&g, &repo, &id, true).unwrap();
     assert!(wt.join("README").exists());
     assert!(!wt.join("junk").exists());
 }
@@ -142,8 +186,8 @@ fn failure_half_way_leaves_no_dir_or_branch() {
     let dir = tempfile::tempdir().unwrap();
     let repo = std::fs::canonicalize(dir.path()).unwrap().join("repo");
     init_repo(&repo);
-    // A corrupt blob: `worktree add -b` creates the branch, then the
-    // checkout fails.
+    // A corrupt blob: the branch is created, then the clone's checkout
+    // fails.
     std::fs::write(repo.join("big"), "payload\n").unwrap();
     git(&repo, &["add", "big"]);
     git(&repo, &["commit", "-qm", "big"]);
@@ -171,6 +215,10 @@ fn failure_half_way_leaves_no_dir_or_branch() {
         !branches(&repo).contains(&format!("session/{id}")),
         "half-made branch left behind"
     );
+    assert!(
+        !repo.join(".git/mitzod/checkouts").join(&id).exists(),
+        "half-made record left behind"
+    );
 }
 
 #[test]
@@ -197,7 +245,7 @@ fn stale_cleanup_report_and_execute() {
     assert!(report.stale.is_empty(), "{report:?}");
     // Age the old ones by mtime as well.
     for id in [&clean_id, &dirty_id] {
-        let gitdir = repo.join(".git/worktrees").join(id.as_str());
+        let gitdir = worktree_path(&repo, id).join(".git");
         for p in [
             worktree_path(&repo, id),
             gitdir.join("index"),

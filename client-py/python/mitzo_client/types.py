@@ -149,7 +149,8 @@ class RepoOpened(TypedDict):
 
 class RepoClosed(TypedDict):
     ok: bool
-    removed: str
+    removed: bool
+    """Whether a directory was removed (its commits were fetched first)."""
 
 
 class Task(TypedDict):

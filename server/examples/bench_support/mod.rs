@@ -193,3 +193,9 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// One summary row for `bench_all`: what was measured, its value, the
+/// floor from the same run, the ratio, and the goal it is read against.
+pub fn result(measure: &str, value: &str, floor: &str, ratio: &str, goal: &str) {
+    println!("RESULT\t{measure}\t{value}\t{floor}\t{ratio}\t{goal}");
+}

@@ -2,6 +2,7 @@
 //! stdin/stdout, spawned only through the sandbox. Knows nothing of
 //! sessions; it turns lines into [`protocol::Incoming`] and back.
 
+pub mod launch;
 pub mod process;
 pub mod protocol;
 

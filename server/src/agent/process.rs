@@ -63,9 +63,18 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn spawn(spec: SpawnSpec, events: mpsc::Sender<AgentEvent>) -> Result<AgentProcess> {
+        // The agent runs under its session's reaper (and cgroup): nothing
+        // it starts outlives the session.
+        let session = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "MITZO_SESSION_ID")
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let cmd = SandboxedCommand::new(&spec.program, &spec.policy, spec.env)?
             .args(&spec.args)
-            .current_dir(&spec.cwd);
+            .current_dir(&spec.cwd)
+            .contained(&session)?;
         // The protocol runs over socket pairs, not pipes: a process in the
         // agent's sandbox can open a pipe through /proc/<agent>/fd/N and
         // write protocol lines into it, but a socket cannot be opened that
@@ -73,7 +82,7 @@ impl AgentProcess {
         let io = |e: std::io::Error| Error::io("creating the agent's stdio sockets", e);
         let (stdin_ours, stdin_theirs) = std::os::unix::net::UnixStream::pair().map_err(io)?;
         let (stdout_ours, stdout_theirs) = std::os::unix::net::UnixStream::pair().map_err(io)?;
-        let mut cmd = cmd.into_tokio();
+        let (mut cmd, containment) = cmd.into_tokio_with_guard();
         cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(stdin_theirs)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout_theirs)))
             .stderr(Stdio::piped());
@@ -117,6 +126,7 @@ impl AgentProcess {
         let reader = tokio::spawn(async move { read_lines(stdout, reader_events).await });
         tokio::spawn(async move {
             let status = child.wait().await;
+            let _ = tokio::task::spawn_blocking(move || containment.end()).await;
             // A descendant may still hold the pipes open: the exit is
             // reported anyway, after a short grace for the last lines.
             let grace = Duration::from_secs(2);

@@ -34,12 +34,13 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<Peer>,
     Json(body): Json<LoginBody>,
 ) -> Result<Response> {
-    state
+    // The slot is taken now, before argon2: see `LoginLimiter`.
+    let attempt = state
         .login_limiter
-        .check(&peer.remote)
+        .begin(&peer.remote)
         .map_err(|retry_after| Error::RateLimited { retry_after })?;
     if body.passphrase.is_empty() || body.passphrase.len() > MAX_PASSPHRASE {
-        state.login_limiter.record_failure();
+        attempt.failed();
         return Err(Error::BadRequest(format!(
             "passphrase must be 1..={MAX_PASSPHRASE} bytes"
         )));
@@ -51,19 +52,29 @@ async fn login(
         .acquire_owned()
         .await
         .map_err(|_| Error::Internal("login unavailable".into()))?;
+    // The lock may have engaged while this attempt queued for a permit.
+    attempt
+        .recheck()
+        .map_err(|retry_after| Error::RateLimited { retry_after })?;
     let verifier = state.passphrase.clone();
+    // The outcome is recorded in the blocking task itself, so a client that
+    // goes away mid-verification still has its failure counted.
     let ok = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        verifier.verify(candidate.expose())
+        let ok = verifier.verify(candidate.expose());
+        if ok {
+            attempt.succeeded();
+        } else {
+            attempt.failed();
+        }
+        ok
     })
     .await
     .map_err(|e| Error::Internal(format!("passphrase check failed: {e}")))?;
     if !ok {
-        state.login_limiter.record_failure();
         tracing::warn!(peer = %peer.remote, "login failed");
         return Err(Error::Unauthorized("wrong passphrase"));
     }
-    state.login_limiter.record_success(&peer.remote);
     let (token, _claims) = state.owner.issue()?;
     tracing::info!(peer = %peer.remote, "owner logged in");
     let cookie = set_cookie(&token, state.owner.max_age_secs(), state.web.tls);

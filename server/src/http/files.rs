@@ -4,9 +4,9 @@
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/files/roots", get(roots))
         .route("/api/files/list", get(list))
         .route("/api/files/read", get(read))
+        .route("/api/files/raw", get(raw))
         .route(
             "/api/files/write",
             put(write).layer(DefaultBodyLimit::max(WRITE_BODY_LIMIT)),
@@ -118,9 +119,17 @@ struct ReadQuery {
 async fn read(
     State(state): State<AppState>,
     _auth: Authed<scope::Owner>,
+    headers: HeaderMap,
     Query(q): Query<ReadQuery>,
-) -> Result<Json<Value>> {
-    blocking(move || {
+) -> Result<Response> {
+    if wants_octet_stream(&headers) {
+        let mut response = raw_response(state, q).await?;
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        return Ok(response);
+    }
+    let mut response = blocking(move || {
         let roots = current_roots(&state);
         let (root, rel) = files::locate(&roots, q.root.as_deref(), &q.path)?;
         let fd = root.open()?;
@@ -139,7 +148,152 @@ async fn read(
             }
         }))
     })
-    .await
+    .await?
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    Ok(response)
+}
+
+/// `Accept` names `application/octet-stream` (a `*/*` alone keeps JSON).
+fn wants_octet_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|range| range.split(';').next())
+        .any(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/octet-stream")
+        })
+}
+
+/// The raw bytes of a file: same roots, resolution and limits as `read`.
+async fn raw(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Owner>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response> {
+    raw_response(state, q).await
+}
+
+/// Bytes per chunk of a raw body; a file this size or smaller is sent
+/// from the one blocking task that opened it.
+const RAW_CHUNK: usize = 256 * 1024;
+
+/// Read into `buf` until it is full or the file ends; the bytes read.
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+async fn raw_response(state: AppState, q: ReadQuery) -> Result<Response> {
+    let (mut file, len, first, name) = blocking(move || {
+        let roots = current_roots(&state);
+        let (root, rel) = files::locate(&roots, q.root.as_deref(), &q.path)?;
+        let fd = root.open()?;
+        let (mut file, len) = files::open_for_read(fd.as_raw_fd(), &rel)?;
+        let mut first = vec![0u8; len.min(RAW_CHUNK as u64) as usize];
+        let n = read_full(&mut file, &mut first).map_err(|e| Error::io("reading a file", e))?;
+        if n < first.len() {
+            return Err(Error::Conflict(format!(
+                "{rel}: the file shrank while it was read; try again"
+            )));
+        }
+        let name = Path::new(&rel)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((file, len, first, name))
+    })
+    .await?;
+    let mut left = len - first.len() as u64;
+    let body = if left == 0 {
+        Body::from(first)
+    } else {
+        // The rest from one blocking task; at most two chunks wait in the
+        // channel, and a client that goes away stops the reads.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
+        tokio::task::spawn_blocking(move || {
+            while left > 0 {
+                let mut buf = vec![0u8; left.min(RAW_CHUNK as u64) as usize];
+                let item = match read_full(&mut file, &mut buf) {
+                    Ok(n) if n == buf.len() => Ok(Bytes::from(buf)),
+                    // The length is already promised: end the body with an
+                    // error rather than send fewer bytes than announced.
+                    Ok(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was sent",
+                    )),
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                left -= item.as_ref().map_or(0, |b| b.len() as u64);
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let first = futures_util::stream::iter([Ok(Bytes::from(first))]);
+        Body::from_stream(futures_util::StreamExt::chain(first, rest))
+    };
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CONTENT_DISPOSITION, attachment(&name));
+    Ok(response)
+}
+
+/// `attachment` (never rendered in the origin), with the file's name: an
+/// ASCII fallback and the exact name in RFC 8187 form.
+fn attachment(name: &str) -> HeaderValue {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' && c != '%' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut exact = String::new();
+    for &b in name.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            exact.push(b as char);
+        } else {
+            exact.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let value = if name.is_empty() {
+        "attachment".to_string()
+    } else {
+        format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}")
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
 async fn write(
@@ -179,4 +333,37 @@ async fn write(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_picks_raw_only_when_octet_stream_is_named() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_octet_stream(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert!(!wants_octet_stream(&h));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, Application/Octet-Stream;q=0.5"),
+        );
+        assert!(wants_octet_stream(&h));
+    }
+
+    #[test]
+    fn attachment_names_are_quoted_safely() {
+        let v = attachment("a \"b\";\r\nX: y ü.txt");
+        let v = v.to_str().unwrap();
+        assert!(
+            v.starts_with("attachment; filename=\"a__b_;__X:_y__.txt\""),
+            "{v}"
+        );
+        assert!(
+            v.ends_with("filename*=UTF-8''a%20%22b%22%3B%0D%0AX%3A%20y%20%C3%BC.txt"),
+            "{v}"
+        );
+        assert_eq!(attachment("").to_str().unwrap(), "attachment");
+    }
 }

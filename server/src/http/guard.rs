@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,19 +18,54 @@ use crate::error::{json_error, Error};
 const CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Outermost: every response is JSON on error and carries the security
-/// headers; one log line per request with method, path (never the query,
-/// never a header) and status.
+/// headers; one log line per request with method, the matched route (the
+/// template, e.g. `/api/sessions/{id}/meta`, never the raw path: a
+/// credential pasted into a URL must not reach the log), the ids in it that
+/// have an id's shape, and status.
 pub async fn response_hygiene(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let (mut parts, body) = req.into_parts();
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "<no route>".to_string());
+    let ids = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .map(|params| {
+            params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", loggable_id(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let req = Request::from_parts(parts, body);
     let response = next.run(req).await;
     let mut response = normalise_error(response).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    set_security_headers(response.headers_mut());
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if route == "/healthz" {
+        tracing::trace!(%method, %route, status, ms, "request");
+    } else {
+        tracing::info!(%method, %route, ids, status, ms = format!("{ms:.1}"), "request");
+    }
+    response
+}
+
+/// The headers every response mitzod builds carries (hyper's own early
+/// answers to unparseable requests are out of its reach: SECURITY.md).
+pub fn set_security_headers(h: &mut HeaderMap) {
+    // The web app's pages set their own (stricter for scripts, see
+    // `web::PAGE_CSP`); everything else gets the API's.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -43,14 +78,22 @@ pub async fn response_hygiene(req: Request, next: Next) -> Response {
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let status = response.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    if path == "/healthz" {
-        tracing::trace!(%method, %path, status, ms, "request");
+}
+
+/// A path parameter as logged: a session id, or a short plain id (tasks,
+/// permissions); anything longer or token-shaped is withheld.
+fn loggable_id(v: &str) -> &str {
+    let session_id = crate::worktree::validate_session_id(v).is_ok();
+    let short_plain = !v.is_empty()
+        && v.len() <= 40
+        && !v.starts_with(crate::auth::session_tokens::PREFIX)
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if session_id || short_plain {
+        v
     } else {
-        tracing::info!(%method, %path, status, ms = format!("{ms:.1}"), "request");
+        "<withheld>"
     }
-    response
 }
 
 /// Errors from axum's own extractors and fallbacks are plain text; turn
@@ -326,7 +369,23 @@ fn origin_allowed(state: &AppState, origin: &str, headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{loggable_id, percent_decode};
+
+    #[test]
+    fn ids_that_look_like_tokens_are_withheld() {
+        assert_eq!(
+            loggable_id("2026-01-02-0123456789ab"),
+            "2026-01-02-0123456789ab"
+        );
+        assert_eq!(
+            loggable_id("0123456789abcdef0123456789abcdef"),
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(loggable_id(&"a".repeat(64)), "<withheld>");
+        assert_eq!(loggable_id("mzs_0123"), "<withheld>");
+        assert_eq!(loggable_id("eyJ.a.b"), "<withheld>");
+        assert_eq!(loggable_id(""), "<withheld>");
+    }
 
     #[test]
     fn decodes() {

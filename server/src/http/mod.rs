@@ -9,6 +9,7 @@ mod meta;
 mod repos;
 mod sessions;
 mod tasks;
+mod web;
 mod ws;
 
 use std::net::{IpAddr, SocketAddr};
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(repos::routes())
         .merge(sessions::routes())
         .merge(ws::routes())
+        .merge(web::routes())
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

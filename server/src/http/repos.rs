@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/repos", get(repos))
         .route("/api/repos/open", post(open))
+        .route("/api/repos/fetch", post(fetch))
         .route("/api/repos/close", post(close))
         .route("/api/config", get(config))
 }
@@ -42,8 +43,13 @@ fn repo_list(state: &AppState) -> Vec<RepoEntry> {
         .collect()
 }
 
-async fn repos(State(state): State<AppState>, _a: Authed<scope::Internal>) -> Json<Vec<RepoEntry>> {
-    Json(repo_list(&state))
+/// Every repo a session may run in (`repo_path` included), and which one
+/// a new session gets when it names none.
+async fn repos(
+    State(state): State<AppState>,
+    _a: Authed<scope::Internal>,
+) -> Json<Vec<crate::protocol::RepoInfo>> {
+    Json(state.sessions.repos())
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,43 +153,106 @@ async fn open(
     .await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloseBody {
-    /// A path `/api/repos/open` answered.
-    pub path: PathBuf,
+/// Bring a session's commits into the main repo's `session/<id>` branch,
+/// through mitzod's confined git: what the owner reviews and merges.
+async fn fetch(
+    State(state): State<AppState>,
+    _a: Authed<scope::Internal>,
+    JsonBody(body): JsonBody<OpenBody>,
+) -> Result<Json<Value>> {
+    crate::worktree::validate_session_id(&body.session_id)?;
+    let (repo_name, repo) = resolve_repo(&state, &body)?;
+    let landlock = state.config.sandbox.landlock;
+    blocking(move || {
+        let git = crate::git::Git::new(landlock.into())?;
+        let id = body.session_id;
+        crate::worktree::fetch_session_branch(&git, &repo, &id)?;
+        let branch = crate::worktree::branch_name(&id);
+        let repo = crate::worktree::check_repo(&git, &repo)?;
+        let commit = git
+            .run(
+                &repo,
+                &repo,
+                &["rev-parse", "--verify", &format!("refs/heads/{branch}")],
+            )?
+            .trim()
+            .to_string();
+        tracing::info!(repo = %repo_name, session = %id, "session branch fetched");
+        Ok(Json(json!({ "branch": branch, "commit": commit })))
+    })
+    .await
 }
 
-/// Remove a worktree `/api/repos/open` made (changes in it are discarded;
-/// its branch stays). Anything else is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CloseBody {
+    /// A path `/api/repos/open` answered (what Claude Code's WorktreeRemove
+    /// hook knows); or the repo and session id.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub repo_name: Option<String>,
+    #[serde(default)]
+    pub repo_path: Option<PathBuf>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Discard uncommitted changes. Default: yes when closing by `path`
+    /// (the hook's worktree is done with), no when closing by session id.
+    #[serde(default)]
+    pub force: Option<bool>,
+}
+
+/// Remove a checkout `/api/repos/open` made (its commits are fetched into
+/// the main repo's `session/<id>` branch first); anything else is refused,
+/// a dirty one without `force` is a 409.
 async fn close(
     State(state): State<AppState>,
     _a: Authed<scope::Internal>,
     JsonBody(body): JsonBody<CloseBody>,
 ) -> Result<Json<Value>> {
-    let not_ours = || {
-        Error::NotFound(format!(
-            "{} is not a worktree mitzod made",
-            body.path.display()
-        ))
+    let (repo_name, repo, id, force) = match (&body.path, &body.session_id) {
+        (Some(path), None) => {
+            if body.repo_name.is_some() || body.repo_path.is_some() {
+                return Err(Error::BadRequest(
+                    "name the checkout by path, or by sessionId with repoName or repoPath".into(),
+                ));
+            }
+            let not_ours =
+                || Error::NotFound(format!("{} is not a checkout mitzod made", path.display()));
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .ok_or_else(not_ours)?;
+            crate::worktree::validate_session_id(&id).map_err(|_| not_ours())?;
+            let (name, repo) = known_repos(&state)
+                .into_iter()
+                .find(|(_, r)| same_dir(&crate::worktree::worktree_path(r, &id), path))
+                .ok_or_else(not_ours)?;
+            (name, repo, id, body.force.unwrap_or(true))
+        }
+        (None, Some(id)) => {
+            crate::worktree::validate_session_id(id)?;
+            let open = OpenBody {
+                repo_name: body.repo_name.clone(),
+                repo_path: body.repo_path.clone(),
+                session_id: id.clone(),
+            };
+            let (name, repo) = resolve_repo(&state, &open)?;
+            (name, repo, id.clone(), body.force.unwrap_or(false))
+        }
+        _ => {
+            return Err(Error::BadRequest(
+                "name the checkout by path, or by sessionId with repoName or repoPath".into(),
+            ))
+        }
     };
-    let id = body
-        .path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_string)
-        .ok_or_else(not_ours)?;
-    crate::worktree::validate_session_id(&id).map_err(|_| not_ours())?;
-    let (repo_name, repo) = known_repos(&state)
-        .into_iter()
-        .find(|(_, r)| same_dir(&crate::worktree::worktree_path(r, &id), &body.path))
-        .ok_or_else(not_ours)?;
     let landlock = state.config.sandbox.landlock;
     blocking(move || {
         let git = crate::git::Git::new(landlock.into())?;
-        crate::worktree::remove_worktree(&git, &repo, &id, true)?;
-        tracing::info!(repo = %repo_name, session = %id, "session worktree removed");
-        Ok(Json(json!({ "ok": true, "removed": body.path })))
+        let removed = crate::worktree::remove_session_checkout(&git, &repo, &id, force)?;
+        tracing::info!(repo = %repo_name, session = %id, removed, "session checkout closed");
+        Ok(Json(json!({ "ok": true, "removed": removed })))
     })
     .await
 }

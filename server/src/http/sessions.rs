@@ -1,5 +1,6 @@
-//! Session REST routes (Mitzo's paths and shapes), permission decisions,
-//! and the audit log.
+//! Session REST routes (Mitzo's paths and shapes, plus what the web app
+//! needs: titles, repos, history pages), permission decisions, and the
+//! audit log. `server/PROTOCOL.md` documents them.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,8 +14,8 @@ use super::json::JsonBody;
 use crate::app::AppState;
 use crate::auth::{scope, Authed};
 use crate::error::{Error, Result};
-use crate::permissions::Mode;
-use crate::sessions::{store, DecidedBy, Decision, NewSession, Session};
+use crate::protocol::{Decision, Mode, SessionList, SessionPatch};
+use crate::sessions::{store, NewSession, Session, SessionManager};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -22,7 +23,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/active", get(active))
         .route("/api/sessions/{id}/meta", get(meta))
         .route("/api/sessions/{id}/events", get(events))
-        .route("/api/sessions/{id}", axum::routing::delete(delete))
+        .route(
+            "/api/sessions/{id}",
+            axum::routing::delete(delete).patch(rename),
+        )
         .route(
             "/api/permission/{perm_id}/respond",
             post(respond_with_capability),
@@ -40,6 +44,7 @@ struct CreateBody {
     mode: Option<String>,
     model: Option<String>,
     isolation: Option<bool>,
+    repo: Option<String>,
 }
 
 pub fn parse_mode(mode: Option<&str>) -> Result<Mode> {
@@ -57,10 +62,8 @@ async fn create(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response> {
     let mode = parse_mode(body.mode.as_deref())?;
-    let headless = body
-        .initial_prompt
-        .as_deref()
-        .is_some_and(|p| !p.trim().is_empty());
+    let prompt = body.initial_prompt.filter(|p| !p.trim().is_empty());
+    let headless = prompt.is_some();
     let session = state
         .sessions
         .create(NewSession {
@@ -70,9 +73,11 @@ async fn create(
             model: body.model,
             isolation: body.isolation,
             headless,
+            repo: body.repo,
+            first_prompt: prompt.clone(),
         })
         .await?;
-    if let Some(prompt) = body.initial_prompt.filter(|p| !p.trim().is_empty()) {
+    if let Some(prompt) = prompt {
         state.sessions.send(&session, &prompt, None).await?;
     }
     let row = session.row();
@@ -88,6 +93,8 @@ async fn create(
             "worktrees": {"primary": {"path": row.cwd, "branch": row.branch}},
             "isolation": row.isolation,
             "headless": headless,
+            "title": row.title,
+            "repo": row.repo_name,
         })),
     )
         .into_response())
@@ -100,53 +107,11 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-/// What the live sessions are, taken once per request.
-struct LiveView {
-    rows: std::collections::HashMap<String, store::SessionRow>,
-    active: std::collections::HashSet<String>,
-    attached: std::collections::HashSet<String>,
-}
-
-impl LiveView {
-    fn now(state: &AppState) -> LiveView {
-        let mut view = LiveView {
-            rows: Default::default(),
-            active: Default::default(),
-            attached: Default::default(),
-        };
-        for s in state.sessions.live() {
-            if s.is_active() {
-                view.active.insert(s.id.clone());
-            }
-            if s.is_attached() {
-                view.attached.insert(s.id.clone());
-            }
-            view.rows.insert(s.id.clone(), s.row());
-        }
-        view
-    }
-
-    /// The in-memory row is fresher than the database for a live session.
-    fn summary(&self, row: &store::SessionRow) -> Value {
-        let row = self.rows.get(&row.id).unwrap_or(row);
-        json!({
-            "id": row.id,
-            "summary": row.summary,
-            "lastModified": row.last_modified,
-            "branch": row.branch,
-            "isActive": self.active.contains(&row.id),
-            "isAttached": self.attached.contains(&row.id),
-            "numTurns": row.num_turns,
-            "state": row.state,
-        })
-    }
-}
-
 async fn list(
     State(state): State<AppState>,
     _auth: Authed<scope::Internal>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SessionList>> {
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 100 {
         return Err(Error::BadRequest("limit must be 1..=100".into()));
@@ -156,18 +121,30 @@ async fn list(
         .db
         .call(move |c| store::list(c, offset, limit))
         .await?;
-    let view = LiveView::now(&state);
-    let sessions: Vec<Value> = rows.iter().map(|r| view.summary(r)).collect();
-    Ok(Json(json!({ "sessions": sessions, "hasMore": more })))
+    // The live view, taken once: fresher than the database for live sessions.
+    let live: std::collections::HashMap<String, std::sync::Arc<Session>> = state
+        .sessions
+        .live()
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let sessions = rows
+        .iter()
+        .map(|r| SessionManager::summary_of(r, live.get(&r.id).map(|s| &**s)))
+        .collect();
+    Ok(Json(SessionList {
+        sessions,
+        has_more: more,
+    }))
 }
 
 async fn active(State(state): State<AppState>, _auth: Authed<scope::Internal>) -> Json<Value> {
-    let view = LiveView::now(&state);
-    let sessions: Vec<Value> = view
-        .rows
-        .values()
-        .filter(|r| view.active.contains(&r.id))
-        .map(|r| view.summary(r))
+    let sessions: Vec<_> = state
+        .sessions
+        .live()
+        .iter()
+        .filter(|s| s.is_active())
+        .map(|s| state.sessions.summary(s))
         .collect();
     // `loaded`: sessions held in memory (the rest live in the database).
     Json(json!({ "sessions": sessions, "loaded": state.sessions.loaded() }))
@@ -179,14 +156,22 @@ async fn meta(
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let session = state.sessions.get(&id).await?;
-    Ok(Json(meta_json(&session)))
+    Ok(Json(meta_json(&state.sessions, &session)))
 }
 
-fn meta_json(session: &Session) -> Value {
+fn meta_json(sessions: &SessionManager, session: &Session) -> Value {
     let mut v = serde_json::to_value(session.row()).unwrap_or(Value::Null);
+    let summary = sessions.summary(session);
     if let Value::Object(m) = &mut v {
-        m.insert("isActive".into(), Value::from(session.is_active()));
-        m.insert("isAttached".into(), Value::from(session.is_attached()));
+        m.insert("isActive".into(), Value::from(summary.is_active));
+        m.insert("isAttached".into(), Value::from(summary.is_attached));
+        m.insert(
+            "pendingApprovals".into(),
+            Value::from(summary.pending_approvals),
+        );
+        m.insert("lastActivity".into(), Value::from(summary.last_activity));
+        // `repo` stays the path (Mitzo's meaning); the name is `repoName`.
+        m.insert("repoName".into(), Value::from(summary.repo));
         m.insert("lastSeq".into(), Value::from(session.log.last_seq()));
         m.insert(
             "worktrees".into(),
@@ -196,10 +181,22 @@ fn meta_json(session: &Session) -> Value {
     v
 }
 
+async fn rename(
+    State(state): State<AppState>,
+    _auth: Authed<scope::Owner>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SessionPatch>,
+) -> Result<Json<Value>> {
+    let session = state.sessions.get(&id).await?;
+    state.sessions.rename(&session, &body.title).await?;
+    Ok(Json(json!(state.sessions.summary(&session))))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     after: Option<u64>,
+    before: Option<u64>,
     limit: Option<u32>,
 }
 
@@ -211,13 +208,31 @@ async fn events(
 ) -> Result<Json<Value>> {
     let session = state.sessions.get(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
-    let events = state
-        .sessions
-        .events_after(&session.id, q.after.unwrap_or(0), limit)
-        .await?;
-    Ok(Json(
-        json!({ "events": events, "lastSeq": session.log.last_seq() }),
-    ))
+    match (q.after, q.before) {
+        (Some(_), Some(_)) => Err(Error::BadRequest(
+            "give `after` or `before`, not both".into(),
+        )),
+        (_, Some(before)) => {
+            let (events, more) = state
+                .sessions
+                .events_before(&session, before, limit)
+                .await?;
+            Ok(Json(json!({
+                "events": events,
+                "lastSeq": session.log.last_seq(),
+                "hasMore": more,
+            })))
+        }
+        (after, None) => {
+            let events = state
+                .sessions
+                .events_after(&session.id, after.unwrap_or(0), limit)
+                .await?;
+            Ok(Json(
+                json!({ "events": events, "lastSeq": session.log.last_seq(), "hasMore": false }),
+            ))
+        }
+    }
 }
 
 async fn delete(
@@ -233,16 +248,19 @@ async fn delete(
 #[serde(deny_unknown_fields)]
 struct DecisionBody {
     decision: String,
+    message: Option<String>,
 }
 
 pub fn parse_decision(s: &str) -> Result<Decision> {
     Decision::parse(s).ok_or_else(|| {
-        Error::BadRequest(format!("decision must be once, always or deny, not {s:?}"))
+        Error::BadRequest(format!(
+            "decision must be allow, allow_session or deny (or once, always), not {s:?}"
+        ))
     })
 }
 
-/// The ntfy action endpoint: the capability in `X-Approval-Token` is the
-/// only credential, good for one decision on one permission.
+/// The ntfy one-tap action endpoint (only with `ntfy.one_tap`): the
+/// capability in `X-Approval-Token` is the only credential.
 async fn respond_with_capability(
     State(state): State<AppState>,
     Path(perm_id): Path<String>,
@@ -250,23 +268,18 @@ async fn respond_with_capability(
     JsonBody(body): JsonBody<DecisionBody>,
 ) -> Result<Json<Value>> {
     let decision = parse_decision(&body.decision)?;
-    if decision == Decision::Always {
+    if body.message.is_some() {
         return Err(Error::BadRequest(
-            "a notification may allow once or deny, not always".into(),
+            "a notification carries no message".into(),
         ));
     }
-    let session = state.sessions.find_pending(&perm_id)?;
     let presented = headers
         .get("x-approval-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let expected = crate::secret::Secret::new(state.sessions.approval_capability(&perm_id));
-    if presented.is_empty() || !expected.matches(presented.as_bytes()) {
-        return Err(Error::Forbidden("bad approval capability".into()));
-    }
     state
         .sessions
-        .resolve(&session, &perm_id, decision, DecidedBy::Ntfy)
+        .decide_with_capability(&perm_id, presented, decision)
         .await?;
     Ok(Json(json!({ "ok": true })))
 }
@@ -277,6 +290,7 @@ struct OwnerDecisionBody {
     session_id: String,
     perm_id: String,
     decision: String,
+    message: Option<String>,
 }
 
 async fn owner_decision(
@@ -285,27 +299,16 @@ async fn owner_decision(
     JsonBody(body): JsonBody<OwnerDecisionBody>,
 ) -> Result<Json<Value>> {
     let decision = parse_decision(&body.decision)?;
-    decide_as_owner(&state, &body.session_id, &body.perm_id, decision).await?;
-    Ok(Json(json!({ "ok": true })))
-}
-
-/// A decision bound to its session: a permission of another session is refused.
-pub async fn decide_as_owner(
-    state: &AppState,
-    session_id: &str,
-    perm_id: &str,
-    decision: Decision,
-) -> Result<()> {
-    let holder = state.sessions.find_pending(perm_id)?;
-    if holder.id != session_id {
-        return Err(Error::Forbidden(
-            "that permission belongs to another session".into(),
-        ));
-    }
     state
         .sessions
-        .resolve(&holder, perm_id, decision, DecidedBy::Owner)
-        .await
+        .decide_as_owner(
+            &body.session_id,
+            &body.perm_id,
+            decision,
+            body.message.as_deref(),
+        )
+        .await?;
+    Ok(Json(json!({ "ok": true })))
 }
 
 #[derive(Deserialize)]

@@ -13,15 +13,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
 use crate::auth::{scope, Authed};
 use crate::error::{Error, Result};
-use crate::sessions::events::frame_json;
+use crate::protocol::{
+    ClientFrame, ReconnectReport, ServerEvent, ServerFrame, Worktree, Worktrees, PROTOCOL_VERSION,
+};
 use crate::sessions::{Session, MAX_PROMPT};
 
 const MAX_FRAME: usize = MAX_PROMPT + 64 * 1024;
@@ -50,69 +50,22 @@ async fn upgrade(
         .on_upgrade(move |socket| connection(state, socket, credential))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase",
-    deny_unknown_fields
-)]
-enum ClientFrame {
-    Hello {
-        protocol_version: u32,
-    },
-    Send {
-        session_id: Option<String>,
-        prompt: String,
-        client_msg_id: Option<String>,
-        mode: Option<String>,
-    },
-    Interrupt {
-        session_id: String,
-        prompt: Option<String>,
-    },
-    Stop {
-        session_id: String,
-    },
-    PermissionResponse {
-        session_id: String,
-        perm_id: String,
-        decision: String,
-    },
-    SetMode {
-        session_id: String,
-        mode: String,
-    },
-    Watch {
-        session_id: String,
-    },
-    Unwatch {
-        session_id: String,
-    },
-    Reconnect {
-        sessions: Vec<ReconnectEntry>,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReconnectEntry {
-    session_id: String,
-    last_seq: u64,
-}
-
 /// A frame that belongs to no session (seq 0).
-fn connection_frame(kind: &str, payload: Value) -> Arc<str> {
-    frame_json(None, 0, kind, payload).into()
+fn connection_frame(event: ServerEvent) -> Arc<str> {
+    ServerFrame::new(None, 0, event).to_json().into()
 }
 
 /// A frame about a session that is not part of its event stream (seq 0).
-fn session_frame(session_id: &str, kind: &str, payload: Value) -> Arc<str> {
-    frame_json(Some(session_id), 0, kind, payload).into()
+fn session_frame(session_id: &str, event: ServerEvent) -> Arc<str> {
+    ServerFrame::new(Some(session_id), 0, event)
+        .to_json()
+        .into()
 }
 
 fn error_frame(session_id: Option<&str>, error: &str) -> Arc<str> {
-    frame_json(session_id, 0, "error", json!({ "error": error })).into()
+    ServerFrame::new(session_id, 0, ServerEvent::error(error))
+        .to_json()
+        .into()
 }
 
 struct Watch {
@@ -157,12 +110,27 @@ async fn connection(state: AppState, socket: WebSocket, credential: Credential) 
         loop {
             match tasks.recv().await {
                 Ok(event) => {
-                    let (kind, payload) = task_frame(&event);
                     if tasks_out
-                        .send(connection_frame(kind, payload))
+                        .send(connection_frame(task_frame(&event)))
                         .await
                         .is_err()
                     {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    // Every session's `session_updated`, watched or not: lists stay current.
+    let updates_out = out.clone();
+    let mut updates = state.sessions.updates();
+    let update_forwarder = tokio::spawn(async move {
+        loop {
+            match updates.recv().await {
+                Ok(frame) => {
+                    if updates_out.send(frame.json).await.is_err() {
                         return;
                     }
                 }
@@ -179,10 +147,10 @@ async fn connection(state: AppState, socket: WebSocket, credential: Credential) 
     let connection_id = hex::encode(rand::random::<[u8; 8]>());
     let _ = conn
         .out
-        .send(connection_frame(
-            "welcome",
-            json!({ "connectionId": connection_id, "protocolVersion": 2 }),
-        ))
+        .send(connection_frame(ServerEvent::Welcome {
+            connection_id,
+            protocol_version: PROTOCOL_VERSION,
+        }))
         .await;
     let still_valid = |state: &AppState| {
         state
@@ -233,6 +201,7 @@ async fn connection(state: AppState, socket: WebSocket, credential: Credential) 
         }
     }
     task_forwarder.abort();
+    update_forwarder.abort();
     for (_, w) in conn.watching.drain() {
         w.forwarder.abort();
         state.sessions.detach(&w.session);
@@ -261,7 +230,7 @@ impl Connection {
                 return;
             }
         };
-        let session_hint = frame_session(&frame);
+        let session_hint = frame.session_id().map(str::to_string);
         if let Err(e) = self.dispatch(frame).await {
             let _ = self
                 .out
@@ -274,9 +243,9 @@ impl Connection {
         let sessions = self.state.sessions.clone();
         match frame {
             ClientFrame::Hello { protocol_version } => {
-                if protocol_version != 2 {
+                if protocol_version != PROTOCOL_VERSION {
                     return Err(Error::BadRequest(format!(
-                        "protocol version {protocol_version} is not supported; use 2"
+                        "protocol version {protocol_version} is not supported; use {PROTOCOL_VERSION}"
                     )));
                 }
             }
@@ -285,17 +254,18 @@ impl Connection {
                 prompt,
                 client_msg_id,
                 mode,
+                repo,
             } => {
-                // No `mode`: the session keeps its own (a new one asks).
-                let wanted = mode
-                    .as_deref()
-                    .map(|m| super::sessions::parse_mode(Some(m)))
-                    .transpose()?;
-                let mode = wanted.unwrap_or_default();
                 let session = match session_id {
                     Some(id) => {
+                        if repo.is_some() {
+                            return Err(Error::BadRequest(
+                                "repo: only a new session chooses its repo".into(),
+                            ));
+                        }
                         let s = sessions.get(&id).await?;
-                        if let Some(m) = wanted.filter(|m| s.row().mode != m.as_str()) {
+                        // No `mode`: the session keeps its own.
+                        if let Some(m) = mode.filter(|m| s.row().mode != *m) {
                             sessions.set_mode(&s, m).await;
                         }
                         s
@@ -304,7 +274,9 @@ impl Connection {
                         let s = sessions
                             .create(crate::sessions::NewSession {
                                 source: "web".into(),
-                                mode,
+                                mode: mode.unwrap_or_default(),
+                                repo,
+                                first_prompt: Some(prompt.clone()),
                                 ..Default::default()
                             })
                             .await?;
@@ -313,12 +285,17 @@ impl Connection {
                             .out
                             .send(session_frame(
                                 &row.id,
-                                "session_created",
-                                json!({
-                                    "sessionId": row.id,
-                                    "clientMsgId": client_msg_id,
-                                    "worktrees": {"primary": {"path": row.cwd, "branch": row.branch}},
-                                }),
+                                ServerEvent::SessionCreated {
+                                    client_msg_id: client_msg_id.clone(),
+                                    worktrees: Worktrees {
+                                        primary: Worktree {
+                                            path: row.cwd.clone(),
+                                            branch: row.branch.clone(),
+                                        },
+                                    },
+                                    title: row.title.clone(),
+                                    repo: row.repo_name.clone(),
+                                },
                             ))
                             .await;
                         s
@@ -344,15 +321,28 @@ impl Connection {
                 session_id,
                 perm_id,
                 decision,
+                message,
             } => {
-                let decision = super::sessions::parse_decision(&decision)?;
-                super::sessions::decide_as_owner(&self.state, &session_id, &perm_id, decision)
+                sessions
+                    .decide_as_owner(&session_id, &perm_id, decision, message.as_deref())
+                    .await?;
+            }
+            ClientFrame::QuestionResponse {
+                session_id,
+                perm_id,
+                answers,
+            } => {
+                sessions
+                    .answer_as_owner(&session_id, &perm_id, answers)
                     .await?;
             }
             ClientFrame::SetMode { session_id, mode } => {
-                let mode = super::sessions::parse_mode(Some(&mode))?;
                 let s = sessions.get(&session_id).await?;
                 sessions.set_mode(&s, mode).await;
+            }
+            ClientFrame::Rename { session_id, title } => {
+                let s = sessions.get(&session_id).await?;
+                sessions.rename(&s, &title).await?;
             }
             ClientFrame::Watch { session_id } => {
                 let s = sessions.get(&session_id).await?;
@@ -376,20 +366,24 @@ impl Connection {
                     match sessions.get(&entry.session_id).await {
                         Ok(s) => {
                             let replayed = self.watch(s, entry.last_seq).await?;
-                            report.push(
-                                json!({ "sessionId": entry.session_id, "replayed": replayed }),
-                            );
+                            report.push(ReconnectReport {
+                                session_id: entry.session_id,
+                                replayed: Some(replayed as u32),
+                                error: None,
+                            });
                         }
-                        Err(e) => report
-                            .push(json!({ "sessionId": entry.session_id, "error": e.to_string() })),
+                        Err(e) => report.push(ReconnectReport {
+                            session_id: entry.session_id,
+                            replayed: None,
+                            error: Some(e.to_string()),
+                        }),
                     }
                 }
                 let _ = self
                     .out
-                    .send(connection_frame(
-                        "reconnected",
-                        json!({ "sessions": report }),
-                    ))
+                    .send(connection_frame(ServerEvent::Reconnected {
+                        sessions: report,
+                    }))
                     .await;
             }
         }
@@ -413,8 +407,18 @@ impl Connection {
         let after = after.min(session.log.last_seq());
         let (backlog, sub) = self.state.sessions.subscribe(&session, after).await?;
         let mut last = after;
-        let replayed = send_after(&self.out, backlog, &mut last).await.unwrap_or(0);
         self.state.sessions.attach(&session);
+        // How the session is now, before its history.
+        let _ = self
+            .out
+            .send(session_frame(
+                &session.id,
+                ServerEvent::SessionUpdated {
+                    session: self.state.sessions.summary(&session),
+                },
+            ))
+            .await;
+        let replayed = send_after(&self.out, backlog, &mut last).await.unwrap_or(0);
         let out = self.out.clone();
         let sessions = self.state.sessions.clone();
         let s = session.clone();
@@ -422,8 +426,9 @@ impl Connection {
             let mut live = sub.live;
             loop {
                 match live.recv().await {
-                    Ok(frame) if frame.seq > last => {
-                        last = frame.seq;
+                    // Live-only frames (deltas) always; persisted ones once.
+                    Ok(frame) if frame.seq == 0 || frame.seq > last => {
+                        last = last.max(frame.seq);
                         if out.send(frame.json).await.is_err() {
                             return;
                         }
@@ -450,15 +455,18 @@ impl Connection {
     }
 }
 
-fn task_frame(event: &crate::tasks::TaskEvent) -> (&'static str, Value) {
+fn task_frame(event: &crate::tasks::TaskEvent) -> ServerEvent {
     match event {
-        crate::tasks::TaskEvent::TaskUpdated { task } => ("task_updated", json!({ "task": task })),
-        crate::tasks::TaskEvent::TaskDeleted { id } => ("task_deleted", json!({ "id": id })),
+        crate::tasks::TaskEvent::TaskUpdated { task } => ServerEvent::TaskUpdated {
+            task: serde_json::to_value(task).unwrap_or_default(),
+        },
+        crate::tasks::TaskEvent::TaskDeleted { id } => ServerEvent::TaskDeleted { id: id.clone() },
     }
 }
 
-/// Send the frames after `last`, in order, moving `last` along; how many
-/// were sent, or `None` once the connection is gone.
+/// Send the persisted frames after `last`, in order, moving `last` along,
+/// and every live-only frame (the snapshots at the end); how many
+/// persisted ones were sent, or `None` once the connection is gone.
 async fn send_after(
     out: &mpsc::Sender<Arc<str>>,
     frames: Vec<crate::sessions::events::Frame>,
@@ -466,24 +474,13 @@ async fn send_after(
 ) -> Option<usize> {
     let mut sent = 0;
     for frame in frames {
-        if frame.seq > *last {
+        if frame.seq == 0 {
+            out.send(frame.json).await.ok()?;
+        } else if frame.seq > *last {
             *last = frame.seq;
             out.send(frame.json).await.ok()?;
             sent += 1;
         }
     }
     Some(sent)
-}
-
-fn frame_session(frame: &ClientFrame) -> Option<String> {
-    match frame {
-        ClientFrame::Send { session_id, .. } => session_id.clone(),
-        ClientFrame::Interrupt { session_id, .. }
-        | ClientFrame::Stop { session_id }
-        | ClientFrame::PermissionResponse { session_id, .. }
-        | ClientFrame::SetMode { session_id, .. }
-        | ClientFrame::Watch { session_id }
-        | ClientFrame::Unwatch { session_id } => Some(session_id.clone()),
-        ClientFrame::Hello { .. } | ClientFrame::Reconnect { .. } => None,
-    }
 }

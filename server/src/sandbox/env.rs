@@ -2,7 +2,7 @@
 //! of the parent's environment.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 
 /// Variables passed through from mitzod's environment when set.
 const ALLOWED: &[&str] = &["PATH", "HOME", "LANG", "TERM", "TZ", "USER", "TMPDIR"];
@@ -79,6 +79,15 @@ where
         }
         out.insert(OsString::from(k), OsString::from(v));
     }
+    // The seccomp layer refuses UDP: glibc's resolver (and c-ares) must ask
+    // over TCP. An operator's own RES_OPTIONS (passed through) keeps its
+    // options, with use-vc added.
+    let res = out
+        .get(OsStr::new("RES_OPTIONS"))
+        .and_then(|v| v.to_str())
+        .map(|v| format!("{v} use-vc"))
+        .unwrap_or_else(|| "use-vc".to_string());
+    out.insert(OsString::from("RES_OPTIONS"), OsString::from(res.trim()));
     out.into_iter().collect()
 }
 
@@ -124,7 +133,14 @@ mod tests {
         // systemd plumbing and mitzod's own config never do.
         assert_eq!(
             names,
-            vec!["EDITOR", "HOME", "LC_ALL", "MY_API_TOKEN", "PATH"]
+            vec![
+                "EDITOR",
+                "HOME",
+                "LC_ALL",
+                "MY_API_TOKEN",
+                "PATH",
+                "RES_OPTIONS"
+            ]
         );
     }
 }

@@ -54,6 +54,9 @@ impl Default for Scopes {
     }
 }
 
+/// DNS over TCP (the only DNS the seccomp layer leaves).
+pub const DNS_PORT: u16 = 53;
+
 /// System trees an agent (or git) needs to read and execute, where present.
 const SYSTEM_READ_EXEC: &[&str] = &[
     "/usr",
@@ -116,9 +119,9 @@ pub struct AgentPolicyInputs<'a> {
     /// The session's worktrees (read-write; usually inside the repo).
     pub worktrees: &'a [PathBuf],
     /// Whether the whole repo is writable. False for an isolated session:
-    /// the repo is read-only, its worktrees and the git metadata a commit
-    /// in them needs are writable, and `.git/hooks`, `.git/config`, the main
-    /// checkout and its `.mitzo.json` are out of the agent's reach.
+    /// the repo (its `.git` included) is read-only, other sessions'
+    /// checkouts are unreadable, and only its own checkout (a clone with its
+    /// own git dir) is writable.
     pub repo_writable: bool,
     /// `agent.home` (read-write): where `~/.claude` lives.
     pub agent_home: &'a Path,
@@ -160,10 +163,11 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
     if inp.repo_writable {
         rw.push(("repo", repo.clone()));
     } else {
-        repo_read.push(repo.clone());
-        for dir in git_write_dirs(&repo, inp.worktrees) {
-            rw.push(("git metadata", dir));
-        }
+        // An isolated session's checkout is a clone with its own git dir:
+        // it writes nothing of the main repo, `.git` included, and reads the
+        // main repo (its object store through the clone's alternates) but
+        // not the other sessions' checkouts.
+        repo_read = git_read_dirs(&repo)?;
     }
     for w in inp.worktrees {
         rw.push(("worktree", canonical(w, "worktree")?));
@@ -208,6 +212,9 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
     read_write.extend(existing(DEVICES_READ_WRITE));
 
     let mut connect: BTreeSet<u16> = inp.agent.allowed_connect_ports.iter().copied().collect();
+    // Name resolution: the seccomp layer refuses UDP, so resolvers are told
+    // to use TCP (RES_OPTIONS=use-vc, see env.rs), to port 53.
+    connect.insert(DNS_PORT);
     if let Some(p) = inp.own_port {
         connect.insert(p);
     }
@@ -222,26 +229,15 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
     })
 }
 
-/// What a commit in a linked worktree writes: objects, refs, reflogs and
-/// the worktree's own admin dir. Not hooks, not config, not info.
-fn git_write_dirs(repo: &Path, worktrees: &[PathBuf]) -> Vec<PathBuf> {
-    let git = repo.join(".git");
-    if !git.is_dir() {
-        return Vec::new();
+/// What an isolated session reads of its repo: all of it except the
+/// directory of session checkouts (each session gets its own checkout
+/// read-write on top of this).
+fn git_read_dirs(repo: &Path) -> Result<Vec<PathBuf>> {
+    let checkouts = repo.join(".claude/worktrees");
+    if std::fs::symlink_metadata(&checkouts).is_err() {
+        return Ok(vec![repo.to_path_buf()]);
     }
-    let mut dirs: Vec<PathBuf> = ["objects", "refs", "logs"]
-        .iter()
-        .map(|d| git.join(d))
-        .collect();
-    for w in worktrees {
-        if let Some(name) = w.file_name() {
-            dirs.push(git.join("worktrees").join(name));
-        }
-    }
-    dirs.into_iter()
-        .filter(|d| d.is_dir())
-        .filter_map(|d| std::fs::canonicalize(d).ok())
-        .collect()
+    carve(vec![repo.to_path_buf()], &[checkouts], &[])
 }
 
 fn canonical(p: &Path, what: &str) -> Result<PathBuf> {
@@ -401,8 +397,38 @@ mod tests {
             .chain(&p.read_only)
             .chain(&p.read_exec)
             .any(|x| x == &root.join("state")));
-        assert_eq!(p.connect_tcp, vec![443, 3100]);
+        assert_eq!(p.connect_tcp, vec![DNS_PORT, 443, 3100]);
         assert!(p.bind_tcp.is_empty());
+    }
+
+    #[test]
+    fn isolated_session_writes_only_its_checkout_and_reads_no_other() {
+        let d = setup();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        for p in [
+            ".git/objects",
+            ".claude/worktrees/a/.git",
+            ".claude/worktrees/b",
+            "src",
+        ] {
+            std::fs::create_dir_all(root.join("repo").join(p)).unwrap();
+        }
+        let agent = AgentConfig::default();
+        let own = [root.join("repo/.claude/worktrees/a")];
+        let mut inp = inputs(d.path(), &agent, &[]);
+        inp.repo_writable = false;
+        inp.worktrees = &own;
+        let p = agent_policy(&inp).unwrap();
+        let repo = root.join("repo");
+        assert!(p.read_write.contains(&own[0]));
+        let under = |x: &Path, list: &[PathBuf]| list.iter().any(|g| x.starts_with(g));
+        for grants in [&p.read_write, &p.read_only, &p.read_exec] {
+            assert!(!under(&repo.join(".claude/worktrees/b/x"), grants));
+        }
+        assert!(!under(&repo.join(".git/objects/x"), &p.read_write));
+        assert!(!under(&repo.join("src/x"), &p.read_write));
+        assert!(under(&repo.join(".git/objects/x"), &p.read_exec));
+        assert!(under(&repo.join("src/x"), &p.read_exec));
     }
 
     #[test]

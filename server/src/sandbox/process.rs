@@ -1,15 +1,16 @@
 //! Ending a session: find every process that belongs to it, stop it, kill it,
 //! reap it.
 //!
-//! Membership: the agent (root), every process whose parent chain leads to
-//! it, and every process in its session or process group. The agent is a
-//! child subreaper (set before exec), so a grandchild that double-forks and
-//! calls `setsid` is reparented to the agent and stays in the tree. mitzod is
-//! a subreaper too ([`set_child_subreaper`]), so what outlives the agent is
-//! reparented to mitzod, where [`kill_orphans`] finds it.
+//! Membership: the root (an agent's reaper), every process whose parent
+//! chain leads to it, and every process in its session or process group.
+//! The reaper is a child subreaper, so a grandchild that double-forks and
+//! calls `setsid` is reparented to it and stays in the tree. Signals go
+//! through pidfds opened while the start time still matched, so a reused pid
+//! is never signalled.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Make this process a child subreaper: orphaned descendants are reparented
@@ -67,19 +68,61 @@ fn is_dead(info: &ProcInfo) -> bool {
     matches!(info.state, b'Z' | b'X' | b'x')
 }
 
+/// A process found to belong, with a pidfd opened while its start time
+/// still matched: signals go through the pidfd, so a pid the kernel reused
+/// for someone else is never signalled.
+struct Member {
+    start: u64,
+    fd: Option<OwnedFd>,
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with integer arguments; a non-negative result is a
+    // new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: just returned by the kernel, owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Send `sig` through a pidfd (ESRCH for a process that is gone is fine).
+fn pidfd_signal(fd: &OwnedFd, sig: libc::c_int) {
+    // SAFETY: a valid pidfd, no siginfo, no flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
 /// The tracked members of one session, each with its start time so a reused
 /// pid is never mistaken for a member.
 struct Members {
     root: i32,
-    known: BTreeMap<i32, u64>,
+    /// Whether the root itself is a member (mitzod ending an agent) or only
+    /// its descendants (the reaper ending its own tree).
+    include_root: bool,
+    known: BTreeMap<i32, Member>,
 }
 
 impl Members {
+    fn new(root: i32, include_root: bool) -> Members {
+        Members {
+            root,
+            include_root,
+            known: BTreeMap::new(),
+        }
+    }
+
     /// Add every live process that belongs; returns how many were new.
-    fn scan(&mut self, extra_roots: &[i32]) -> usize {
+    fn scan(&mut self) -> usize {
         let procs = all_processes();
         self.known
-            .retain(|pid, start| procs.get(pid).is_some_and(|i| i.start == *start));
+            .retain(|pid, m| procs.get(pid).is_some_and(|i| i.start == m.start));
         let mut added = 0;
         loop {
             let mut grew = false;
@@ -87,13 +130,26 @@ impl Members {
                 if self.known.contains_key(&pid) || is_dead(info) {
                     continue;
                 }
-                let belongs = pid == self.root
-                    || info.sid == self.root
-                    || info.pgrp == self.root
-                    || self.known.contains_key(&info.ppid)
-                    || extra_roots.contains(&pid);
+                let belongs = if pid == self.root {
+                    self.include_root
+                } else {
+                    info.sid == self.root
+                        || info.pgrp == self.root
+                        || info.ppid == self.root
+                        || self.known.contains_key(&info.ppid)
+                };
                 if belongs {
-                    self.known.insert(pid, info.start);
+                    // Open the pidfd, then check it is still the process we
+                    // scanned: from here on the fd names it and nothing else.
+                    let fd = pidfd_open(pid)
+                        .filter(|_| read_stat(pid).is_some_and(|i| i.start == info.start));
+                    self.known.insert(
+                        pid,
+                        Member {
+                            start: info.start,
+                            fd,
+                        },
+                    );
                     grew = true;
                     added += 1;
                 }
@@ -109,46 +165,31 @@ impl Members {
         let procs = all_processes();
         self.known
             .iter()
-            .filter(|(pid, start)| {
+            .filter(|(pid, m)| {
                 procs
                     .get(pid)
-                    .is_some_and(|i| i.start == **start && !is_dead(i))
+                    .is_some_and(|i| i.start == m.start && !is_dead(i))
             })
             .map(|(pid, _)| *pid)
             .collect()
     }
 
     fn signal_all(&self, sig: libc::c_int) {
-        for pid in self.known.keys() {
-            // SAFETY: kill with integer arguments; ESRCH is fine.
-            unsafe { libc::kill(*pid, sig) };
+        for m in self.known.values() {
+            if let Some(fd) = &m.fd {
+                pidfd_signal(fd, sig);
+            }
         }
     }
 
     /// Stop every member, rescanning until no new one appears: a stopped
     /// process cannot fork, so the set reaches a fixpoint.
-    fn freeze(&mut self, extra_roots: &[i32]) {
+    fn freeze(&mut self) {
         for _ in 0..100 {
             self.signal_all(libc::SIGSTOP);
-            if self.scan(extra_roots) == 0 {
+            if self.scan() == 0 {
                 return;
             }
-        }
-    }
-}
-
-/// Reap members that are our children, except `keep` (the caller's own
-/// child handle, e.g. tokio's, reaps that one).
-fn reap(pids: &[i32], keep: Option<i32>) {
-    let me = std::process::id() as i32;
-    for &pid in pids {
-        if Some(pid) == keep {
-            continue;
-        }
-        if read_stat(pid).is_some_and(|i| i.ppid == me && is_dead(&i)) {
-            let mut status = 0;
-            // SAFETY: waitpid on a specific zombie child of ours.
-            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         }
     }
 }
@@ -167,29 +208,63 @@ pub struct TerminateReport {
 /// rest (to a fixpoint) and SIGKILL them; reap every member that is our
 /// child, except `root` itself when `root_is_owned` (a `Child` handle owns
 /// it and must reap it). Blocking: call from `spawn_blocking`.
+///
+/// For a contained agent `root` is its reaper: every process of the
+/// session is a descendant of it, whatever it did with `setsid`.
 pub fn terminate_session(root: u32, grace: Duration, root_is_owned: bool) -> TerminateReport {
     let Ok(root) = i32::try_from(root) else {
         return TerminateReport::default();
     };
     let keep = root_is_owned.then_some(root);
-    let mut m = Members {
-        root,
-        known: BTreeMap::new(),
+    end_tree(Members::new(root, true), grace, &mut |pid| {
+        if Some(pid) == keep {
+            return false;
+        }
+        let mut status = 0;
+        // SAFETY: waitpid on a specific zombie child of ours.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        true
+    })
+}
+
+/// End every descendant of this process (the reaper's tree): the same
+/// freeze, SIGTERM, grace, SIGKILL as [`terminate_session`]. `reap` is
+/// called for each zombie child of ours (it waits for it).
+pub(crate) fn end_descendants(
+    grace: Duration,
+    reap: &mut dyn FnMut(i32) -> bool,
+) -> TerminateReport {
+    let me = std::process::id() as i32;
+    end_tree(Members::new(me, false), grace, reap)
+}
+
+fn end_tree(
+    mut m: Members,
+    grace: Duration,
+    reap_one: &mut dyn FnMut(i32) -> bool,
+) -> TerminateReport {
+    let me = std::process::id() as i32;
+    let mut reap = |pids: &BTreeSet<i32>| {
+        for &pid in pids {
+            if read_stat(pid).is_some_and(|i| i.ppid == me && is_dead(&i)) {
+                reap_one(pid);
+            }
+        }
     };
     // Freeze first so the tree (and its parent links) is complete before
     // anything starts dying and being reparented.
-    m.scan(&[]);
-    m.freeze(&[]);
+    m.scan();
+    m.freeze();
     let mut all: BTreeSet<i32> = m.known.keys().copied().collect();
     m.signal_all(libc::SIGTERM);
     m.signal_all(libc::SIGCONT);
 
     let deadline = Instant::now() + grace;
     loop {
-        m.scan(&[]);
+        m.scan();
         all.extend(m.known.keys().copied());
         let live = m.live();
-        reap(&all.iter().copied().collect::<Vec<_>>(), keep);
+        reap(&all);
         if live.is_empty() || Instant::now() >= deadline {
             break;
         }
@@ -198,21 +273,21 @@ pub fn terminate_session(root: u32, grace: Duration, root_is_owned: bool) -> Ter
 
     let mut killed = BTreeSet::new();
     for _ in 0..50 {
-        m.scan(&[]);
+        m.scan();
         let live = m.live();
         if live.is_empty() {
             break;
         }
-        m.freeze(&[]);
+        m.freeze();
         killed.extend(m.live());
         m.signal_all(libc::SIGKILL);
         all.extend(m.known.keys().copied());
         std::thread::sleep(Duration::from_millis(10));
-        reap(&all.iter().copied().collect::<Vec<_>>(), keep);
+        reap(&all);
     }
     // Zombies reparented to us a moment after the last pass.
     std::thread::sleep(Duration::from_millis(10));
-    reap(&all.iter().copied().collect::<Vec<_>>(), keep);
+    reap(&all);
     TerminateReport {
         members: all.into_iter().collect(),
         killed: killed.into_iter().collect(),
@@ -220,33 +295,13 @@ pub fn terminate_session(root: u32, grace: Duration, root_is_owned: bool) -> Ter
     }
 }
 
-/// Kill (SIGKILL) and reap every child of this process that is not in
-/// `keep`, with all its descendants. mitzod's only legitimate children are
-/// its agents and its own git commands; anything else was reparented to it
-/// as subreaper after its session's agent died. Pass every live child pid
-/// (agents, git) in `keep`. Returns the pids killed.
-pub fn kill_orphans(keep: &[u32]) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let keep: BTreeSet<i32> = keep.iter().filter_map(|p| i32::try_from(*p).ok()).collect();
-    let orphans: Vec<i32> = all_processes()
-        .into_iter()
-        .filter(|(pid, i)| i.ppid == me && !keep.contains(pid) && !is_dead(i))
-        .map(|(pid, _)| pid)
-        .collect();
-    let mut killed = Vec::new();
-    for pid in orphans {
-        // Each orphan is the root of its own tree now.
-        let report = terminate_session(pid as u32, Duration::ZERO, false);
-        killed.extend(report.members);
-    }
-    killed
-}
-
 /// Kill (SIGKILL) and reap the children of this process whose environment
-/// carries `marker` (e.g. `MITZO_SESSION_ID=<id>`), with their descendants:
-/// the orphans one ended session left behind, reparented to us as
-/// subreaper. Other sessions' processes and mitzod's own children (git)
-/// carry no such entry and are left alone. Returns the pids killed.
+/// carries `marker` (e.g. `MITZO_SESSION_ID=<id>`), with their descendants.
+/// A fallback only: a contained agent's descendants are reparented to its
+/// reaper, not to mitzod, and die with it; this finds what could reach
+/// mitzod if a reaper itself were killed and its tree kept its marker (a
+/// process that cleared its environment is not found: the session cgroup,
+/// where there is one, is what catches those). Returns the pids killed.
 pub fn kill_marked_orphans(marker: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     let orphans: Vec<i32> = all_processes()

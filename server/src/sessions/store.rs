@@ -2,11 +2,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
-use super::events::Persist;
-use crate::db::Db;
 use crate::error::Result;
+use crate::protocol::{Mode, SessionState};
 
 /// Schema, appended to the database migrations.
 pub const MIGRATION: &str = "
@@ -48,54 +46,105 @@ CREATE TABLE audit (
 CREATE INDEX audit_session ON audit (session_id, id);
 ";
 
+/// Typed state and mode, a title and the repo's name; the CHECK
+/// constraints keep the database to the values the code knows. Rows
+/// written before keep their values where valid (an unknown state reads
+/// as interrupted, an unknown mode as ask) and take their summary as title.
+pub const MIGRATION_4: &str = "
+CREATE TABLE sessions_v4 (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    title TEXT NOT NULL DEFAULT '',
+    mode TEXT NOT NULL CHECK (mode IN ('ask', 'agent', 'auto')),
+    model TEXT,
+    repo TEXT NOT NULL,
+    repo_name TEXT NOT NULL DEFAULT '',
+    cwd TEXT NOT NULL,
+    branch TEXT,
+    isolation INTEGER NOT NULL,
+    headless INTEGER NOT NULL,
+    agent_session_id TEXT,
+    state TEXT NOT NULL CHECK (state IN ('idle', 'running', 'requires_action', 'stopped', 'interrupted')),
+    num_turns INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    last_modified INTEGER NOT NULL,
+    hidden INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO sessions_v4 (id, source, summary, title, mode, model, repo, repo_name, cwd, branch, isolation, headless, agent_session_id, state, num_turns, created_at, last_modified, hidden)
+SELECT id, source, summary, substr(summary, 1, 120),
+    CASE WHEN mode IN ('ask', 'agent', 'auto') THEN mode ELSE 'ask' END,
+    model, repo, '', cwd, branch, isolation, headless, agent_session_id,
+    CASE WHEN state IN ('idle', 'running', 'requires_action', 'stopped', 'interrupted') THEN state ELSE 'interrupted' END,
+    num_turns, created_at, last_modified, hidden
+FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v4 RENAME TO sessions;
+CREATE INDEX sessions_recent ON sessions (hidden, last_modified DESC, id DESC);
+";
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionRow {
     pub id: String,
     pub source: String,
     pub summary: String,
-    pub mode: String,
+    pub title: String,
+    pub mode: Mode,
     pub model: Option<String>,
     pub repo: String,
+    pub repo_name: String,
     pub cwd: String,
     pub branch: Option<String>,
     pub isolation: bool,
     pub headless: bool,
     pub agent_session_id: Option<String>,
-    pub state: String,
+    pub state: SessionState,
     pub num_turns: i64,
     pub created_at: i64,
     pub last_modified: i64,
 }
 
-const COLUMNS: &str = "id, source, summary, mode, model, repo, cwd, branch, isolation, headless, agent_session_id, state, num_turns, created_at, last_modified";
+const COLUMNS: &str = "id, source, summary, title, mode, model, repo, repo_name, cwd, branch, isolation, headless, agent_session_id, state, num_turns, created_at, last_modified";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    let bad = |i: usize, what: &str, v: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} {v:?}").into(),
+        )
+    };
+    let mode: String = r.get(4)?;
+    let state: String = r.get(13)?;
     Ok(SessionRow {
         id: r.get(0)?,
         source: r.get(1)?,
         summary: r.get(2)?,
-        mode: r.get(3)?,
-        model: r.get(4)?,
-        repo: r.get(5)?,
-        cwd: r.get(6)?,
-        branch: r.get(7)?,
-        isolation: r.get(8)?,
-        headless: r.get(9)?,
-        agent_session_id: r.get(10)?,
-        state: r.get(11)?,
-        num_turns: r.get(12)?,
-        created_at: r.get(13)?,
-        last_modified: r.get(14)?,
+        title: r.get(3)?,
+        mode: Mode::parse(&mode).ok_or_else(|| bad(4, "mode", mode.clone()))?,
+        model: r.get(5)?,
+        repo: r.get(6)?,
+        repo_name: r.get(7)?,
+        cwd: r.get(8)?,
+        branch: r.get(9)?,
+        isolation: r.get(10)?,
+        headless: r.get(11)?,
+        agent_session_id: r.get(12)?,
+        state: SessionState::parse(&state).ok_or_else(|| bad(13, "state", state.clone()))?,
+        num_turns: r.get(14)?,
+        created_at: r.get(15)?,
+        last_modified: r.get(16)?,
     })
 }
 
 pub fn insert(conn: &Connection, s: &SessionRow) -> Result<()> {
     conn.execute(
-        &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+        &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
         params![
-            s.id, s.source, s.summary, s.mode, s.model, s.repo, s.cwd, s.branch, s.isolation, s.headless,
-            s.agent_session_id, s.state, s.num_turns, s.created_at, s.last_modified
+            s.id, s.source, s.summary, s.title, s.mode.as_str(), s.model, s.repo, s.repo_name, s.cwd, s.branch,
+            s.isolation, s.headless, s.agent_session_id, s.state.as_str(), s.num_turns, s.created_at,
+            s.last_modified
         ],
     )?;
     Ok(())
@@ -103,8 +152,11 @@ pub fn insert(conn: &Connection, s: &SessionRow) -> Result<()> {
 
 pub fn update(conn: &Connection, s: &SessionRow) -> Result<()> {
     conn.execute(
-        "UPDATE sessions SET summary = ?2, mode = ?3, model = ?4, agent_session_id = ?5, state = ?6, num_turns = ?7, last_modified = ?8 WHERE id = ?1",
-        params![s.id, s.summary, s.mode, s.model, s.agent_session_id, s.state, s.num_turns, s.last_modified],
+        "UPDATE sessions SET summary = ?2, mode = ?3, model = ?4, agent_session_id = ?5, state = ?6, num_turns = ?7, last_modified = ?8, title = ?9 WHERE id = ?1",
+        params![
+            s.id, s.summary, s.mode.as_str(), s.model, s.agent_session_id, s.state.as_str(), s.num_turns,
+            s.last_modified, s.title
+        ],
     )?;
     Ok(())
 }
@@ -153,6 +205,29 @@ pub fn last_seq(conn: &Connection, id: &str) -> Result<u64> {
         |r| r.get(0),
     )?;
     Ok(seq.unwrap_or(0) as u64)
+}
+
+/// Up to `limit` frames with `seq < before`, oldest first, and whether
+/// older ones exist.
+pub fn events_before(
+    conn: &Connection,
+    id: &str,
+    before: u64,
+    limit: u32,
+) -> Result<(Vec<(u64, String)>, bool)> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, frame FROM events WHERE session_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let mut out = stmt
+        .query_map(
+            params![id, before.min(i64::MAX as u64) as i64, limit + 1],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<(u64, String)>>>()?;
+    let more = out.len() > limit as usize;
+    out.truncate(limit as usize);
+    out.reverse();
+    Ok((out, more))
 }
 
 /// Frames with `from <= seq <= to` as (seq, stored JSON text), oldest first.
@@ -233,68 +308,4 @@ pub fn audit_list(
             .collect::<rusqlite::Result<Vec<_>>>()?,
     };
     Ok(rows)
-}
-
-/// The writer: events and session rows, in the order they were sent,
-/// batched into one transaction per wake-up; a flush is answered once
-/// everything before it is committed.
-pub fn spawn_writer(db: Db) -> mpsc::UnboundedSender<Persist> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Persist>();
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < 512 {
-                match rx.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
-            let mut flushes = Vec::new();
-            let mut writes = Vec::new();
-            for p in batch {
-                match p {
-                    Persist::Flush(done) => flushes.push(done),
-                    other => writes.push(other),
-                }
-            }
-            if !writes.is_empty() {
-                let result = db.call(move |conn| write_batch(conn, &writes)).await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "persisting session events failed");
-                }
-            }
-            for done in flushes {
-                let _ = done.send(());
-            }
-        }
-    });
-    tx
-}
-
-fn write_batch(conn: &mut Connection, writes: &[Persist]) -> Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut event = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for w in writes {
-            match w {
-                Persist::Event(e) => {
-                    event.execute(params![e.session_id, e.seq as i64, e.ts, e.kind, &*e.json])?;
-                }
-                Persist::Session(row) => update(&tx, row)?,
-                Persist::Flush(_) => {}
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Wait until everything sent to the writer so far is committed.
-pub async fn flush(writer: &mpsc::UnboundedSender<Persist>) {
-    let (done, wait) = tokio::sync::oneshot::channel();
-    if writer.send(Persist::Flush(done)).is_ok() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
-    }
 }

@@ -83,6 +83,12 @@ impl Fixture {
         self.server.get(path_and_query, &[("Authorization", &a)])
     }
 
+    pub fn get_accept(&self, path_and_query: &str, accept: &str) -> Response {
+        let a = self.auth();
+        self.server
+            .get(path_and_query, &[("Authorization", &a), ("Accept", accept)])
+    }
+
     pub fn put_json(&self, path: &str, body: &serde_json::Value) -> Response {
         self.put_raw(path, body.to_string().as_bytes())
     }

@@ -261,13 +261,27 @@ pub fn by_session(frames: &[Value]) -> BTreeMap<String, Vec<(u64, String)>> {
     out
 }
 
+/// The text the agent said in persisted events: its text blocks, whole.
 pub fn text_of(events: &[Value]) -> String {
     events
         .iter()
-        .filter(|e| e["type"] == "block_delta")
+        .filter(|e| e["type"] == "block_end" && e["blockType"] == "text")
         .filter_map(|e| e["text"].as_str())
         .collect::<Vec<_>>()
         .join("")
+}
+
+/// The text streamed live to a watcher, per session: its `block_delta`s.
+pub fn streamed_text(frames: &[Value]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for f in frames {
+        if f["type"] == "block_delta" && f["deltaType"] == "text" {
+            out.entry(f["sessionId"].as_str().unwrap_or("").to_string())
+                .or_default()
+                .push_str(f["text"].as_str().unwrap_or(""));
+        }
+    }
+    out
 }
 
 pub fn json_of(v: &str) -> Value {

@@ -1,0 +1,336 @@
+//! An allow-listing HTTP proxy on a Unix socket, for agents whose network
+//! namespace has no way out but this socket (see [`super::netns`]).
+//!
+//! It speaks `CONNECT host:port` (TLS tunnels) and absolute-form plain HTTP
+//! (`GET http://host/path`). A host is reached only when it is on the list,
+//! by name; mitzod resolves the name itself, and an address in a private,
+//! loopback, link-local or otherwise non-public range is refused unless the
+//! list entry says that host lives there on purpose. An IP literal is
+//! reached only when the literal itself is listed. Every connection, allowed
+//! or refused, is reported as a [`ProxyEvent`] (host, port, decision, bytes).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+/// Longest request head accepted (request line and headers).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// One entry of the allow-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    /// A host name (matched case-insensitively, exactly) or an IP literal.
+    pub host: String,
+    /// Only this port, or any.
+    pub port: Option<u16>,
+    /// The host is meant to resolve to a private or loopback address (the
+    /// model API of a test, mitzod itself).
+    pub private_ok: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProxyPolicy {
+    pub allowed: Vec<AllowedHost>,
+}
+
+impl ProxyPolicy {
+    fn entry(&self, host: &str, port: u16) -> Option<&AllowedHost> {
+        self.allowed
+            .iter()
+            .find(|a| a.host.eq_ignore_ascii_case(host) && a.port.map_or(true, |p| p == port))
+    }
+}
+
+/// What happened to one proxied connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyEvent {
+    pub host: String,
+    pub port: u16,
+    pub allowed: bool,
+    /// Why it was refused, or the address it reached.
+    pub detail: String,
+    /// Bytes from the agent to the host, and back.
+    pub up: u64,
+    pub down: u64,
+}
+
+/// Addresses an agent must not reach by way of a listed public name.
+pub fn is_non_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => non_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return non_public_v4(v4);
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg0 & 0xfe00) == 0xfc00 // unique local
+                || (seg0 & 0xffc0) == 0xfe80 // link-local
+        }
+    }
+}
+
+fn non_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+}
+
+/// Serve the proxy on `listener` until it fails; one task per connection.
+pub async fn serve(
+    listener: UnixListener,
+    policy: Arc<ProxyPolicy>,
+    events: mpsc::UnboundedSender<ProxyEvent>,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let policy = policy.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            if let Some(ev) = handle(stream, &policy).await {
+                let _ = events.send(ev);
+            }
+        });
+    }
+}
+
+struct Request {
+    connect: bool,
+    host: String,
+    port: u16,
+    /// For plain HTTP: the head to send upstream (origin-form).
+    head: Vec<u8>,
+    /// Bytes read past the head.
+    rest: Vec<u8>,
+}
+
+async fn read_head(stream: &mut UnixStream) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Some((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return None;
+        }
+    }
+}
+
+/// Split `host:port` (IPv6 literals in brackets).
+fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((h.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h.to_string(), p.parse().ok()?)),
+        Some(_) => None,
+        None => Some((s.to_string(), default_port)),
+    }
+}
+
+fn parse(head: Vec<u8>, rest: Vec<u8>) -> Option<Request> {
+    let text = std::str::from_utf8(&head).ok()?;
+    let (line, headers) = text.split_once("\r\n")?;
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    if method.eq_ignore_ascii_case("CONNECT") {
+        let (host, port) = split_host_port(target, 443)?;
+        return Some(Request {
+            connect: true,
+            host,
+            port,
+            head: Vec::new(),
+            rest,
+        });
+    }
+    let after = target.strip_prefix("http://")?;
+    let (authority, path) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, "/"),
+    };
+    if authority.contains('@') {
+        return None;
+    }
+    let (host, port) = split_host_port(authority, 80)?;
+    let mut upstream = format!("{method} {path} {version}\r\n{headers}").into_bytes();
+    if !upstream.ends_with(b"\r\n\r\n") {
+        upstream.extend_from_slice(b"\r\n");
+    }
+    Some(Request {
+        connect: false,
+        host,
+        port,
+        head: upstream,
+        rest,
+    })
+}
+
+/// Decide and resolve: the address to connect to, or why not.
+async fn decide(policy: &ProxyPolicy, host: &str, port: u16) -> Result<SocketAddr, String> {
+    if host.is_empty() || host.len() > 253 {
+        return Err("malformed host".into());
+    }
+    let Some(entry) = policy.entry(host, port) else {
+        return Err(format!("{host}:{port} is not on the allow-list"));
+    };
+    let literal = host.parse::<IpAddr>().ok();
+    let addrs: Vec<SocketAddr> = match literal {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect(),
+    };
+    let usable: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| entry.private_ok || !is_non_public(a.ip()))
+        .collect();
+    match usable.first() {
+        Some(a) => Ok(*a),
+        None if addrs.is_empty() => Err(format!("{host} has no address")),
+        None => Err(format!(
+            "{host} resolves to a non-public address ({}) and is not listed as private",
+            addrs[0].ip()
+        )),
+    }
+}
+
+async fn refuse(stream: &mut UnixStream, why: &str) {
+    let body = format!("mitzod proxy: {why}\n");
+    let resp = format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEvent> {
+    let (head, rest) = read_head(&mut stream).await?;
+    let Some(req) = parse(head, rest) else {
+        refuse(&mut stream, "malformed request").await;
+        return None;
+    };
+    let mut ev = ProxyEvent {
+        host: req.host.clone(),
+        port: req.port,
+        allowed: false,
+        detail: String::new(),
+        up: 0,
+        down: 0,
+    };
+    let addr = match decide(policy, &req.host, req.port).await {
+        Ok(a) => a,
+        Err(why) => {
+            refuse(&mut stream, &why).await;
+            ev.detail = why;
+            return Some(ev);
+        }
+    };
+    let mut upstream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            let why = format!("cannot connect to {addr}: {e}");
+            refuse(&mut stream, &why).await;
+            ev.detail = why;
+            return Some(ev);
+        }
+    };
+    ev.allowed = true;
+    ev.detail = addr.to_string();
+    if req.connect {
+        if stream
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return Some(ev);
+        }
+    } else if upstream.write_all(&req.head).await.is_err() {
+        return Some(ev);
+    }
+    if !req.rest.is_empty() && upstream.write_all(&req.rest).await.is_err() {
+        return Some(ev);
+    }
+    ev.up = (req.head.len() + req.rest.len()) as u64;
+    if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+        ev.up += up;
+        ev.down += down;
+    }
+    Some(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_non_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "160.79.104.10", "2606:4700::1111"] {
+            assert!(!is_non_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn requests_parse() {
+        let r = parse(b"CONNECT api.example:443 HTTP/1.1\r\n\r\n".to_vec(), vec![]).unwrap();
+        assert!(r.connect && r.host == "api.example" && r.port == 443);
+        let r = parse(b"CONNECT [::1]:8443 HTTP/1.1\r\n\r\n".to_vec(), vec![]).unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("::1", 8443));
+        let r = parse(
+            b"GET http://h.example:8080/a?b HTTP/1.1\r\nHost: h.example\r\n\r\n".to_vec(),
+            vec![],
+        )
+        .unwrap();
+        assert!(!r.connect && r.host == "h.example" && r.port == 8080);
+        assert!(r
+            .head
+            .starts_with(b"GET /a?b HTTP/1.1\r\nHost: h.example\r\n"));
+        assert!(r.head.ends_with(b"\r\n\r\n"));
+        assert!(parse(b"GET /relative HTTP/1.1\r\n\r\n".to_vec(), vec![]).is_none());
+        assert!(parse(b"GET http://u@h/ HTTP/1.1\r\n\r\n".to_vec(), vec![]).is_none());
+    }
+}

@@ -1,0 +1,240 @@
+//! A seccomp filter next to Landlock, for what Landlock does not govern:
+//! sockets other than plain TCP (MPTCP walks past Landlock's TCP rules),
+//! access to other processes of the same uid and Landlock domain (ptrace,
+//! `process_vm_*`, `pidfd_getfd`, `kcmp`), same-uid kernel objects (keyrings,
+//! SysV IPC) and kernel surfaces an agent has no use for.
+//!
+//! The program is compiled in the parent (`seccompiler`); the child only
+//! hands the finished buffer to the kernel, which copies it, so nothing is
+//! allocated between fork and exec. A refused call fails with EPERM rather
+//! than killing the caller, so tools report an error and go on.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use seccompiler::{
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op,
+    SeccompCondition as Cond, SeccompFilter, SeccompRule, TargetArch,
+};
+
+use crate::error::{Error, Result};
+
+/// Calls refused outright.
+fn denied_syscalls() -> Vec<(&'static str, libc::c_long)> {
+    vec![
+        // Other processes of the same uid and Landlock domain (the agent
+        // itself, from one of its tools): read or write their memory,
+        // steal their file descriptors, compare their kernel objects.
+        ("ptrace", libc::SYS_ptrace),
+        ("process_vm_readv", libc::SYS_process_vm_readv),
+        ("process_vm_writev", libc::SYS_process_vm_writev),
+        ("pidfd_getfd", libc::SYS_pidfd_getfd),
+        ("kcmp", libc::SYS_kcmp),
+        // The uid's keyrings hold other programs' secrets.
+        ("add_key", libc::SYS_add_key),
+        ("request_key", libc::SYS_request_key),
+        ("keyctl", libc::SYS_keyctl),
+        // SysV IPC objects are keyed per IPC namespace, not per sandbox.
+        ("shmget", libc::SYS_shmget),
+        ("shmat", libc::SYS_shmat),
+        ("shmctl", libc::SYS_shmctl),
+        ("shmdt", libc::SYS_shmdt),
+        ("semget", libc::SYS_semget),
+        ("semop", libc::SYS_semop),
+        ("semtimedop", libc::SYS_semtimedop),
+        ("semctl", libc::SYS_semctl),
+        ("msgget", libc::SYS_msgget),
+        ("msgsnd", libc::SYS_msgsnd),
+        ("msgrcv", libc::SYS_msgrcv),
+        ("msgctl", libc::SYS_msgctl),
+        // Kernel surfaces with a history of privilege escalations.
+        ("perf_event_open", libc::SYS_perf_event_open),
+        ("bpf", libc::SYS_bpf),
+        ("userfaultfd", libc::SYS_userfaultfd),
+        // io_uring creates sockets (IORING_OP_SOCKET) and runs other
+        // operations without passing through this filter.
+        ("io_uring_setup", libc::SYS_io_uring_setup),
+        ("io_uring_enter", libc::SYS_io_uring_enter),
+        ("io_uring_register", libc::SYS_io_uring_register),
+    ]
+}
+
+const SOCK_TYPE_MASK: u64 = 0xf;
+const NETLINK_ROUTE: u64 = 0;
+
+fn cond(arg: u8, op: Op, value: u64) -> Result<Cond> {
+    Cond::new(arg, Len::Dword, op, value).map_err(|e| Error::Sandbox(format!("seccomp rule: {e}")))
+}
+
+fn rule(conds: Vec<Cond>) -> Result<SeccompRule> {
+    SeccompRule::new(conds).map_err(|e| Error::Sandbox(format!("seccomp rule: {e}")))
+}
+
+/// The rules that make `socket()` fail: anything but AF_UNIX, AF_INET and
+/// AF_INET6 stream sockets with protocol 0 or IPPROTO_TCP, and AF_NETLINK
+/// with NETLINK_ROUTE (glibc's getaddrinfo reads the interface list that
+/// way). Refused: UDP and raw sockets, MPTCP (IPPROTO_MPTCP = 262, which
+/// Landlock's TCP port rules do not see), SCTP, packet sockets, other
+/// netlink families (sock_diag lists every socket on the machine), vsock...
+fn socket_rules() -> Result<Vec<SeccompRule>> {
+    let unix = libc::AF_UNIX as u64;
+    let inet = libc::AF_INET as u64;
+    let inet6 = libc::AF_INET6 as u64;
+    let netlink = libc::AF_NETLINK as u64;
+    let stream = libc::SOCK_STREAM as u64;
+    let tcp = libc::IPPROTO_TCP as u64;
+    let mut rules = vec![rule(vec![
+        cond(0, Op::Ne, unix)?,
+        cond(0, Op::Ne, inet)?,
+        cond(0, Op::Ne, inet6)?,
+        cond(0, Op::Ne, netlink)?,
+    ])?];
+    rules.push(rule(vec![
+        cond(0, Op::Eq, netlink)?,
+        cond(2, Op::Ne, NETLINK_ROUTE)?,
+    ])?);
+    for family in [inet, inet6] {
+        // Any type but SOCK_STREAM (the flags above the mask are fine).
+        for ty in 0..=SOCK_TYPE_MASK {
+            if ty != stream {
+                rules.push(rule(vec![
+                    cond(0, Op::Eq, family)?,
+                    cond(1, Op::MaskedEq(SOCK_TYPE_MASK), ty)?,
+                ])?);
+            }
+        }
+        rules.push(rule(vec![
+            cond(0, Op::Eq, family)?,
+            cond(2, Op::Ne, 0)?,
+            cond(2, Op::Ne, tcp)?,
+        ])?);
+    }
+    Ok(rules)
+}
+
+fn target_arch() -> Result<TargetArch> {
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| {
+        Error::Sandbox(format!(
+            "seccomp: no filter for this architecture ({}): {e}",
+            std::env::consts::ARCH
+        ))
+    })
+}
+
+/// The compiled filter for agents and mitzod's own sandboxed commands.
+pub fn build_filter() -> Result<BpfProgram> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (_, nr) in denied_syscalls() {
+        rules.insert(nr, Vec::new());
+    }
+    rules.insert(libc::SYS_socket, socket_rules()?);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        target_arch()?,
+    )
+    .map_err(|e| Error::Sandbox(format!("seccomp filter: {e}")))?;
+    let program: BpfProgram = filter
+        .try_into()
+        .map_err(|e| Error::Sandbox(format!("compiling the seccomp filter: {e}")))?;
+    Ok(with_x32_guard(program))
+}
+
+/// On x86_64, x32 system calls carry the same audit arch with bit 30 set in
+/// the number, so a filter matching plain numbers would not see them:
+/// refuse every such call before the compiled program runs.
+#[cfg(target_arch = "x86_64")]
+fn with_x32_guard(program: BpfProgram) -> BpfProgram {
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let load_nr = sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0, // offsetof(struct seccomp_data, nr)
+    };
+    let test_bit = sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 1,
+        k: X32_SYSCALL_BIT,
+    };
+    let deny = sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32),
+    };
+    let mut out = vec![load_nr, test_bit, deny];
+    out.extend(program);
+    out
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn with_x32_guard(program: BpfProgram) -> BpfProgram {
+    program
+}
+
+/// Whether this kernel takes seccomp filters at all (`CONFIG_SECCOMP`),
+/// and why not. Only prctl is used: systemd's `@system-service` call filter
+/// (systemd 252) refuses the seccomp(2) system call itself.
+pub fn probe() -> std::result::Result<(), String> {
+    // SAFETY: prctl with integer arguments.
+    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    if mode < 0 {
+        return Err(format!(
+            "the kernel does not support seccomp ({})",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The child half: no allocation (the program is built), no locks. Sets
+/// `no_new_privs` (required for an unprivileged filter; Landlock set it
+/// already) and installs the filter on this, the only, thread, through
+/// prctl (which systemd's `@system-service` allows; seccomp(2) it refuses).
+pub(crate) fn apply_in_child(program: &[sock_filter]) -> io::Result<()> {
+    let Ok(len) = u16::try_from(program.len()) else {
+        return Err(io::Error::from_raw_os_error(libc::E2BIG));
+    };
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl with integers; PR_SET_SECCOMP copies the program,
+    // which outlives the call.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The names of the refused calls, for SECURITY.md and logs.
+pub fn denied_names() -> Vec<&'static str> {
+    denied_syscalls().into_iter().map(|(n, _)| n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_compiles_and_fits() {
+        let p = build_filter().unwrap();
+        assert!(p.len() < u16::MAX as usize && p.len() > 30, "{}", p.len());
+        assert!(probe().is_ok());
+    }
+}

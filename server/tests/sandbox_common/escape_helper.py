@@ -1,0 +1,161 @@
+"""Attempts the seccomp layer must refuse, one per subcommand. Exit 0 when the
+attempt worked, 1 (with the reason on stderr) when it did not."""
+import ctypes
+import os
+import socket
+import sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+L = ctypes.c_long  # integer arguments are passed full width, not as C int
+NR = {  # x86_64 numbers: the tests run there
+    "ptrace": 101, "shmget": 29, "shmat": 30, "keyctl": 250,
+    "process_vm_writev": 311, "io_uring_setup": 425, "pidfd_getfd": 438,
+}
+
+
+def fail(what):
+    err = ctypes.get_errno()
+    sys.stderr.write(f"{what}: {os.strerror(err) if err else 'failed'}\n")
+    sys.exit(1)
+
+
+def in_child(fn):
+    """Run fn in a child of this process (a tool of the "agent" we are), and
+    exit with its status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn(os.getppid())
+        except OSError as e:
+            sys.stderr.write(f"{e}\n")
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def mptcp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_MPTCP)
+    s.connect(("127.0.0.1", int(port)))
+    s.sendall(b"through mptcp\n")
+
+
+def udp():
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", 9))
+
+
+def raw():
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+
+
+def netlink(proto):
+    socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, int(proto))
+
+
+def unix():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+def tcp(port):
+    socket.create_connection(("127.0.0.1", int(port))).sendall(b"tcp\n")
+
+
+def mptcp_plain(port):
+    mptcp(port)
+
+
+def udp_to(host, port):
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (host, int(port)))
+
+
+def unix_connect(path):
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(path)
+
+
+def only_loopback():
+    with open("/proc/net/dev") as f:
+        names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    if names != ["lo"]:
+        sys.stderr.write(f"interfaces: {names}\n")
+        sys.exit(1)
+
+
+def pidfd_getfd():
+    def steal(agent):
+        pidfd = os.pidfd_open(agent)
+        fd = libc.syscall(L(NR["pidfd_getfd"]), L(pidfd), L(1), L(0))
+        if fd < 0:
+            fail("pidfd_getfd of the agent's stdout")
+        os.write(fd, b'{"type":"result","injected":true}\n')
+    sys.exit(in_child(steal))
+
+
+def vm_writev():
+    buf = ctypes.create_string_buffer(b"original")
+
+    class Iov(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    def write(agent):
+        src = ctypes.create_string_buffer(b"written!")
+        local = Iov(ctypes.addressof(src), 8)
+        remote = Iov(ctypes.addressof(buf), 8)
+        n = libc.syscall(L(NR["process_vm_writev"]), L(agent), ctypes.byref(local), L(1),
+                         ctypes.byref(remote), L(1), L(0))
+        if n != 8:
+            fail("process_vm_writev into the agent")
+    code = in_child(write)
+    if code != 0 or buf.value != b"written!":
+        sys.exit(1)
+
+
+def ptrace():
+    def attach(agent):
+        PTRACE_SEIZE = 0x4206
+        if libc.syscall(L(NR["ptrace"]), L(PTRACE_SEIZE), L(agent), L(0), L(0)) != 0:
+            fail("ptrace(PTRACE_SEIZE) of the agent")
+    sys.exit(in_child(attach))
+
+
+def keyring(desc, expected):
+    KEYCTL_SEARCH, KEYCTL_READ, USER_KEYRING = 10, 11, -4
+    key = libc.syscall(L(NR["keyctl"]), L(KEYCTL_SEARCH), L(USER_KEYRING), b"user", desc.encode(),
+                       L(0))
+    if key < 0:
+        fail("keyctl(SEARCH) in the user keyring")
+    buf = ctypes.create_string_buffer(256)
+    n = libc.syscall(L(NR["keyctl"]), L(KEYCTL_READ), L(key), buf, L(256))
+    if n < 0:
+        fail("keyctl(READ)")
+    sys.exit(0 if buf.raw[:n] == expected.encode() else 1)
+
+
+def shm(key, expected):
+    SHM_RDONLY = 0o10000
+    shmid = libc.syscall(L(NR["shmget"]), L(int(key)), L(0), L(0))
+    if shmid < 0:
+        fail("shmget of the outside segment")
+    libc.syscall.restype = ctypes.c_void_p
+    addr = libc.syscall(L(NR["shmat"]), L(shmid), L(0), L(SHM_RDONLY))
+    libc.syscall.restype = ctypes.c_long
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        fail("shmat")
+    got = ctypes.string_at(addr, len(expected))
+    sys.exit(0 if got == expected.encode() else 1)
+
+
+def io_uring():
+    params = ctypes.create_string_buffer(120)
+    if libc.syscall(L(NR["io_uring_setup"]), L(4), params) < 0:
+        fail("io_uring_setup")
+
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    try:
+        globals()[cmd](*args)
+    except OSError as e:
+        sys.stderr.write(f"{cmd}: {e}\n")
+        sys.exit(1)

@@ -1,0 +1,482 @@
+# Evaluates nix/module.nix with nixpkgs' own lib.evalModules, the way NixOS
+# would, for the scenarios tests/deploy/nix-eval checks. What is not here is
+# NixOS itself: the few options the module sets are declared below as loose
+# types (enough to read back what the module defined), and `pkgs` is a small
+# stand-in with the attributes the module reads.
+#
+#   nix-instantiate --eval --strict --json tests/deploy/nix-eval.nix \
+#     --argstr libPath .../nixpkgs-lib/lib --argstr readmeModule FILE -A ok.readme
+{
+  # nixpkgs' lib directory.
+  libPath,
+  # The NixOS module of the README's example (extracted by nix-eval).
+  readmeModule,
+}:
+let
+  lib = import (/. + libPath);
+  inherit (lib) mkOption types;
+
+  storeDir = builtins.storeDir;
+  standInPackage = name: mainProgram: {
+    type = "derivation";
+    inherit name;
+    pname = name;
+    outPath = "${storeDir}/00000000000000000000000000000000-${name}";
+    meta = lib.optionalAttrs (mainProgram != null) { inherit mainProgram; };
+  };
+
+  # The value type of nixpkgs' pkgs.formats.toml (pkgs-lib/formats.nix).
+  tomlValue =
+    let
+      valueType =
+        types.nullOr (
+          types.oneOf [
+            types.bool
+            types.int
+            types.float
+            types.str
+            types.path
+            (types.attrsOf valueType)
+            (types.listOf valueType)
+          ]
+        )
+        // {
+          description = "TOML value";
+        };
+    in
+    valueType;
+
+  pkgs = {
+    bash = standInPackage "bash" "bash";
+    coreutils = standInPackage "coreutils" null;
+    git = standInPackage "git" "git";
+    claude-code = standInPackage "claude-code" "claude";
+    # generate keeps the value, so the test reads back exactly what the
+    # module asked to be written as TOML.
+    formats.toml =
+      { }:
+      {
+        type = tomlValue;
+        generate = name: value: {
+          inherit name value;
+          outPath = "${storeDir}/00000000000000000000000000000000-${name}";
+        };
+      };
+    runCommand = name: _env: script: standInPackage name null // { inherit script; };
+    callPackage = _: _: throw "stand-in pkgs: services.mitzo.package is set explicitly";
+  };
+
+  mitzod = standInPackage "mitzod" "mitzod";
+
+  # The NixOS options the module sets, declared loosely; and the groups
+  # NixOS itself declares (users-groups.nix) that a configuration may name.
+  nixosStandIn = {
+    options = {
+      assertions = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      warnings = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      users.users = mkOption {
+        type = types.attrsOf types.anything;
+        default = { };
+      };
+      users.groups = mkOption {
+        type = types.attrsOf types.anything;
+        default = { };
+      };
+      systemd.services = mkOption {
+        type = types.attrsOf types.anything;
+        default = { };
+      };
+      systemd.sockets = mkOption {
+        type = types.attrsOf types.anything;
+        default = { };
+      };
+      systemd.packages = mkOption {
+        type = types.listOf types.anything;
+        default = [ ];
+      };
+      systemd.tmpfiles.rules = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      environment.systemPackages = mkOption {
+        type = types.listOf types.anything;
+        default = [ ];
+      };
+      networking.firewall.allowedTCPPorts = mkOption {
+        type = types.listOf types.port;
+        default = [ ];
+      };
+    };
+    config = {
+      users.users.root = { };
+      users.groups = {
+        root = { };
+        wheel = { };
+        users = { };
+        nogroup = { };
+      };
+      _module.args.pkgs = pkgs;
+      services.mitzo.package = mitzod;
+    };
+  };
+
+  # Stands in for the README's ./configuration.nix: the account the
+  # example names.
+  aliceAccount = {
+    users.users.alice = {
+      isNormalUser = true;
+      group = "users";
+    };
+  };
+
+  evaluate =
+    modules:
+    let
+      inherit
+        (lib.evalModules {
+          modules = [
+            nixosStandIn
+            ../../nix/module.nix
+          ]
+          ++ modules;
+        })
+        config
+        ;
+      # NixOS refuses to build a system with a failed assertion; so does this.
+      failed = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+      svc = config.systemd.services.mitzod;
+      names = map (p: p.name);
+    in
+    if failed != [ ] then
+      throw "\nFailed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failed}"
+    else
+      {
+        settings = (lib.head svc.restartTriggers).value;
+        service = {
+          inherit (svc) environment serviceConfig;
+          path = names svc.path;
+        };
+        sockets = config.systemd.sockets;
+        packages = names config.systemd.packages;
+        systemPackages = names config.environment.systemPackages;
+        tmpfiles = config.systemd.tmpfiles.rules;
+        users = config.users.users;
+        groups = lib.attrNames config.users.groups;
+        firewall = config.networking.firewall.allowedTCPPorts;
+        inherit (config) warnings;
+      };
+
+  enable = {
+    services.mitzo.enable = true;
+  };
+in
+{
+  # Configurations that must evaluate; nix-eval checks what each produced.
+  ok = lib.mapAttrs (_: evaluate) {
+    readme = [
+      aliceAccount
+      (import (/. + readmeModule))
+    ];
+
+    startAsUser = [
+      enable
+      {
+        services.mitzo.startAsUser = true;
+        services.mitzo.repos.demo = "/srv/demo";
+      }
+    ];
+
+    oneCredential = [
+      enable
+      {
+        services.mitzo.repos.demo = "/srv/demo";
+        services.mitzo.credentials.ntfy-token = "/run/keys/mitzo/ntfy-token";
+        services.mitzo.credentials.anthropic-api-key = null;
+      }
+    ];
+
+    severalRepos = [
+      aliceAccount
+      enable
+      {
+        services.mitzo = {
+          user = "alice";
+          group = "users";
+          repos.project = "/home/alice/src/project";
+          settings.repos.infra = "/srv/infra";
+          settings.repo_path = "/home/alice/src/project";
+          settings.agent.extra_write_paths = [ "/srv/cache" ];
+          settings.agent.extra_read_paths = [ "/home/alice/docs" ];
+        };
+      }
+    ];
+
+    customStateDir = [
+      enable
+      {
+        services.mitzo = {
+          repos.demo = "/srv/demo";
+          settings.state_dir = "/srv/mitzo-state";
+        };
+      }
+    ];
+
+    customStateDirAsUser = [
+      enable
+      {
+        services.mitzo = {
+          startAsUser = true;
+          repos.demo = "/srv/demo";
+          settings.state_dir = "/srv/mitzo-state";
+        };
+      }
+    ];
+
+    ntfy = [
+      enable
+      {
+        services.mitzo = {
+          repos.demo = "/srv/demo";
+          settings.public_url = "https://box.tailnet.ts.net:3100";
+          settings.ntfy = {
+            url = "https://ntfy.example";
+            topic = "mitzo";
+          };
+        };
+      }
+    ];
+
+    firewall = [
+      enable
+      {
+        services.mitzo = {
+          repos.demo = "/srv/demo";
+          openFirewall = true;
+          listen = [
+            "127.0.0.1:3100"
+            "[::1]:3101"
+            "100.64.0.1:3102"
+            "0.0.0.0:3103"
+          ];
+        };
+      }
+    ];
+  };
+
+  # Configurations that must fail at evaluation, each with the strings its
+  # message must contain: the option's name and what was expected.
+  refused = lib.mapAttrs (_: r: r // { run = evaluate r.modules; }) {
+    listenString = {
+      modules = [
+        enable
+        { services.mitzo.settings.listen = "127.0.0.1:3100"; }
+      ];
+      expect = [
+        "services.mitzo.settings.listen"
+        "list of IP:PORT address"
+      ];
+    };
+    listenHostname = {
+      modules = [
+        enable
+        { services.mitzo.listen = [ "localhost:3100" ]; }
+      ];
+      expect = [
+        "services.mitzo.listen"
+        "IP:PORT address"
+      ];
+    };
+    extraWriteString = {
+      modules = [
+        enable
+        { services.mitzo.settings.agent.extra_write_paths = "/x"; }
+      ];
+      expect = [
+        "services.mitzo.settings.agent.extra_write_paths"
+        "list of absolute path"
+      ];
+    };
+    extraReadRelative = {
+      modules = [
+        enable
+        { services.mitzo.settings.agent.extra_read_paths = [ "docs" ]; }
+      ];
+      expect = [
+        "services.mitzo.settings.agent.extra_read_paths"
+        "absolute path"
+      ];
+    };
+    extraWriteRoot = {
+      modules = [
+        enable
+        { services.mitzo.settings.agent.extra_write_paths = [ "/" ]; }
+      ];
+      expect = [
+        "services.mitzo.settings.agent.extra_write_paths"
+        "would defeat"
+      ];
+    };
+    ntfyWithoutPublicUrl = {
+      modules = [
+        enable
+        {
+          services.mitzo.settings.ntfy = {
+            url = "https://ntfy.example";
+            topic = "mitzo";
+          };
+        }
+      ];
+      expect = [
+        "services.mitzo.settings.public_url"
+        "required when services.mitzo.settings.ntfy is set"
+      ];
+    };
+    ntfyUnknownKey = {
+      modules = [
+        enable
+        {
+          services.mitzo.settings.public_url = "https://box:3100";
+          services.mitzo.settings.ntfy = {
+            url = "https://ntfy.example";
+            tpoic = "mitzo";
+          };
+        }
+      ];
+      expect = [ "services.mitzo.settings.ntfy.tpoic" ];
+    };
+    ntfyBadTopic = {
+      modules = [
+        enable
+        {
+          services.mitzo.settings.public_url = "https://box:3100";
+          services.mitzo.settings.ntfy = {
+            url = "https://ntfy.example";
+            topic = "my topic";
+          };
+        }
+      ];
+      expect = [
+        "services.mitzo.settings.ntfy.topic"
+        "ntfy topic"
+      ];
+    };
+    publicUrlNoScheme = {
+      modules = [
+        enable
+        { services.mitzo.settings.public_url = "box.tailnet.ts.net:3100"; }
+      ];
+      expect = [
+        "services.mitzo.settings.public_url"
+        "http:// or https:// URL"
+      ];
+    };
+    unknownUser = {
+      modules = [
+        enable
+        { services.mitzo.user = "bob"; }
+      ];
+      expect = [
+        "services.mitzo.user"
+        "`bob` is not declared in users.users"
+      ];
+    };
+    unknownGroup = {
+      modules = [
+        enable
+        { services.mitzo.group = "devs"; }
+      ];
+      expect = [
+        "services.mitzo.group"
+        "`devs` is not declared in users.groups"
+      ];
+    };
+    rootUser = {
+      modules = [
+        enable
+        { services.mitzo.user = "root"; }
+      ];
+      expect = [
+        "services.mitzo.user"
+        "refuses to serve as root"
+      ];
+    };
+    credentialInStore = {
+      modules = [
+        enable
+        { services.mitzo.credentials.jwt-secret = "${builtins.storeDir}/00000000000000000000000000000000-jwt-secret"; }
+      ];
+      expect = [
+        "services.mitzo.credentials.jwt-secret"
+        "absolute path outside the Nix store"
+      ];
+    };
+    credentialRelative = {
+      modules = [
+        enable
+        { services.mitzo.credentials.passphrase-hash = "keys/passphrase-hash"; }
+      ];
+      expect = [
+        "services.mitzo.credentials.passphrase-hash"
+        "credential-store name"
+      ];
+    };
+    repoRelative = {
+      modules = [
+        enable
+        { services.mitzo.repos.demo = "src/demo"; }
+      ];
+      expect = [
+        "services.mitzo.repos.demo"
+        "absolute path"
+      ];
+    };
+    repoBadName = {
+      modules = [
+        enable
+        { services.mitzo.settings.repos."my repo" = "/srv/demo"; }
+      ];
+      expect = [
+        "services.mitzo.settings.repos"
+        "[A-Za-z0-9._-]+"
+      ];
+    };
+    apiKeyFileInStore = {
+      modules = [
+        enable
+        {
+          services.mitzo.settings.agent.api_key_file = "${builtins.storeDir}/00000000000000000000000000000000-api-key";
+        }
+      ];
+      expect = [
+        "services.mitzo.settings.agent.api_key_file"
+        "not in the Nix store"
+      ];
+    };
+    stateDirRelative = {
+      modules = [
+        enable
+        { services.mitzo.settings.state_dir = "var/mitzo"; }
+      ];
+      expect = [
+        "services.mitzo.settings.state_dir"
+        "absolute path"
+      ];
+    };
+    repoPathInStore = {
+      modules = [
+        enable
+        { services.mitzo.settings.repo_path = "${builtins.storeDir}/00000000000000000000000000000000-src"; }
+      ];
+      expect = [
+        "services.mitzo.settings.repo_path"
+        "not in the Nix store"
+      ];
+    };
+  };
+}

@@ -1,0 +1,495 @@
+// The web app in a real browser: Debian's Chromium driven by playwright-core
+// (never `playwright install`), against the real mitzod binary and the fake
+// agent, at phone and desktop sizes. Exit status 1 when any check fails.
+//
+//   node tests/web/run.mjs             (MITZO_BIN=... to test another binary)
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { CHROMIUM_ARGS as ARGS, PASSPHRASE, Server } from "./harness.mjs";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ARTIFACTS = join(HERE, "artifacts");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+export const PAGE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; manifest-src 'self'; worker-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; require-trusted-types-for 'script'";
+const VIEWPORTS = {
+  phone: { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
+  desktop: { viewport: { width: 1280, height: 800 } },
+};
+const T = 20000;
+
+const results = [];
+const only = process.env.WEB_TEST_ONLY ? new RegExp(process.env.WEB_TEST_ONLY) : null;
+async function test(name, fn) {
+  if (only && !only.test(name)) return;
+  const started = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: e });
+    console.log(`FAIL ${name}\n     ${String(e.stack || e).split("\n").slice(0, 8).join("\n     ")}`);
+  }
+}
+function skip(name, why) {
+  results.push({ name, ok: true, skipped: why });
+  console.log(`SKIP ${name}: ${why}`);
+}
+
+if (!existsSync(CHROMIUM)) {
+  console.error(`${CHROMIUM} is missing: install Debian's chromium package (tests/run web does)`);
+  process.exit(1);
+}
+rmSync(ARTIFACTS, { recursive: true, force: true });
+mkdirSync(ARTIFACTS, { recursive: true });
+
+/** A browser with a fresh profile, watching for anything a payload could do. */
+async function browser(kind, origin, { route } = {}) {
+  const dir = mkdtempSync("/tmp/mitzod-web-profile-");
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    args: ARGS,
+    headless: true,
+    ...VIEWPORTS[kind],
+    colorScheme: kind === "phone" ? "dark" : "light",
+  });
+  const w = { ctx, kind, origin, dialogs: [], foreign: [], pageErrors: [], consoleErrors: [], dir, confirms: 0, axe: [], axeScreens: [] };
+  ctx.on("request", (r) => {
+    const url = r.url();
+    if (/^(https?|wss?):/.test(url) && !url.startsWith(origin + "/")) w.foreign.push(url);
+  });
+  await ctx.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener("securitypolicyviolation", (e) =>
+      window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample || ""}`),
+    );
+  });
+  if (route) await ctx.routeWebSocket(/\/ws\/chat$/, route);
+  const watch = (page) => {
+    page.on("dialog", (d) => {
+      // The test's own "Delete?" confirmation is expected; anything else is not.
+      if (d.type() === "confirm" && w.confirms > 0) {
+        w.confirms--;
+        d.accept().catch(() => {});
+        return;
+      }
+      w.dialogs.push(`${d.type()}: ${d.message()}`);
+      d.dismiss().catch(() => {});
+    });
+    page.on("pageerror", (e) => w.pageErrors.push(String(e)));
+    page.on("console", (m) => {
+      if (m.type() === "error") w.consoleErrors.push(m.text());
+    });
+  };
+  ctx.on("page", watch);
+  w.page = ctx.pages()[0] || (await ctx.newPage());
+  watch(w.page);
+  w.close = async () => {
+    await ctx.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return w;
+}
+
+async function login(page, origin) {
+  await page.goto(origin + "/");
+  await page.locator("#passphrase").fill(PASSPHRASE);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Sessions" }).waitFor({ timeout: T });
+}
+
+async function shot(w, name) {
+  if (w.kind !== "phone") return;
+  await w.page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+/** Start a session from the list's form; returns its id. */
+async function newSession(page, origin, prompt, mode = "ask", w) {
+  if (!/\/$/.test(page.url()) || page.url() !== origin + "/") await page.goto(origin + "/");
+  await page.getByRole("button", { name: "New session" }).click();
+  const form = page.getByRole("form", { name: "New session" });
+  await form.getByLabel("Mode").selectOption(mode);
+  await form.getByLabel("First message").fill(prompt);
+  if (w) {
+    await shot(w, "new-session");
+    await axe(w, "new session");
+  }
+  await form.getByRole("button", { name: "Start" }).click();
+  await page.waitForURL(/\/s\/[^/]+$/, { timeout: T });
+  return decodeURIComponent(page.url().split("/s/")[1]);
+}
+
+async function send(page, text) {
+  await page.locator("#prompt").fill(text);
+  await page.getByRole("button", { name: "Send" }).click();
+}
+
+/** The transcript as the owner reads it. */
+function transcriptText(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll(".transcript > .msg, .transcript > .tool, .transcript > .note, .transcript > .thinking")]
+      .map((e) => e.innerText.trim())
+      .join("\n---\n"),
+  );
+}
+
+async function waitIdle(page) {
+  await page.locator(".chat-title .state", { hasText: /^(idle|ended)$/ }).waitFor({ timeout: T });
+}
+
+async function axe(w, screen) {
+  const src = readFileSync(join(HERE, "node_modules/axe-core/axe.min.js"), "utf8");
+  const page = w.page;
+  await page.evaluate(src);
+  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = res.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  w.axeScreens.push(screen);
+  for (const v of bad) w.axe.push(`${screen}: ${v.id} (${v.impact}) ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+}
+
+// ---------------------------------------------------------------------------
+
+const server = await Server.start();
+const streaming = await Server.start({
+  script: {
+    turns: [
+      [{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }],
+      // A session's second turn: a long answer, for paging back through history.
+      Array.from({ length: 80 }, (_, i) => ({ text: `Old message ${i}` })),
+      [{ text: "part one" }, { sleep: 2.5 }, { text: "part **two**" }, { sleep: 2.5 }, { text: "part three" }],
+    ],
+  },
+});
+const cleanup = async () => {
+  await server.stop();
+  await streaming.stop();
+};
+
+try {
+  await test("serving: CSP, caching, compression, SPA fallback that shadows nothing", async () => {
+    for (const path of ["/", "/s/abc", "/files", "/tasks", "/audit"]) {
+      const r = await fetch(server.origin + path, { headers: { "accept-encoding": "br, gzip" } });
+      assert.equal(r.status, 200, path);
+      assert.equal(r.headers.get("content-security-policy"), PAGE_CSP, `${path}: the page's CSP, exactly`);
+      assert.match(r.headers.get("content-type"), /^text\/html/, path);
+      assert.equal(r.headers.get("cache-control"), "no-cache", path);
+      const html = await r.text();
+      assert.ok(!/<script>|<script [^>]*>[^<]/.test(html) && !/style=/.test(html), "no inline script or style");
+    }
+    const html = await (await fetch(server.origin + "/")).text();
+    const js = /src="(\/assets\/[^"]+\.js)"/.exec(html)[1];
+    const r = await fetch(server.origin + js, { headers: { "accept-encoding": "gzip, br" } });
+    assert.equal(r.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    assert.equal(r.headers.get("content-encoding"), "br");
+    const g = await fetch(server.origin + js, { headers: { "accept-encoding": "gzip" } });
+    assert.equal(g.headers.get("content-encoding"), "gzip");
+    for (const [path, status] of [["/api/nope", 404], ["/api/version", 200], ["/healthz", 200], ["/nope", 404], ["/ws/nope", 404], ["/assets/missing.js", 404]]) {
+      const a = await fetch(server.origin + path);
+      assert.equal(a.status, status, path);
+      assert.match(a.headers.get("content-type"), /^application\/json/, `${path} stays JSON`);
+      assert.match(a.headers.get("content-security-policy"), /^default-src 'none'/, `${path} keeps the API CSP`);
+      assert.ok(!a.headers.get("content-security-policy").includes("script-src"), path);
+    }
+  });
+
+  for (const kind of ["phone", "desktop"]) {
+    const w = await browser(kind, server.origin);
+    const page = w.page;
+    const tn = (n) => `${kind}: ${n}`;
+    let sid = "";
+    try {
+      await test(tn("login (wrong passphrase refused, then signed in)"), async () => {
+        await page.goto(server.origin + "/");
+        await page.locator("#passphrase").waitFor();
+        await shot(w, "login");
+        await axe(w, "login");
+        await page.locator("#passphrase").fill("not it");
+        await page.getByRole("button", { name: "Sign in" }).click();
+        await page.getByText("Wrong passphrase.").waitFor({ timeout: T });
+        await page.locator("#passphrase").fill(PASSPHRASE);
+        await page.getByRole("button", { name: "Sign in" }).click();
+        await page.getByRole("heading", { name: "Sessions" }).waitFor({ timeout: T });
+      });
+
+      await test(tn("PWA: manifest and icons; the service worker caches the app shell, never /api or /ws"), async () => {
+        const manifest = await (await fetch(server.origin + "/manifest.webmanifest")).json();
+        assert.equal(manifest.display, "standalone");
+        for (const icon of manifest.icons) {
+          const r = await fetch(server.origin + icon.src);
+          assert.equal(r.status, 200, icon.src);
+          assert.equal(r.headers.get("content-type"), icon.type, icon.src);
+        }
+        const cached = await page.evaluate(async () => {
+          await navigator.serviceWorker.ready;
+          // Let the page use the API and the socket first.
+          await fetch("/api/sessions?limit=5");
+          const urls = [];
+          for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) urls.push(new URL(r.url).pathname);
+          return urls;
+        });
+        assert.ok(cached.includes("/") && cached.some((u) => /^\/assets\/main-.*\.js$/.test(u)), `shell cached: ${cached}`);
+        assert.deepEqual(cached.filter((u) => u.startsWith("/api") || u.startsWith("/ws") || u === "/healthz"), []);
+      });
+
+      await test(tn("new session: Markdown reply"), async () => {
+        sid = await newSession(page, server.origin, "text:Hello **bold** and `code`\n\n```\nlet x = 1;\n```", "ask", w);
+        await page.locator(".msg.agent strong", { hasText: "bold" }).waitFor({ timeout: T });
+        await page.locator(".msg.agent pre button.copy").waitFor();
+        await waitIdle(page);
+        await shot(w, "chat");
+        await axe(w, "chat");
+      });
+
+      await test(tn("tool card and an approval allowed"), async () => {
+        await send(page, "tool:Bash:echo tool-output-123");
+        const sheet = page.getByRole("dialog");
+        await sheet.waitFor({ timeout: T });
+        await sheet.getByRole("heading", { name: "Run a command" }).waitFor();
+        await sheet.locator(".summary", { hasText: "$ echo tool-output-123" }).waitFor();
+        await sheet.getByText(/expires in/).waitFor();
+        await shot(w, "chat-approval");
+        // The README's picture, refreshed on request only.
+        if (kind === "phone" && process.env.WEB_UPDATE_SCREENSHOT === "1") {
+          await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });
+        }
+        await axe(w, "approval");
+        await sheet.getByRole("button", { name: "Allow once" }).click();
+        await page.locator(".tool", { hasText: "tool-output-123" }).locator(".out").waitFor({ timeout: T });
+        await page.locator(".tool .badge.ok").first().waitFor();
+        await waitIdle(page);
+        await shot(w, "chat-tool");
+      });
+
+      await test(tn("an approval with a diff, denied with a reason the agent receives"), async () => {
+        const target = join(server.repo, `denied-${kind}.txt`);
+        await send(page, `tool:Write:${target}`);
+        const sheet = page.getByRole("dialog");
+        await sheet.locator(".diff .add", { hasText: "written by fake agent" }).waitFor({ timeout: T });
+        await sheet.getByRole("button", { name: "Deny…" }).click();
+        await sheet.getByLabel("Reason (optional)").fill("not now");
+        await sheet.getByRole("button", { name: "Deny", exact: true }).click();
+        await page.locator(".tool.tool-error", { hasText: target }).locator(".out", { hasText: "not now" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.ok(!existsSync(target), "the denied write did not happen");
+      });
+
+      await test(tn("mode switch"), async () => {
+        await page.getByLabel("Mode", { exact: true }).selectOption("agent");
+        await page.locator(".note", { hasText: "Mode: agent" }).waitFor({ timeout: T });
+        const meta = await server.api(`/api/sessions/${sid}/meta`);
+        assert.equal(meta.json.mode, "agent");
+      });
+
+      await test(tn("a question answered"), async () => {
+        const q = {
+          questions: [
+            {
+              question: "Which colour?",
+              header: "Colour",
+              options: [
+                { label: "Red", description: "warm" },
+                { label: "Blue", description: "cool" },
+              ],
+              multiSelect: false,
+            },
+          ],
+        };
+        await send(page, `tool:AskUserQuestion:${JSON.stringify(q)}`);
+        const sheet = page.getByRole("dialog", { name: "The agent asks" });
+        await sheet.getByText("Colour: Which colour?").waitFor({ timeout: T });
+        await shot(w, "question");
+        await axe(w, "question");
+        await sheet.getByLabel(/Blue/).check();
+        await sheet.getByRole("button", { name: "Answer" }).click();
+        await page.locator(".note", { hasText: "Answered: Blue" }).waitFor({ timeout: T });
+        await waitIdle(page);
+      });
+
+      await test(tn("text streams in token by token before the block ends"), async () => {
+        await send(page, "slow:6");
+        const msg = page.locator(".msg.agent.streaming", { hasText: "chunk 2" });
+        await msg.waitFor({ timeout: T });
+        assert.ok(!(await msg.innerText()).includes("chunk 9"), "the block is still growing");
+        await page.locator(".msg.agent", { hasText: "chunk 9" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.equal(await page.locator(".msg.agent", { hasText: "chunk 0 chunk 1" }).count(), 1, "one message, not one per delta");
+      });
+
+      await test(tn("a running turn interrupted by a new message"), async () => {
+        await send(page, "slow:20");
+        await page.locator(".msg.agent.streaming", { hasText: "chunk 1" }).waitFor({ timeout: T });
+        await page.locator("#prompt").fill("text:after the interrupt");
+        await page.getByRole("button", { name: "Interrupt" }).click();
+        await page.locator(".msg.agent", { hasText: "after the interrupt" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.equal(await page.locator(".msg.agent", { hasText: "chunk 19" }).count(), 0, "the slow turn was cut short");
+      });
+
+      await test(tn("rename"), async () => {
+        await page.getByRole("button", { name: "Rename" }).click();
+        await page.getByLabel("Session title").fill(`Renamed ${kind}`);
+        await page.getByRole("button", { name: "Save" }).click();
+        await page.getByRole("heading", { name: `Renamed ${kind}` }).waitFor({ timeout: T });
+        const meta = await server.api(`/api/sessions/${sid}/meta`);
+        assert.equal(meta.json.title, `Renamed ${kind}`);
+      });
+
+      await test(tn("stop a running turn"), async () => {
+        await send(page, "slow:30");
+        await page.locator(".chat-title .state", { hasText: "running" }).waitFor({ timeout: T });
+        await page.getByRole("button", { name: "Stop" }).click();
+        await page.locator(".note", { hasText: "Session ended" }).waitFor({ timeout: T });
+        const meta = await server.api(`/api/sessions/${sid}/meta`);
+        assert.equal(meta.json.isActive, false, "the agent is gone");
+      });
+
+      await test(tn("approvals in other sessions are one tap away"), async () => {
+        const other = await newSession(page, server.origin, "tool:Bash:echo from-the-other-session");
+        await page.getByRole("dialog").waitFor({ timeout: T });
+        await page.goto(server.origin + "/files");
+        const tray = page.getByRole("button", { name: /approvals waiting/ });
+        await page.getByRole("button", { name: "1 approvals waiting" }).waitFor({ timeout: T });
+        await tray.click();
+        await shot(w, "approvals-tray");
+        await page.getByRole("region", { name: "Approvals waiting" }).getByRole("button").first().click();
+        await page.waitForURL(new RegExp(`/s/${other}$`));
+        await page.getByRole("dialog").getByRole("button", { name: "Allow for this session" }).click();
+        await page.locator(".tool", { hasText: "from-the-other-session" }).locator(".out").waitFor({ timeout: T });
+      });
+
+      await test(tn("sessions list: live states, waiting sessions first"), async () => {
+        const waiting = await newSession(page, server.origin, "tool:Bash:echo waits");
+        await page.getByRole("dialog").waitFor({ timeout: T });
+        await page.goto(server.origin + "/");
+        const first = page.locator(".session-list li").first();
+        await first.locator(".state.waiting").waitFor({ timeout: T });
+        assert.match(await first.locator("a").getAttribute("href"), new RegExp(waiting));
+        await shot(w, "sessions");
+        await axe(w, "sessions");
+        await first.locator("a").click();
+        await page.getByRole("dialog").getByRole("button", { name: "Deny…" }).click();
+        await page.getByRole("dialog").getByRole("button", { name: "Deny", exact: true }).click();
+        await waitIdle(page);
+        // Delete it from the list's menu.
+        await page.goto(server.origin + "/");
+        const row = page.locator(".session-list li", { has: page.locator(`a[href="/s/${waiting}"]`) });
+        await row.locator("summary").click();
+        w.confirms = 1;
+        await row.getByRole("button", { name: "Delete" }).click();
+        await row.waitFor({ state: "detached", timeout: T });
+        const gone = await server.api(`/api/sessions/${waiting}/meta`);
+        assert.equal(gone.status, 404);
+      });
+
+      await test(tn("file edited, 409 conflict resolved by keeping mine"), async () => {
+        const file = join(server.repo, "README.md");
+        await page.goto(server.origin + "/files");
+        await page.getByRole("button", { name: /README\.md/ }).click();
+        await page.locator(".file-content", { hasText: readFileSync(file, "utf8").trim() }).waitFor({ timeout: T });
+        await shot(w, "file-view");
+        await page.getByRole("button", { name: "Edit" }).click();
+        await page.locator("#file-edit").fill(`mine ${kind}\n`);
+        writeFileSync(file, `theirs ${kind}\n`);
+        await page.getByRole("button", { name: "Save" }).click();
+        const conflict = page.locator(".conflict");
+        await conflict.getByText(`theirs ${kind}`).waitFor({ timeout: T });
+        await conflict.getByText(`mine ${kind}`).waitFor();
+        await shot(w, "file-conflict");
+        await axe(w, "file conflict");
+        await conflict.getByRole("button", { name: "Keep mine" }).click();
+        await page.getByText("Saved.").waitFor({ timeout: T });
+        assert.equal(readFileSync(file, "utf8"), `mine ${kind}\n`);
+        await page.getByRole("button", { name: "Back to folder" }).click();
+        writeFileSync(join(server.repo, `blob-${kind}.bin`), Buffer.from([0, 159, 146, 150, 0, 255, 1, 2]));
+        await page.goto(server.origin + "/files");
+        await page.getByRole("button", { name: new RegExp(`blob-${kind}\\.bin`) }).click();
+        await page.getByText("Binary file, 8 B: not shown.").waitFor({ timeout: T });
+        await page.getByRole("button", { name: "Back to folder" }).click();
+        await shot(w, "files");
+        await axe(w, "files");
+      });
+
+      await test(tn("task approved, board live"), async () => {
+        await page.goto(server.origin + "/tasks");
+        await page.getByRole("heading", { name: "Tasks" }).waitFor();
+        const created = await server.api("/api/tasks", { method: "POST", body: { title: `Ship it ${kind}`, status: "review" } });
+        assert.equal(created.status, 201, created.text);
+        const review = page.getByRole("region", { name: "Review" });
+        const card = review.locator(".task", { hasText: `Ship it ${kind}` });
+        await card.waitFor({ timeout: T });
+        await card.locator("summary").click();
+        await shot(w, "tasks");
+        await axe(w, "tasks");
+        await card.getByRole("button", { name: "Approve" }).click();
+        await page.getByRole("region", { name: "Done" }).locator(".task", { hasText: `Ship it ${kind}` }).waitFor({ timeout: T });
+        const t = await server.api(`/api/tasks/${created.json.id}`);
+        assert.equal(t.json.status, "done");
+      });
+
+      await test(tn("audit log filtered by session"), async () => {
+        await page.goto(server.origin + "/audit");
+        await page.locator(".audit-list li").first().waitFor({ timeout: T });
+        await page.getByLabel("Filter by session").selectOption(sid);
+        const api = await server.api(`/api/audit?sessionId=${sid}&limit=200`, { token: await server.login() });
+        await page.waitForFunction((n) => document.querySelectorAll(".audit-list li").length === n, api.json.entries.length, { timeout: T });
+        assert.ok(api.json.entries.length >= 2, "the allow and the deny are audited");
+        await shot(w, "audit");
+        await axe(w, "audit");
+      });
+
+      await test(tn("an expired session lands on the login page with a message"), async () => {
+        await page.goto(server.origin + "/");
+        await page.getByRole("heading", { name: "Sessions" }).waitFor();
+        const other = await server.login();
+        const r = await server.api("/api/auth/logout-all", { method: "POST", token: other });
+        assert.equal(r.status, 200);
+        await page.getByText("Your session has ended. Sign in again.").waitFor({ timeout: T });
+        await login(page, server.origin);
+      });
+
+      await test(tn("log out everywhere"), async () => {
+        const device = await server.login();
+        assert.equal((await server.api("/api/auth/check", { token: device })).status, 200);
+        await page.getByLabel("Account").click();
+        await page.getByRole("button", { name: "Log out everywhere" }).click();
+        await page.getByText("Logged out on every device.").waitFor({ timeout: T });
+        assert.equal((await server.api("/api/auth/check", { token: device })).status, 401, "the other device is out too");
+        await page.goto(server.origin + "/");
+        await page.locator("#passphrase").waitFor({ timeout: T });
+      });
+
+      await test(tn("nothing executed, nothing left the origin, no CSP or Trusted Types violation, no page error"), async () => {
+        assert.deepEqual(w.dialogs, []);
+        assert.deepEqual(w.foreign, []);
+        assert.deepEqual(w.pageErrors, []);
+        assert.deepEqual(await page.evaluate(() => window.__violations), []);
+      });
+
+      await test(tn("axe: no serious or critical violation on any screen"), async () => {
+        assert.deepEqual(w.axe, []);
+        assert.ok(w.axeScreens.length >= 9, `axe ran on every screen: ${w.axeScreens.join(", ")}`);
+      });
+    } finally {
+      await w.close();
+    }
+  }
+
+  await import("./xss.mjs").then((m) => m.run({ server, browser, login, newSession, send, test, shot, waitIdle, T }));
+  await import("./reconnect.mjs").then((m) =>
+    m.run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
+  );
+} finally {
+  await cleanup();
+}
+
+const failed = results.filter((r) => !r.ok);
+const skipped = results.filter((r) => r.skipped);
+console.log(`\n${results.length - failed.length - skipped.length} passed, ${failed.length} failed, ${skipped.length} skipped`);
+if (failed.length) {
+  console.log(`mitzod log (last lines):\n${server.logText().slice(-2000)}`);
+}
+process.exit(failed.length ? 1 : 0);
