@@ -245,7 +245,7 @@ fn real_claude_readme_first_session() {
         f["type"] == "permission_request"
     });
     assert_eq!(req["toolName"], "Bash", "{req}");
-    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "allow"}));
     let result = ws.wait_type("tool_result");
     assert_eq!(result["isError"], false, "{result}");
     ws.wait_type("result");
