@@ -367,7 +367,7 @@ impl Client {
     /// `POST /api/sessions`: a new session. With `initial_prompt` the agent
     /// starts at once (headless). `isolation`: its own worktree (default:
     /// the server's `session.isolation`).
-    #[pyo3(signature = (source, initial_prompt=None, summary=None, mode=None, model=None, *, isolation=None))]
+    #[pyo3(signature = (source, initial_prompt=None, summary=None, mode=None, model=None, *, isolation=None, repo=None))]
     #[allow(clippy::too_many_arguments)]
     fn create_session(
         &self,
@@ -378,6 +378,7 @@ impl Client {
         mode: Option<String>,
         model: Option<String>,
         isolation: Option<bool>,
+        repo: Option<String>,
     ) -> PyResult<PyObject> {
         let mut body = Map::new();
         body.insert("source".into(), Value::String(source.to_string()));
@@ -388,6 +389,7 @@ impl Client {
         if let Some(i) = isolation {
             body.insert("isolation".into(), Value::Bool(i));
         }
+        put(&mut body, "repo", repo);
         self.send(
             py,
             Method::Post,
@@ -417,17 +419,22 @@ impl Client {
 
     /// `GET /api/sessions/{id}/events`: events with `seq > after`, at most
     /// `limit` (1..=5000, server default 1000). Page on with the last `seq`.
-    #[pyo3(signature = (id, after=0, limit=None))]
+    #[pyo3(signature = (id, after=0, limit=None, *, before=None))]
     fn session_events(
         &self,
         py: Python<'_>,
         id: &Bound<'_, PyAny>,
         after: u64,
         limit: Option<u32>,
+        before: Option<u64>,
     ) -> PyResult<PyObject> {
         let path = format!("/api/sessions/{}/events", http::segment(&id_arg(id)?));
         let mut c = call(Method::Get, &path, None);
-        c.query = vec![("after", after.to_string())];
+        c.query = match before {
+            // Backwards from the end: the newest `limit` events before `before`.
+            Some(b) => vec![("before", b.to_string())],
+            None => vec![("after", after.to_string())],
+        };
         if let Some(l) = limit {
             c.query.push(("limit", l.to_string()));
         }
@@ -442,7 +449,7 @@ impl Client {
 
     // ---- repos ----
 
-    /// `GET /api/repos`: the `[repos]` table of the server's config.
+    /// `GET /api/repos`: every repo a session may run in (`repo_path` and `[repos]`).
     fn repos(&self, py: Python<'_>) -> PyResult<PyObject> {
         self.get(py, "/api/repos".into())
     }

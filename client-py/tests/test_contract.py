@@ -147,11 +147,14 @@ def test_every_method_with_every_parameter(setup: tuple[Mitzod, Path, Path]) -> 
             mode="agent",
             model="claude-test",
             isolation=True,
+            repo="other",
         )
         sid = created["sessionId"]
         assert created["headless"] is True and created["isolation"] is True
+        assert created["repo"] == "other"
         plain = call("create_session", "contract", isolation=False)
         assert Path(plain["worktrees"]["primary"]["path"]).resolve() == repo.resolve()
+        assert plain["repo"] == repo.name
         listing = call("list_sessions", offset=0, limit=100)
         assert {sid, plain["sessionId"]} <= {s["id"] for s in listing["sessions"]}
         call("active_sessions")
@@ -160,10 +163,13 @@ def test_every_method_with_every_parameter(setup: tuple[Mitzod, Path, Path]) -> 
         assert meta["summary"] == "every parameter"
         page = call("session_events", sid, after=0, limit=1)
         assert len(page["events"]) <= 1
+        back = call("session_events", sid, limit=1, before=page["lastSeq"] + 1)
+        assert len(back["events"]) <= 1
         call("delete_session", plain["sessionId"])
 
         # repos
-        assert call("repos") == [{"name": "other", "path": str(other)}]
+        listed = {r["name"]: (r["path"], r["default"]) for r in call("repos")}
+        assert listed == {"other": (str(other), False), repo.name: (str(repo), True)}
         wt_id = "2026-01-02-00000000c0de"
         opened = call("open_repo", "other", wt_id)
         assert opened["worktrees"] == {"other": opened["path"]}

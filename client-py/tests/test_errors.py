@@ -156,3 +156,59 @@ def test_deprecated_aliases_warn_and_still_catch() -> None:
         assert mitzo_client.RateLimitedError is RateLimitError
     # 401 and 403 are still both caught as AuthError.
     assert issubclass(AuthenticationError, AuthError) and issubclass(PermissionDeniedError, AuthError)
+
+
+@pytest.mark.parametrize(
+    "status,cls_name",
+    [
+        (400, "BadRequestError"),
+        (401, "AuthenticationError"),
+        (403, "PermissionDeniedError"),
+        (404, "NotFoundError"),
+        (409, "ConflictError"),
+        (410, "GoneError"),
+        (413, "RequestTooLargeError"),
+        (422, "BadRequestError"),
+        (429, "RateLimitError"),
+        (500, "ServerError"),
+        (503, "ServiceUnavailableError"),
+        (418, "APIStatusError"),
+    ],
+)
+def test_each_status_has_its_class(status: int, cls_name: str) -> None:
+    """The mapping for every status, including those a test cannot make the
+    real server send on demand (410, 422): a one-shot local HTTP server answers
+    with that status and mitzod's error body."""
+    import http.server
+    import threading
+
+    import mitzo_client
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b'{"error":"because"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if status == 429:
+                self.send_header("Retry-After", "3")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        c = Client(url=f"http://127.0.0.1:{srv.server_address[1]}", token="t")
+        with pytest.raises(MitzoError) as e:
+            c.request("GET", "/x")
+        assert type(e.value).__name__ == cls_name
+        assert isinstance(e.value, getattr(mitzo_client, cls_name))
+        assert e.value.status == status and e.value.error == "because"
+        if status == 429:
+            assert e.value.retry_after == 3.0
+    finally:
+        srv.shutdown()

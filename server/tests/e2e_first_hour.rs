@@ -127,6 +127,7 @@ fn project(dir: &Path) -> PathBuf {
 struct Dev {
     child: Child,
     lines: Vec<String>,
+    log: PathBuf,
 }
 
 impl Drop for Dev {
@@ -163,8 +164,15 @@ fn serve_dev(dir: &Path, env: &[(String, String)]) -> Dev {
             break;
         }
     }
-    std::thread::spawn(move || for _ in reader.lines() {});
-    Dev { child, lines }
+    // The rest of the log, for a failure's message.
+    let log = dir.join(".mitzo-dev/serve.log");
+    let mut out = std::fs::File::create(&log).unwrap();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes());
+        }
+    });
+    Dev { child, lines, log }
 }
 
 #[test]
@@ -229,9 +237,15 @@ fn real_claude_readme_first_session() {
     let created = ws.wait_type("session_created");
     let id = created["sessionId"].as_str().unwrap().to_string();
     let wt = PathBuf::from(created["worktrees"]["primary"]["path"].as_str().unwrap());
-    let req = ws.wait_type("permission_request");
+    let req = ws.wait_for("permission_request", |f| {
+        if f["type"] == "session_error" || f["type"] == "error" {
+            let log = std::fs::read_to_string(&dev.log).unwrap_or_default();
+            panic!("{f}\nlog:\n{log}");
+        }
+        f["type"] == "permission_request"
+    });
     assert_eq!(req["toolName"], "Bash", "{req}");
-    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "allow"}));
     let result = ws.wait_type("tool_result");
     assert_eq!(result["isError"], false, "{result}");
     ws.wait_type("result");

@@ -117,22 +117,27 @@ class Client:
         model: Optional[str] = None,
         *,
         isolation: Optional[bool] = None,
+        repo: Optional[str] = None,
     ) -> SessionCreated:
-        """``POST /api/sessions``. With ``initial_prompt`` the agent starts at once."""
+        """``POST /api/sessions``. With ``initial_prompt`` the agent starts at once;
+        ``repo`` names a ``[repos]`` entry (default: ``repo_path``)."""
     def list_sessions(self, offset: int = 0, limit: int = 50) -> SessionList:
         """``GET /api/sessions``: newest first, ``limit`` 1..=100."""
     def active_sessions(self) -> ActiveSessions:
         """``GET /api/sessions/active``: the sessions running now."""
     def session_meta(self, id: _Id) -> SessionMeta:
         """``GET /api/sessions/{id}/meta``."""
-    def session_events(self, id: _Id, after: int = 0, limit: Optional[int] = None) -> EventsPage:
+    def session_events(
+        self, id: _Id, after: int = 0, limit: Optional[int] = None, *, before: Optional[int] = None
+    ) -> EventsPage:
         """``GET /api/sessions/{id}/events``: events with ``seq > after``, at most
-        ``limit`` (1..=5000). Page on with the last event's ``seq``."""
+        ``limit``; page on with the last event's ``seq``. With ``before``: the newest
+        events below that ``seq`` (paging backwards; ``hasMore`` says if older remain)."""
     def delete_session(self, id: _Id) -> Ok:
         """``DELETE /api/sessions/{id}``."""
     # repos
     def repos(self) -> list[Repo]:
-        """``GET /api/repos``: the ``[repos]`` table of the server's config."""
+        """``GET /api/repos``: every repo a session may run in (``repo_path`` and ``[repos]``)."""
     def open_repo(
         self,
         repo_name: Optional[str] = None,

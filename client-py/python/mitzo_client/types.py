@@ -5,7 +5,6 @@ They describe what the server sends today; keys marked ``NotRequired`` may be
 absent. At run time every answer is a plain ``dict``.
 """
 
-from __future__ import annotations
 
 import sys
 from typing import Any, Dict, List, Literal, Optional, Union
@@ -18,6 +17,7 @@ else:  # pragma: no cover - older Pythons
 __all__ = [
     "Mode",
     "TaskStatus",
+    "SessionState",
     "SignalType",
     "SignalStatus",
     "Version",
@@ -45,6 +45,8 @@ __all__ = [
 Mode = Literal["ask", "agent", "auto"]
 """How much an agent may do without asking: every tool, edits in its worktree, or everything."""
 
+SessionState = Literal["idle", "running", "requires_action", "stopped", "interrupted"]
+
 TaskStatus = Literal["todo", "in_progress", "blocked", "review", "done"]
 
 SignalType = Literal["gh_ci", "gh_review", "human_approval"]
@@ -63,6 +65,9 @@ class Version(TypedDict):
 
 class Health(TypedDict):
     ok: bool
+    status: NotRequired[Literal["ok", "degraded"]]
+    reason: NotRequired[str]
+    """Why it is degraded (e.g. the state directory's disk is full)."""
 
 
 class Ok(TypedDict):
@@ -83,17 +88,25 @@ class SessionCreated(TypedDict):
     worktrees: SessionWorktrees
     isolation: bool
     headless: bool
+    title: str
+    repo: str
+    """The repo's name (a ``[repos]`` key, or ``repo_path``'s directory name)."""
 
 
 class SessionSummary(TypedDict):
     id: str
+    title: str
     summary: str
+    repo: str
+    state: SessionState
+    mode: Mode
+    pendingApprovals: int
+    lastActivity: int
     lastModified: int
     branch: Optional[str]
     isActive: bool
     isAttached: bool
     numTurns: int
-    state: str
 
 
 class SessionList(TypedDict):
@@ -110,18 +123,23 @@ class SessionMeta(TypedDict):
     id: str
     source: str
     summary: str
+    title: str
     mode: Mode
     model: Optional[str]
     repo: str
+    """The repo's path (Mitzo's meaning); its name is ``repoName``."""
+    repoName: str
     cwd: str
     branch: Optional[str]
     isolation: bool
     headless: bool
     agentSessionId: Optional[str]
-    state: str
+    state: SessionState
     numTurns: int
     createdAt: int
     lastModified: int
+    lastActivity: int
+    pendingApprovals: int
     isActive: bool
     isAttached: bool
     lastSeq: int
@@ -132,11 +150,14 @@ class EventsPage(TypedDict):
     events: List[Dict[str, Any]]
     """Each a WebSocket frame as it was sent: ``type``, ``seq``, ``sessionId``, ..."""
     lastSeq: int
+    hasMore: bool
 
 
 class Repo(TypedDict):
     name: str
     path: str
+    default: bool
+    """The repo a new session gets when it names none (``repo_path``)."""
 
 
 class RepoOpened(TypedDict):

@@ -168,6 +168,8 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
         // main repo (its object store through the clone's alternates) but
         // not the other sessions' checkouts.
         repo_read = git_read_dirs(&repo)?;
+        // A state dir inside the repo (`serve --dev`) stays out of the grant.
+        repo_read.retain(|p| !hidden.iter().any(|h| p.starts_with(h)));
     }
     for w in inp.worktrees {
         rw.push(("worktree", canonical(w, "worktree")?));
