@@ -26,7 +26,7 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path();
         let repo = base.join("repo");
-        for d in ["sub/deeper", ".claude/worktrees/w1", "docs", "../outside"] {
+        for d in ["sub/deeper", ".mitzo/checkouts/w1", "docs", "../outside"] {
             std::fs::create_dir_all(repo.join(d)).unwrap();
         }
         std::fs::create_dir_all(base.join("repo-evil")).unwrap();

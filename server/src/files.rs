@@ -175,7 +175,7 @@ pub fn display_join(base: &Path, rel: &str) -> PathBuf {
 }
 
 /// The roots of one repo: itself, its session worktrees
-/// (`.claude/worktrees/*` that are directories), and the `.mitzo.json`
+/// (`.mitzo/checkouts/*` that are directories), and the `.mitzo.json`
 /// `roots` that open as directories beneath it.
 pub fn roots_of(repo: &Path, config_roots: &[(String, String)]) -> Vec<Root> {
     let canonical = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
@@ -195,9 +195,9 @@ pub fn roots_of(repo: &Path, config_roots: &[(String, String)]) -> Vec<Root> {
     let Ok(repo_fd) = open_root_dir(&canonical) else {
         return roots;
     };
-    if let Ok(names) = list_subdirs(repo_fd.as_raw_fd(), ".claude/worktrees") {
+    if let Ok(names) = list_subdirs(repo_fd.as_raw_fd(), ".mitzo/checkouts") {
         for name in names {
-            let sub = format!(".claude/worktrees/{name}");
+            let sub = format!(".mitzo/checkouts/{name}");
             roots.push(Root {
                 label: format!("worktree {name}"),
                 path: canonical.join(&sub),
@@ -747,14 +747,14 @@ mod tests {
             },
             Root {
                 label: "wt".into(),
-                path: "/r/repo/.claude/worktrees/a".into(),
+                path: "/r/repo/.mitzo/checkouts/a".into(),
                 kind: RootKind::Worktree,
                 repo: "/r/repo".into(),
-                sub: Some(".claude/worktrees/a".into()),
+                sub: Some(".mitzo/checkouts/a".into()),
                 alias: None,
             },
         ];
-        let (r, rel) = locate(&roots, None, "/r/repo/.claude/worktrees/a/x").unwrap();
+        let (r, rel) = locate(&roots, None, "/r/repo/.mitzo/checkouts/a/x").unwrap();
         assert_eq!((r.label.as_str(), rel.as_str()), ("wt", "x"));
         assert!(locate(&roots, None, "/r/repo-evil/x").is_err());
         let (r, rel) = locate(&roots, None, "/r/repo/../etc").unwrap();

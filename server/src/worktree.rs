@@ -1,5 +1,7 @@
-//! Session checkouts (Mitzo-compatible paths): `<repo>/.claude/worktrees/<id>`
-//! on branch `session/<id>`, ids `YYYY-MM-DD-<12 hex>`. Each is a clone of
+//! Session checkouts: `<repo>/.mitzo/checkouts/<id>` on branch `session/<id>`,
+//! ids `YYYY-MM-DD-<12 hex>`. Not in `.claude/worktrees`: Claude Code accepts
+//! only linked worktrees there and refuses a clone (a `--worktree` hook's
+//! checkout included). Each is a clone of
 //! its own with its own git dir, borrowing the main repo's objects read-only
 //! (not a linked worktree, whose admin dir would sit inside the main `.git`
 //! where the agent would have to write it). Which directory belongs to which
@@ -15,7 +17,7 @@ use crate::config::{SessionConfig, WorktreeCleanup};
 use crate::error::{Error, Result};
 use crate::git::Git;
 
-const WORKTREES_DIR: &str = ".claude/worktrees";
+const WORKTREES_DIR: &str = ".mitzo/checkouts";
 
 /// A new session id for today (UTC).
 pub fn new_session_id() -> String {
@@ -151,11 +153,11 @@ pub fn check_repo(git: &Git, repo: &Path) -> Result<PathBuf> {
     Ok(canonical)
 }
 
-/// Refuse when `.claude` or `.claude/worktrees` is a symlink (or not a dir):
+/// Refuse when `.mitzo` or `.mitzo/checkouts` is a symlink (or not a dir):
 /// an agent could point them anywhere.
 fn check_worktrees_dir(repo: &Path) -> Result<()> {
     let mut p = repo.to_path_buf();
-    for part in [".claude", "worktrees"] {
+    for part in [".mitzo", "checkouts"] {
         p.push(part);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_dir() => {}
@@ -344,7 +346,7 @@ fn branch_exists(git: &Git, repo: &Path, branch: &str) -> Result<bool> {
     Ok(out.status.success())
 }
 
-/// Remove `path` (a directory in `.claude/worktrees`) with a confined `rm`
+/// Remove `path` (a directory in `.mitzo/checkouts`) with a confined `rm`
 /// that may write nothing outside the repo (the repo's own path, from the
 /// config, bounds it even if a directory on the way were swapped for a
 /// symlink; `rm -rf` itself follows none).
@@ -353,7 +355,7 @@ fn remove_checkout_dir(git: &Git, repo: &Path, path: &Path) -> Result<()> {
 }
 
 /// The directory a session runs in: the repo itself when `isolation` is
-/// false, else its own clone at `.claude/worktrees/<id>` on branch
+/// false, else its own clone at `.mitzo/checkouts/<id>` on branch
 /// `session/<id>`, made (or reused when mitzod's record says it is this
 /// session's) by [`make_checkout`]. A directory in the way that mitzod did
 /// not make for this session is left alone and refused. On failure nothing
@@ -394,7 +396,7 @@ pub fn prepare_session_dir(git: &Git, repo: &Path, id: &str, isolation: bool) ->
 /// there.
 fn make_checkout(git: &Git, repo: &Path, id: &str, path: &Path) -> Result<()> {
     let branch = branch_name(id);
-    plain_dir(&repo.join(".claude"))?;
+    plain_dir(&repo.join(".mitzo"))?;
     plain_dir(&repo.join(WORKTREES_DIR))?;
     write_record(repo, id, Record::Pending)?;
     let mut had_branch = true;

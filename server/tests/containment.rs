@@ -481,7 +481,7 @@ fn real_session_orphans_die_with_the_session() {
     let find = |name: &str| -> PathBuf {
         let file = format!("orphan-{name}.pid");
         for _ in 0..600 {
-            for base in [s.repo.join(".claude/worktrees"), s.repo.clone()] {
+            for base in [s.repo.join(".mitzo/checkouts"), s.repo.clone()] {
                 if let Ok(entries) = std::fs::read_dir(&base) {
                     for e in entries.flatten() {
                         let p = e.path().join(&file);

@@ -260,8 +260,8 @@ fn list_sorting_hidden_and_roots() {
     let f = Fixture::start("");
     write_file(&f.repo.join("Zed/z.txt"), b"z", 0o644);
     write_file(&f.repo.join("b.txt"), b"b", 0o644);
-    write_file(&f.repo.join(".claude/worktrees/s1/w.txt"), b"w", 0o644);
-    write_file(&f.repo.join(".claude/worktrees/not-a-dir"), b"", 0o644);
+    write_file(&f.repo.join(".mitzo/checkouts/s1/w.txt"), b"w", 0o644);
+    write_file(&f.repo.join(".mitzo/checkouts/not-a-dir"), b"", 0o644);
     write_file(&f.repo.join("docs/readme.md"), b"docs", 0o644);
     write_file(
         &f.repo.join(".mitzo.json"),
@@ -302,7 +302,7 @@ fn list_sorting_hidden_and_roots() {
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names[0], ".claude");
+    assert_eq!(names[0], ".mitzo", "directories first");
     assert!(names.contains(&".hidden".to_string()) && names.contains(&".mitzo.json".to_string()));
     let r = f.get("/api/files/list?dir=sub");
     assert_eq!(
@@ -325,13 +325,13 @@ fn list_sorting_hidden_and_roots() {
         paths,
         [
             repo.clone(),
-            format!("{repo}/.claude/worktrees/s1"),
+            format!("{repo}/.mitzo/checkouts/s1"),
             format!("{repo}/docs")
         ]
     );
     assert_eq!(roots[1]["kind"], "worktree");
     // A worktree root confines to itself.
-    let wt = format!("{repo}/.claude/worktrees/s1");
+    let wt = format!("{repo}/.mitzo/checkouts/s1");
     let r = f.get(&format!("/api/files/read?root={}&path=w.txt", enc(&wt)));
     assert_eq!(r.json()["content"], "w");
     let r = f.get(&format!(
@@ -444,7 +444,7 @@ fn repos_routes() {
     let r = open(&format!(r#"{{"repoName":"infra","sessionId":"{id}"}}"#));
     assert_eq!(r.status, 200, "{}\n{}", r.text(), f.server.log_text());
     let v = r.json();
-    let wt = infra.join(".claude/worktrees").join(id);
+    let wt = infra.join(".mitzo/checkouts").join(id);
     assert_eq!(v["path"], wt.display().to_string());
     assert_eq!(v["repoName"], "infra");
     assert_eq!(v["created"], true);

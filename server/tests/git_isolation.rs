@@ -448,7 +448,7 @@ fn a_planted_gitdir_path_cannot_remove_another_sessions_checkout() {
     let Some(fx) = Fx::new() else { return };
     std::fs::write(fx.wt_b.join("uncommitted.txt"), "b's work\n").unwrap();
     let ino_b = std::fs::metadata(&fx.wt_b).unwrap().ino();
-    let trick = format!("{}/.claude/worktrees/./{}/.git", fx.repo.display(), fx.b);
+    let trick = format!("{}/.mitzo/checkouts/./{}/.git", fx.repo.display(), fx.b);
     let old_admin = fx.repo.join(".git/worktrees").join(&fx.a);
     let plant_main = format!(
         "mkdir -p {d} && echo {t} > {d}/gitdir",

@@ -36,7 +36,7 @@ fn create_reuse_and_remove() {
     init_repo(&repo);
     let id = new_session_id();
     let wt = prepare_session_dir(&g, &repo, &id, true).unwrap();
-    assert_eq!(wt, repo.join(".claude/worktrees").join(&id));
+    assert_eq!(wt, repo.join(".mitzo/checkouts").join(&id));
     assert!(wt.join("README").exists());
     assert!(branches(&repo).contains(&format!("session/{id}")));
     // Reuse: a file written there survives a second prepare.
@@ -83,7 +83,7 @@ fn isolation_false_is_the_repo_itself() {
     init_repo(&repo);
     let id = new_session_id();
     assert_eq!(prepare_session_dir(&g, &repo, &id, false).unwrap(), repo);
-    assert!(!repo.join(".claude").exists());
+    assert!(!repo.join(".mitzo").exists());
 }
 
 /// A directory mitzod did not make for this session (no record, or a
@@ -97,7 +97,7 @@ fn foreign_dir_is_left_alone_half_made_one_is_replaced() {
     let repo = std::fs::canonicalize(dir.path()).unwrap().join("repo");
     init_repo(&repo);
     let id = new_session_id();
-    let there = repo.join(".claude/worktrees").join(&id);
+    let there = repo.join(".mitzo/checkouts").join(&id);
     std::fs::create_dir_all(there.join("junk")).unwrap();
     let err = prepare_session_dir(&g, &repo, &id, true).unwrap_err();
     assert!(
@@ -147,7 +147,7 @@ fn bad_input_creates_nothing() {
         err.contains("not the top level of a git repository"),
         "{err}"
     );
-    assert!(!plain.join(".claude").exists());
+    assert!(!plain.join(".mitzo").exists());
     let repo = root.join("repo");
     init_repo(&repo);
     for bad in ["../../x", "2024-01-01-abc/defabcdef", "2024-01-01-..", "x"] {
@@ -156,7 +156,7 @@ fn bad_input_creates_nothing() {
             .to_string();
         assert!(err.contains("invalid session id"), "{err}");
     }
-    assert!(!repo.join(".claude").exists());
+    assert!(!repo.join(".mitzo").exists());
     assert!(!branches(&repo).contains("session/"));
 }
 
@@ -170,8 +170,8 @@ fn symlinked_worktrees_dir_is_refused() {
     init_repo(&repo);
     let outside = root.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
-    std::fs::create_dir_all(repo.join(".claude")).unwrap();
-    std::os::unix::fs::symlink(&outside, repo.join(".claude/worktrees")).unwrap();
+    std::fs::create_dir_all(repo.join(".mitzo")).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join(".mitzo/checkouts")).unwrap();
     let err = prepare_session_dir(&g, &repo, &new_session_id(), true)
         .unwrap_err()
         .to_string();
@@ -208,7 +208,7 @@ fn failure_half_way_leaves_no_dir_or_branch() {
     let res = prepare_session_dir(&g, &repo, &id, true);
     assert!(res.is_err(), "checkout of a corrupt blob must fail");
     assert!(
-        !repo.join(".claude/worktrees").join(&id).exists(),
+        !repo.join(".mitzo/checkouts").join(&id).exists(),
         "half-made dir left behind"
     );
     assert!(

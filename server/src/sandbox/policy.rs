@@ -235,7 +235,7 @@ pub fn agent_policy(inp: &AgentPolicyInputs<'_>) -> Result<Policy> {
 /// directory of session checkouts (each session gets its own checkout
 /// read-write on top of this).
 fn git_read_dirs(repo: &Path) -> Result<Vec<PathBuf>> {
-    let checkouts = repo.join(".claude/worktrees");
+    let checkouts = repo.join(".mitzo/checkouts");
     if std::fs::symlink_metadata(&checkouts).is_err() {
         return Ok(vec![repo.to_path_buf()]);
     }
@@ -409,14 +409,14 @@ mod tests {
         let root = std::fs::canonicalize(d.path()).unwrap();
         for p in [
             ".git/objects",
-            ".claude/worktrees/a/.git",
-            ".claude/worktrees/b",
+            ".mitzo/checkouts/a/.git",
+            ".mitzo/checkouts/b",
             "src",
         ] {
             std::fs::create_dir_all(root.join("repo").join(p)).unwrap();
         }
         let agent = AgentConfig::default();
-        let own = [root.join("repo/.claude/worktrees/a")];
+        let own = [root.join("repo/.mitzo/checkouts/a")];
         let mut inp = inputs(d.path(), &agent, &[]);
         inp.repo_writable = false;
         inp.worktrees = &own;
@@ -425,7 +425,7 @@ mod tests {
         assert!(p.read_write.contains(&own[0]));
         let under = |x: &Path, list: &[PathBuf]| list.iter().any(|g| x.starts_with(g));
         for grants in [&p.read_write, &p.read_only, &p.read_exec] {
-            assert!(!under(&repo.join(".claude/worktrees/b/x"), grants));
+            assert!(!under(&repo.join(".mitzo/checkouts/b/x"), grants));
         }
         assert!(!under(&repo.join(".git/objects/x"), &p.read_write));
         assert!(!under(&repo.join("src/x"), &p.read_write));
