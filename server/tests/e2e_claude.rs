@@ -5,75 +5,18 @@
 //! Skips when the CLI is not installed, unless `MITZO_REQUIRE_E2E=1` (CI).
 
 mod common;
+mod e2e_support;
 mod sessions_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use e2e_support::*;
 use serde_json::json;
 use sessions_support::*;
-
-fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e")
-}
-
-fn claude_or_skip(test: &str) -> Option<PathBuf> {
-    if !landlock_or_skip(test) {
-        return None;
-    }
-    let bin = std::env::var_os("MITZO_CLAUDE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| e2e_dir().join("node_modules/.bin/claude"));
-    if bin.exists() {
-        return Some(bin);
-    }
-    if std::env::var("MITZO_REQUIRE_E2E").is_ok_and(|v| v == "1") {
-        panic!(
-            "{test}: {} missing; run `npm ci` in tests/e2e",
-            bin.display()
-        );
-    }
-    eprintln!("SKIP {test}: the Claude Code CLI is not installed (npm ci in tests/e2e)");
-    None
-}
-
-/// The fake Anthropic API; dies with the test (stdin EOF).
-struct FakeApi {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for FakeApi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn fake_api() -> FakeApi {
-    let dir = e2e_dir();
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(dir.join("fake_anthropic.py"))
-        .args(["--port", "0", "--exit-on-stdin-eof", "--script"])
-        .arg(dir.join("scripts/scenarios.json"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("fake API port line: {line:?}"));
-    FakeApi { child, port }
-}
 
 /// mitzod with the real CLI as its agent, reaching the fake API only.
 fn start_real(
