@@ -113,8 +113,9 @@ pkgs.testers.runNixOSTest {
         worktree = created["worktrees"]["primary"]["path"]
         assert created["isolation"] is True, f"session not isolated: {created}"
         machine.succeed(f"test -f {worktree}/README")
-        listing = machine.succeed("runuser -u mitzo -- git -C /srv/demo worktree list --porcelain")
-        assert f"worktree {worktree}\n" in listing, f"{worktree} is not a worktree of /srv/demo: {listing}"
+        assert worktree == f"/srv/demo/.mitzo/checkouts/{session_id}", f"checkout path: {worktree}"
+        head = machine.succeed(f"runuser -u mitzo -- git -C {worktree} rev-parse --abbrev-ref HEAD").strip()
+        assert head == f"session/{session_id}", f"{worktree} is on {head}, not session/{session_id}"
 
     with subtest("systemd-analyze security is under the threshold"):
         print(machine.succeed("systemd-analyze security --no-pager mitzod.service"))
