@@ -124,6 +124,7 @@ mod tests {
             num_turns: 0,
             created_at: 1,
             last_modified: 1,
+            history_compacted: false,
         }
     }
 
@@ -230,6 +231,12 @@ mod tests {
                 assert!(history_compacted(c, id)?, "{id} not marked");
             }
             assert!(!history_compacted(c, "small")?);
+            // What lists read (and `historyCompacted` shows).
+            let (listed, _) = store::list(c, 0, 10)?;
+            for r in &listed {
+                assert_eq!(r.history_compacted, r.id != "small", "{}", r.id);
+            }
+            assert_eq!(listed.len(), 4);
             assert_eq!(report.sessions, 3);
             assert_eq!(report.aged_out, 10 + 2);
             assert_eq!(report.over_size, 1024 - big.len());
