@@ -29,10 +29,18 @@ impl SessionManager {
             .session
             .retain_mb
             .saturating_mul(1024 * 1024);
-        self.deps
+        let report = self
+            .deps
             .db
             .call(move |c| super::retention::run(c, days, bytes, now_ms()))
-            .await
+            .await?;
+        // Loaded sessions keep their row in memory: tell them too.
+        for session in self.live() {
+            if report.sessions.contains(&session.id) {
+                session.lock().row.history_compacted = true;
+            }
+        }
+        Ok(report)
     }
 
     pub async fn supervise(self: Arc<Self>) {
@@ -47,7 +55,7 @@ impl SessionManager {
                     Ok(r) if r.aged_out + r.over_size > 0 => tracing::info!(
                         aged_out = r.aged_out,
                         over_size = r.over_size,
-                        sessions = r.sessions,
+                        sessions = r.sessions.len(),
                         pages_freed = r.pages_freed,
                         "event-log retention compacted session history"
                     ),
