@@ -230,6 +230,21 @@ pub struct SessionConfig {
     /// `memory.max` of each session's cgroup, e.g. "4G" (none by default).
     #[serde(default, deserialize_with = "de_memory_max")]
     pub memory_max: Option<u64>,
+    /// Events older than this many days are dropped (the newest event of
+    /// each session stays so its seq carries on).
+    #[serde(default = "default_retain_days")]
+    pub retain_days: u64,
+    /// Stored events of one session above this many MiB: the oldest go.
+    #[serde(default = "default_retain_mb")]
+    pub retain_mb: u64,
+}
+
+fn default_retain_days() -> u64 {
+    30
+}
+
+fn default_retain_mb() -> u64 {
+    64
 }
 
 fn default_pids_max() -> u64 {
@@ -253,6 +268,8 @@ impl Default for SessionConfig {
             isolation: true,
             pids_max: default_pids_max(),
             memory_max: None,
+            retain_days: default_retain_days(),
+            retain_mb: default_retain_mb(),
         }
     }
 }
@@ -609,6 +626,18 @@ impl Config {
                 format!("must be 1..=100000, got {}", self.session.buffer_events),
             );
         }
+        if self.session.retain_days == 0 || self.session.retain_days > 36_500 {
+            return bad(
+                "session.retain_days",
+                format!("must be 1..=36500, got {}", self.session.retain_days),
+            );
+        }
+        if self.session.retain_mb == 0 || self.session.retain_mb > 1_048_576 {
+            return bad(
+                "session.retain_mb",
+                format!("must be 1..=1048576, got {}", self.session.retain_mb),
+            );
+        }
         if self.permissions.timeout_secs == 0 {
             return bad("permissions.timeout_secs", "must be at least 1".into());
         }
@@ -766,6 +795,22 @@ mod tests {
         assert_eq!(c.agent.allowed_connect_ports, vec![443]);
         assert_eq!(c.session.detach_ttl, Duration::from_secs(600));
         assert!(c.idle_exit.is_none());
+        assert_eq!((c.session.retain_days, c.session.retain_mb), (30, 64));
+    }
+
+    #[test]
+    fn retention_limits_are_validated() {
+        let err = load_str("[session]\nretain_mb = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("session.retain_mb"), "{err}");
+        let err = load_str("[session]\nretain_days = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("session.retain_days"), "{err}");
+        // Control: in-range values load.
+        let c = load_str("[session]\nretain_days = 7\nretain_mb = 1\n", &[]).unwrap();
+        assert_eq!((c.session.retain_days, c.session.retain_mb), (7, 1));
     }
 
     #[test]

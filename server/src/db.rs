@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     crate::sessions::store::MIGRATION,
     // 4: typed session state and mode (CHECK), titles, repo names
     crate::sessions::store::MIGRATION_4,
+    // 5: whether retention dropped part of a session's history
+    "ALTER TABLE sessions ADD COLUMN history_compacted INTEGER NOT NULL DEFAULT 0;",
 ];
 
 #[derive(Clone)]
@@ -40,6 +42,10 @@ impl Db {
 
     fn init(mut conn: Connection) -> Result<Db> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Lets retention give freed pages back to the file system. Takes
+        // effect only on a database without tables yet; an existing one
+        // keeps its mode until a one-off `VACUUM` (see the README).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: an acknowledged write survives a crash of the process or box.
         conn.pragma_update(None, "synchronous", "FULL")?;

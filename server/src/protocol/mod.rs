@@ -233,6 +233,8 @@ pub struct SessionSummary {
     pub is_attached: bool,
     #[ts(type = "number")]
     pub num_turns: i64,
+    /// Retention dropped its oldest events: the transcript starts later.
+    pub history_compacted: bool,
 }
 
 /// One option of a question.

@@ -48,6 +48,7 @@ pub mod events;
 pub mod lifecycle;
 pub mod registry;
 pub mod replay;
+pub mod retention;
 pub mod store;
 pub mod supervisor;
 pub mod translate;

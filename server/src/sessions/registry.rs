@@ -222,6 +222,7 @@ impl SessionManager {
             num_turns: 0,
             created_at: now,
             last_modified: now,
+            history_compacted: false,
         };
         let saved = row.clone();
         self.deps.db.call(move |c| store::insert(c, &saved)).await?;
@@ -356,6 +357,8 @@ impl SessionManager {
     /// A session as lists show it. `live`: the in-memory session, fresher
     /// than its database row.
     pub fn summary_of(row: &SessionRow, live: Option<&Session>) -> SessionSummary {
+        // Retention sets it in the database only; a loaded row may predate it.
+        let compacted = row.history_compacted;
         let (row, active, attached, pending) = match live {
             Some(s) => {
                 let inner = s.lock();
@@ -390,6 +393,7 @@ impl SessionManager {
             is_active: active,
             is_attached: attached,
             num_turns: row.num_turns,
+            history_compacted: compacted || row.history_compacted,
         }
     }
 

@@ -103,9 +103,14 @@ pub struct SessionRow {
     pub num_turns: i64,
     pub created_at: i64,
     pub last_modified: i64,
+    /// Retention dropped part of its events; set only by retention.
+    pub history_compacted: bool,
 }
 
+/// Written by `insert`: all but `history_compacted`.
 const COLUMNS: &str = "id, source, summary, title, mode, model, repo, repo_name, cwd, branch, isolation, headless, agent_session_id, state, num_turns, created_at, last_modified";
+/// Read by `get` and `list`.
+const READ_COLUMNS: &str = "id, source, summary, title, mode, model, repo, repo_name, cwd, branch, isolation, headless, agent_session_id, state, num_turns, created_at, last_modified, history_compacted";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     let bad = |i: usize, what: &str, v: String| {
@@ -135,6 +140,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         num_turns: r.get(14)?,
         created_at: r.get(15)?,
         last_modified: r.get(16)?,
+        history_compacted: r.get(17)?,
     })
 }
 
@@ -164,7 +170,7 @@ pub fn update(conn: &Connection, s: &SessionRow) -> Result<()> {
 pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
     Ok(conn
         .query_row(
-            &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND hidden = 0"),
+            &format!("SELECT {READ_COLUMNS} FROM sessions WHERE id = ?1 AND hidden = 0"),
             [id],
             row,
         )
@@ -173,7 +179,7 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
 
 pub fn list(conn: &Connection, offset: u32, limit: u32) -> Result<(Vec<SessionRow>, bool)> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM sessions WHERE hidden = 0 ORDER BY last_modified DESC, id DESC LIMIT ?1 OFFSET ?2"
+        "SELECT {READ_COLUMNS} FROM sessions WHERE hidden = 0 ORDER BY last_modified DESC, id DESC LIMIT ?1 OFFSET ?2"
     ))?;
     let mut rows = stmt
         .query_map(params![limit + 1, offset], row)?

@@ -1,6 +1,7 @@
 //! The supervisor: once a second it stops agents nobody watched for the
 //! detach TTL, drops quiet sessions from memory, exits when idle (socket
-//! activation starts mitzod again), and beats for the watchdog.
+//! activation starts mitzod again), and beats for the watchdog. At
+//! start-up and hourly it applies the event-log retention.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,7 +20,50 @@ impl SessionManager {
         self.live().iter().any(|s| s.is_active())
     }
 
+    /// One retention pass over the event log with the configured limits.
+    pub async fn apply_retention(&self) -> crate::error::Result<super::retention::RetentionReport> {
+        let days = self.deps.config.session.retain_days;
+        let bytes = self
+            .deps
+            .config
+            .session
+            .retain_mb
+            .saturating_mul(1024 * 1024);
+        let report = self
+            .deps
+            .db
+            .call(move |c| super::retention::run(c, days, bytes, now_ms()))
+            .await?;
+        // Loaded sessions keep their row in memory: tell them too.
+        for session in self.live() {
+            if report.sessions.contains(&session.id) {
+                session.lock().row.history_compacted = true;
+            }
+        }
+        Ok(report)
+    }
+
     pub async fn supervise(self: Arc<Self>) {
+        // Its own task: a long pass must not delay the watchdog beat.
+        let me = self.clone();
+        tokio::spawn(async move {
+            // The first tick is immediate: a pass at start-up.
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                hourly.tick().await;
+                match me.apply_retention().await {
+                    Ok(r) if r.aged_out + r.over_size > 0 => tracing::info!(
+                        aged_out = r.aged_out,
+                        over_size = r.over_size,
+                        sessions = r.sessions.len(),
+                        pages_freed = r.pages_freed,
+                        "event-log retention compacted session history"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("event-log retention failed: {e}"),
+                }
+            }
+        });
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;

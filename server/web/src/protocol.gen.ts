@@ -53,7 +53,11 @@ isActive: boolean,
 /**
  * At least one client watches it.
  */
-isAttached: boolean, numTurns: number, };
+isAttached: boolean, numTurns: number, 
+/**
+ * Retention dropped its oldest events: the transcript starts later.
+ */
+historyCompacted: boolean, };
 
 export type QuestionOption = { label: string, description: string, };
 
