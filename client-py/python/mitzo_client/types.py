@@ -107,6 +107,8 @@ class SessionSummary(TypedDict):
     isActive: bool
     isAttached: bool
     numTurns: int
+    historyCompacted: bool
+    """Older events were dropped by the retention policy."""
 
 
 class SessionList(TypedDict):
@@ -138,6 +140,7 @@ class SessionMeta(TypedDict):
     numTurns: int
     createdAt: int
     lastModified: int
+    historyCompacted: bool
     lastActivity: int
     pendingApprovals: int
     isActive: bool
