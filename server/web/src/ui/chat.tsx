@@ -24,8 +24,13 @@ export function openSession(id: string): Promise<void> {
   void loadMarkdown();
   const p = (async () => {
     const meta = await api<SessionMeta>(routes.meta(id));
-    t.mode = meta.mode;
-    t.state = meta.state;
+    // Live frames of this session may have arrived while the request was
+    // out (a session this connection just created is watched already):
+    // they are newer than the answer, so it must not overwrite them.
+    if (t.lastSeq <= meta.lastSeq) {
+      t.mode = meta.mode;
+      t.state = meta.state;
+    }
     t.title = meta.title || firstLine(meta.summary || "");
     const page = await api<EventPage>(routes.eventsBefore(id, meta.lastSeq + 1, PAGE));
     for (const f of page.events) t.apply(f, false);
