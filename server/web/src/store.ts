@@ -145,6 +145,10 @@ export class Transcript extends Observable {
         if (i >= 0) this.items.splice(i, 1);
         this.push({ kind: "user", key: key("u"), text: f.prompt });
         if (!this.title) this.title = firstLine(f.prompt);
+        // Blocks after a prompt belong to a new turn: an agent restarted
+        // with the server may reuse message ids, which must not reopen a
+        // block of an earlier turn.
+        this.blocks.clear();
         break;
       }
       case "message_start":
