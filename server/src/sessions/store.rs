@@ -213,6 +213,22 @@ pub fn last_seq(conn: &Connection, id: &str) -> Result<u64> {
     Ok(seq.unwrap_or(0) as u64)
 }
 
+/// Store one event's frame (a seq already stored is left as it is).
+pub fn insert_event(
+    conn: &Connection,
+    id: &str,
+    seq: u64,
+    ts: i64,
+    kind: &str,
+    frame: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, clamp(seq), ts, kind, frame])?;
+    Ok(())
+}
+
 /// Up to `limit` frames with `seq < before`, oldest first, and whether
 /// older ones exist.
 pub fn events_before(
