@@ -178,7 +178,7 @@ impl SessionManager {
             hidden: &self.deps.hidden,
             agent_binary: &program,
             own_port: self.deps.own_port,
-            agent: &config.agent,
+            agent: config.agent.grants(),
             landlock: super::registry::landlock_mode(config),
         })?;
         let token = self.deps.session_tokens.issue(&session.id);
