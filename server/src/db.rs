@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartupError};
 
 /// Each entry moves the schema one version up; never edit a shipped one.
 const MIGRATIONS: &[&str] = &[
@@ -31,16 +31,16 @@ pub struct Db {
 }
 
 impl Db {
-    pub fn open(path: &Path) -> Result<Db> {
+    pub fn open(path: &Path) -> Result<Db, StartupError> {
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
 
-    pub fn open_in_memory() -> Result<Db> {
+    pub fn open_in_memory() -> Result<Db, StartupError> {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(mut conn: Connection) -> Result<Db> {
+    fn init(mut conn: Connection) -> Result<Db, StartupError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Lets retention give freed pages back to the file system. Takes
         // effect only on a database without tables yet; an existing one
@@ -52,7 +52,7 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > MIGRATIONS.len() {
-            return Err(Error::StateDir(format!(
+            return Err(StartupError::StateDir(format!(
                 "database schema version {version} is newer than this mitzod knows ({}); refusing to downgrade",
                 MIGRATIONS.len()
             )));
@@ -82,7 +82,7 @@ impl Db {
             watched(&health, &mut guard, f)
         })
         .await
-        .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("database task failed: {e}")))?
     }
 
     /// Synchronous access, for start-up and CLI commands.

@@ -53,7 +53,7 @@ impl Status {
             "review" => Status::Review,
             "done" => Status::Done,
             other => {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "unknown status {:?}; allowed: {}",
                     truncate(other, 40),
                     Status::ALL
@@ -244,28 +244,26 @@ pub struct SignalBody {
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.chars().count() > max {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "{field}: longer than {max} characters"
         )));
     }
     if value.contains('\0') {
-        return Err(Error::BadRequest(format!(
-            "{field}: contains a NUL character"
-        )));
+        return Err(Error::Invalid(format!("{field}: contains a NUL character")));
     }
     Ok(())
 }
 
 fn check_title(title: &str) -> Result<()> {
     if title.trim().is_empty() {
-        return Err(Error::BadRequest("title: must not be empty".into()));
+        return Err(Error::Invalid("title: must not be empty".into()));
     }
     check_text("title", title, MAX_TITLE)
 }
 
 fn check_priority(p: i64) -> Result<()> {
     if !(0..=MAX_PRIORITY).contains(&p) {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "priority: must be 0..={MAX_PRIORITY}"
         )));
     }
@@ -279,7 +277,7 @@ pub fn check_session_id(id: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "session id must be 1..={MAX_SESSION_ID} characters of [A-Za-z0-9._-]"
         )));
     }
@@ -288,7 +286,7 @@ pub fn check_session_id(id: &str) -> Result<()> {
 
 fn check_artifact(key: &str, value: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::BadRequest("artifact key: must not be empty".into()));
+        return Err(Error::Invalid("artifact key: must not be empty".into()));
     }
     check_text("artifact key", key, MAX_KEY)?;
     check_text(
@@ -300,7 +298,7 @@ fn check_artifact(key: &str, value: &str) -> Result<()> {
 
 fn check_artifact_count(map: &BTreeMap<String, String>) -> Result<()> {
     if map.len() > MAX_ARTIFACTS {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "a task holds at most {MAX_ARTIFACTS} artifacts"
         )));
     }
@@ -351,7 +349,7 @@ impl PatchTask {
         }
         if let Some(a) = &self.artifacts {
             if a.len() > MAX_ARTIFACTS {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "a task holds at most {MAX_ARTIFACTS} artifacts"
                 )));
             }
@@ -366,7 +364,7 @@ impl PatchTask {
 impl SetBody {
     pub fn validate(&self) -> Result<()> {
         if self.tasks.len() > MAX_SET {
-            return Err(Error::BadRequest(format!("tasks: at most {MAX_SET}")));
+            return Err(Error::Invalid(format!("tasks: at most {MAX_SET}")));
         }
         for t in &self.tasks {
             check_title(&t.title)?;
@@ -407,7 +405,7 @@ impl SignalBody {
         } else if negative.contains(&s) || s == "fail" {
             Ok(Outcome::Negative)
         } else {
-            Err(Error::BadRequest(format!(
+            Err(Error::Invalid(format!(
                 "unknown status {:?} for this signal type; allowed: {allowed} (or pass, fail)",
                 truncate(s, 40)
             )))
@@ -426,7 +424,7 @@ impl SignalBody {
             check_text("pr_url", u, MAX_VALUE)?;
         }
         if self.pr_url.is_none() && (self.repo.is_none() || self.pr.is_none()) {
-            return Err(Error::BadRequest(
+            return Err(Error::Invalid(
                 "a signal names its PR: pr_url, or repo and pr".into(),
             ));
         }

@@ -39,7 +39,7 @@ pub fn new_session_id_at(now: SystemTime) -> String {
 /// `/`, other lengths) is refused. Returns the id's day as days since epoch.
 pub fn validate_session_id(id: &str) -> Result<i64> {
     let bad = || {
-        Error::BadRequest(format!(
+        Error::Invalid(format!(
             "invalid session id {id:?}: expected YYYY-MM-DD-<12 hex digits>"
         ))
     };
@@ -111,15 +111,15 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// top of a git work tree.
 pub fn check_repo(git: &Git, repo: &Path) -> Result<PathBuf> {
     let meta = std::fs::metadata(repo)
-        .map_err(|e| Error::Worktree(format!("repo {}: {e}", repo.display())))?;
+        .map_err(|e| Error::Invalid(format!("repo {}: {e}", repo.display())))?;
     if !meta.is_dir() {
-        return Err(Error::Worktree(format!(
+        return Err(Error::Invalid(format!(
             "repo {} is not a directory",
             repo.display()
         )));
     }
     let canonical = std::fs::canonicalize(repo)
-        .map_err(|e| Error::Worktree(format!("repo {}: {e}", repo.display())))?;
+        .map_err(|e| Error::Invalid(format!("repo {}: {e}", repo.display())))?;
     let out = git.output(&canonical, &canonical, &["rev-parse", "--show-toplevel"])?;
     let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || Path::new(&top) != canonical {
@@ -140,7 +140,7 @@ pub fn check_repo(git: &Git, repo: &Path) -> Result<PathBuf> {
         } else {
             String::new()
         };
-        return Err(Error::Worktree(format!(
+        return Err(Error::Invalid(format!(
             "{} is not the top level of a git repository{}{hint}",
             repo.display(),
             if said.is_empty() {
@@ -162,7 +162,7 @@ fn check_worktrees_dir(repo: &Path) -> Result<()> {
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_dir() => {}
             Ok(_) => {
-                return Err(Error::Worktree(format!(
+                return Err(Error::Conflict(format!(
                     "{} is not a plain directory (a symlink?); refusing to use it",
                     p.display()
                 )))
@@ -180,7 +180,7 @@ fn main_git_dir(repo: &Path) -> Result<PathBuf> {
     let dot_git = repo.join(".git");
     match std::fs::symlink_metadata(&dot_git) {
         Ok(m) if m.file_type().is_dir() => Ok(dot_git),
-        _ => Err(Error::Worktree(format!(
+        _ => Err(Error::Invalid(format!(
             "{} is not a directory (a linked worktree, a submodule or a symlink?); \
              isolated sessions need a repo with a git dir of its own",
             dot_git.display()
@@ -217,7 +217,7 @@ fn read_record(repo: &Path, id: &str) -> Result<Option<Record>> {
     let mut it = text.split(' ').map(str::parse::<u64>);
     match (it.next(), it.next(), it.next()) {
         (Some(Ok(dev)), Some(Ok(ino)), None) => Ok(Some(Record::Made { dev, ino })),
-        _ => Err(Error::Worktree(format!(
+        _ => Err(Error::Conflict(format!(
             "{} is not a checkout record mitzod wrote; remove it by hand",
             p.display()
         ))),
@@ -249,7 +249,7 @@ fn plain_dir(p: &Path) -> Result<()> {
     }
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.file_type().is_dir() => Ok(()),
-        _ => Err(Error::Worktree(format!(
+        _ => Err(Error::Conflict(format!(
             "{} is not a plain directory (a symlink?); refusing to use it",
             p.display()
         ))),
@@ -406,7 +406,7 @@ fn make_checkout(git: &Git, repo: &Path, id: &str, path: &Path) -> Result<()> {
         let (dev, ino) = dir_identity(path)
             .ok()
             .flatten()
-            .ok_or_else(|| Error::Worktree(format!("{} vanished", path.display())))?;
+            .ok_or_else(|| Error::Conflict(format!("{} vanished", path.display())))?;
         had_branch = branch_exists(git, repo, &branch)?;
         if !had_branch {
             git.run(repo, repo, &["branch", "--no-track", "--", &branch, "HEAD"])?;
@@ -488,7 +488,7 @@ pub fn fetch_session_branch(git: &Git, repo: &Path, id: &str) -> Result<()> {
         .map(|m| m.file_type().is_dir())
         .unwrap_or(false)
     {
-        return Err(Error::Worktree(format!(
+        return Err(Error::Conflict(format!(
             "{} is not a git directory (replaced by a file or symlink?); not fetching from it",
             dot_git.display()
         )));

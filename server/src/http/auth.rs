@@ -41,7 +41,7 @@ async fn login(
         .map_err(|retry_after| Error::RateLimited { retry_after })?;
     if body.passphrase.is_empty() || body.passphrase.len() > MAX_PASSPHRASE {
         attempt.failed();
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "passphrase must be 1..={MAX_PASSPHRASE} bytes"
         )));
     }
@@ -51,7 +51,7 @@ async fn login(
         .clone()
         .acquire_owned()
         .await
-        .map_err(|_| Error::Internal("login unavailable".into()))?;
+        .map_err(|_| Error::internal("login unavailable"))?;
     // The lock may have engaged while this attempt queued for a permit.
     attempt
         .recheck()
@@ -70,7 +70,7 @@ async fn login(
         ok
     })
     .await
-    .map_err(|e| Error::Internal(format!("passphrase check failed: {e}")))?;
+    .map_err(|e| Error::internal(format!("passphrase check failed: {e}")))?;
     if !ok {
         tracing::warn!(peer = %peer.remote, "login failed");
         return Err(Error::Unauthorized("wrong passphrase"));

@@ -55,7 +55,7 @@ pub async fn blocking<R: Send + 'static>(
 ) -> Result<R> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("file task failed: {e}")))?
 }
 
 async fn roots(
@@ -80,7 +80,7 @@ fn flag(v: Option<&str>) -> Result<bool> {
     match v {
         None | Some("") | Some("0") | Some("false") => Ok(false),
         Some("1") | Some("true") => Ok(true),
-        Some(_) => Err(Error::BadRequest(
+        Some(_) => Err(Error::Invalid(
             "hidden: expected 1, 0, true or false".into(),
         )),
     }
@@ -304,9 +304,9 @@ async fn write(
 ) -> Result<Response> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::PayloadTooLarge(format!("request body larger than {WRITE_BODY_LIMIT} bytes"))
+            Error::TooLarge(format!("request body larger than {WRITE_BODY_LIMIT} bytes"))
         } else {
-            Error::BadRequest(e.body_text())
+            Error::Invalid(e.body_text())
         }
     })?;
     let body: WriteBody = super::json::parse(&bytes)?;

@@ -92,7 +92,7 @@ fn resolve_repo(state: &AppState, body: &OpenBody) -> Result<(String, PathBuf)> 
     match (&body.repo_name, &body.repo_path) {
         (Some(name), None) => {
             if name.len() > 128 {
-                return Err(Error::BadRequest("repoName: longer than 128 bytes".into()));
+                return Err(Error::Invalid("repoName: longer than 128 bytes".into()));
             }
             state
                 .config
@@ -110,7 +110,7 @@ fn resolve_repo(state: &AppState, body: &OpenBody) -> Result<(String, PathBuf)> 
                     path.display()
                 ))
             }),
-        _ => Err(Error::BadRequest(
+        _ => Err(Error::Invalid(
             "name the repo with repoName or repoPath (one of them)".into(),
         )),
     }
@@ -213,7 +213,7 @@ async fn close(
     let (repo_name, repo, id, force) = match (&body.path, &body.session_id) {
         (Some(path), None) => {
             if body.repo_name.is_some() || body.repo_path.is_some() {
-                return Err(Error::BadRequest(
+                return Err(Error::Invalid(
                     "name the checkout by path, or by sessionId with repoName or repoPath".into(),
                 ));
             }
@@ -242,7 +242,7 @@ async fn close(
             (name, repo, id.clone(), body.force.unwrap_or(false))
         }
         _ => {
-            return Err(Error::BadRequest(
+            return Err(Error::Invalid(
                 "name the checkout by path, or by sessionId with repoName or repoPath".into(),
             ))
         }

@@ -58,15 +58,15 @@ fn session_of(caller: &Caller, client_id: Option<&str>) -> Result<String> {
         (Caller::Session { session_id }, _) => Ok(session_id.clone()),
         (Caller::Internal { client_id: Some(id) }, _) => {
             tasks::check_session_id(id)
-                .map_err(|e| Error::BadRequest(format!("X-Client-ID: {e}")))?;
+                .map_err(|e| Error::Invalid(format!("X-Client-ID: {e}")))?;
             Ok(id.clone())
         }
         (Caller::Internal { client_id: None }, Some(id)) => {
             tasks::check_session_id(id)
-                .map_err(|e| Error::BadRequest(format!("clientId: {e}")))?;
+                .map_err(|e| Error::Invalid(format!("clientId: {e}")))?;
             Ok(id.to_string())
         }
-        _ => Err(Error::BadRequest(
+        _ => Err(Error::Invalid(
             "task tools act for one session: use its session token, or the internal token with an X-Client-ID header (or a clientId) naming the session".into(),
         )),
     }

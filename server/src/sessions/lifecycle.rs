@@ -26,7 +26,7 @@ impl SessionManager {
         client_msg_id: Option<&str>,
     ) -> Result<()> {
         if prompt.trim().is_empty() || prompt.len() > super::MAX_PROMPT {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Invalid(format!(
                 "prompt must be 1..={} bytes",
                 super::MAX_PROMPT
             )));
