@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 
 pub const MAX_TITLE: usize = 200;
@@ -268,6 +269,45 @@ fn check_priority(p: i64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A task id as the routes take it: anything else cannot name a task.
+pub fn check_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::NotFound("no such task".into()));
+    }
+    Ok(())
+}
+
+/// The session a task-tool call acts for: the session token's own; for the
+/// internal token, `X-Client-ID`, else Mitzo's `clientId` (body or query).
+pub fn session_of(caller: &Caller, client_id: Option<&str>) -> Result<String> {
+    match (caller, client_id) {
+        (Caller::Session { session_id }, Some(other)) if other != session_id => {
+            Err(Error::Forbidden(
+                "a session token acts for its own session only; clientId names another".into(),
+            ))
+        }
+        (Caller::Session { session_id }, _) => Ok(session_id.clone()),
+        (Caller::Internal { client_id: Some(id) }, _) => {
+            check_session_id(id)
+                .map_err(|e| Error::Invalid(format!("X-Client-ID: {e}")))?;
+            Ok(id.clone())
+        }
+        (Caller::Internal { client_id: None }, Some(id)) => {
+            check_session_id(id)
+                .map_err(|e| Error::Invalid(format!("clientId: {e}")))?;
+            Ok(id.to_string())
+        }
+        _ => Err(Error::Invalid(
+            "task tools act for one session: use its session token, or the internal token with an X-Client-ID header (or a clientId) naming the session".into(),
+        )),
+    }
 }
 
 pub fn check_session_id(id: &str) -> Result<()> {

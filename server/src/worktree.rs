@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 
-use crate::config::{SessionConfig, WorktreeCleanup};
+use crate::config::{Config, SessionConfig, WorktreeCleanup};
 use crate::error::{Error, Result};
 use crate::git::Git;
 
@@ -522,6 +522,163 @@ pub fn fetch_session_branch(git: &Git, repo: &Path, id: &str) -> Result<()> {
         ],
     )?;
     Ok(())
+}
+
+/// A session's checkout in one of the configured repos, as a request to
+/// open, fetch or close it names it. Every git command runs confined, on the
+/// blocking pool's thread that calls the method.
+#[derive(Debug, Clone)]
+pub struct SessionRepo {
+    /// The repo's name in `[repos]` (or `repo_path`'s directory name).
+    pub name: String,
+    pub repo: PathBuf,
+    pub session_id: String,
+    landlock: mitzo_sandbox::Enforcement,
+}
+
+/// Every repo the config names: `repo_path` (named by its directory) and `[repos]`.
+pub fn known_repos(config: &Config) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = config
+        .repos
+        .iter()
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
+    if let Some(p) = &config.repo_path {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
+        out.push((name, p.clone()));
+    }
+    out
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl SessionRepo {
+    /// The repo named by `repo_name` (a `[repos]` key) or `repo_path` (any
+    /// configured repo's path; exactly one of the two), for session `id`.
+    pub fn resolve(
+        config: &Config,
+        repo_name: Option<&str>,
+        repo_path: Option<&Path>,
+        id: &str,
+    ) -> Result<SessionRepo> {
+        validate_session_id(id)?;
+        let (name, repo) = match (repo_name, repo_path) {
+            (Some(name), None) => {
+                if name.len() > 128 {
+                    return Err(Error::Invalid("repoName: longer than 128 bytes".into()));
+                }
+                config
+                    .repos
+                    .get(name)
+                    .map(|p| (name.to_string(), p.clone()))
+                    .ok_or_else(|| {
+                        Error::NotFound(format!("no repo named {name:?} in the config"))
+                    })?
+            }
+            (None, Some(path)) => known_repos(config)
+                .into_iter()
+                .find(|(_, p)| same_dir(p, path))
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "{} is not a repo mitzod is configured with (repo_path or [repos])",
+                        path.display()
+                    ))
+                })?,
+            _ => {
+                return Err(Error::Invalid(
+                    "name the repo with repoName or repoPath (one of them)".into(),
+                ))
+            }
+        };
+        Ok(SessionRepo {
+            name,
+            repo,
+            session_id: id.to_string(),
+            landlock: config.sandbox.landlock,
+        })
+    }
+
+    /// The session checkout at `path`, which must be one mitzod made in a
+    /// configured repo (what Claude Code's WorktreeRemove hook knows).
+    pub fn of_checkout(config: &Config, path: &Path) -> Result<SessionRepo> {
+        let not_ours =
+            || Error::NotFound(format!("{} is not a checkout mitzod made", path.display()));
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+            .ok_or_else(not_ours)?;
+        validate_session_id(&id).map_err(|_| not_ours())?;
+        let (name, repo) = known_repos(config)
+            .into_iter()
+            .find(|(_, r)| same_dir(&worktree_path(r, &id), path))
+            .ok_or_else(not_ours)?;
+        Ok(SessionRepo {
+            name,
+            repo,
+            session_id: id,
+            landlock: config.sandbox.landlock,
+        })
+    }
+
+    fn git(&self) -> Result<Git> {
+        Git::new(self.landlock)
+    }
+
+    /// Make the session's checkout, or reuse it: its path, and whether it
+    /// was made now (a different directory, by inode, than before).
+    pub fn open(&self) -> Result<(PathBuf, bool)> {
+        use std::os::unix::fs::MetadataExt;
+        let git = self.git()?;
+        let (repo, id) = (&self.repo, &self.session_id);
+        let inode = |p: &Path| {
+            std::fs::symlink_metadata(p)
+                .ok()
+                .filter(|m| m.is_dir())
+                .map(|m| m.ino())
+        };
+        let before = inode(&worktree_path(repo, id)).or_else(|| {
+            std::fs::canonicalize(repo)
+                .ok()
+                .and_then(|r| inode(&worktree_path(&r, id)))
+        });
+        let path = prepare_session_dir(&git, repo, id, true)?;
+        let created = before.is_none() || before != inode(&path);
+        Ok((path, created))
+    }
+
+    /// Bring the session's commits into the main repo's `session/<id>`
+    /// branch: the branch and the commit it now points at.
+    pub fn fetch(&self) -> Result<(String, String)> {
+        let git = self.git()?;
+        fetch_session_branch(&git, &self.repo, &self.session_id)?;
+        let branch = branch_name(&self.session_id);
+        let repo = check_repo(&git, &self.repo)?;
+        let commit = git
+            .run(
+                &repo,
+                &repo,
+                &["rev-parse", "--verify", &format!("refs/heads/{branch}")],
+            )?
+            .trim()
+            .to_string();
+        Ok((branch, commit))
+    }
+
+    /// Remove the checkout (see [`remove_session_checkout`]): whether there
+    /// was one.
+    pub fn close(&self, force: bool) -> Result<bool> {
+        let git = self.git()?;
+        remove_session_checkout(&git, &self.repo, &self.session_id, force)
+    }
 }
 
 /// Remove a session's checkout (its branch is kept, after the session's

@@ -13,8 +13,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::credential::Authed;
 use crate::app::AppState;
-use crate::auth::{scope, Authed};
+use crate::auth::scope;
 use crate::error::{Error, Result};
 use crate::files::{self, Root, WriteBody, WriteError};
 
@@ -35,19 +36,10 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The current roots: the repo, its session worktrees, `.mitzo.json` roots.
-/// Blocking: call from the blocking pool.
+/// The current roots (see [`files::current_roots`]). Blocking: call from
+/// the blocking pool.
 pub fn current_roots(state: &AppState) -> Vec<Root> {
-    let Some(repo) = state.config.repo_path.as_deref() else {
-        return Vec::new();
-    };
-    let config = state.repo_configs.get(repo);
-    let extra: Vec<(String, String)> = config
-        .roots
-        .iter()
-        .map(|r| (r.label.clone(), r.path.clone()))
-        .collect();
-    files::roots_of(repo, &extra)
+    files::current_roots(state.config.repo_path.as_deref(), &state.repo_configs)
 }
 
 pub async fn blocking<R: Send + 'static>(

@@ -10,9 +10,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::credential::{cookie_value, COOKIE_NAME};
 use super::Peer;
 use crate::app::AppState;
-use crate::auth::{cookie_value, COOKIE_NAME};
 use crate::error::Error;
 use crate::http::error::json_error;
 

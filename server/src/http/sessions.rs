@@ -10,9 +10,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::credential::Authed;
 use super::json::JsonBody;
 use crate::app::AppState;
-use crate::auth::{scope, Authed};
+use crate::auth::scope;
 use crate::error::{Error, Result};
 use crate::protocol::{Decision, Mode, SessionList, SessionPatch};
 use crate::sessions::{store, NewSession, Session, SessionManager};

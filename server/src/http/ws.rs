@@ -16,8 +16,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use super::credential::Authed;
 use crate::app::AppState;
-use crate::auth::{scope, Authed};
+use crate::auth::scope;
 use crate::error::{Error, Result};
 use crate::protocol::{
     ClientFrame, ReconnectReport, ServerEvent, ServerFrame, Worktree, Worktrees, PROTOCOL_VERSION,
