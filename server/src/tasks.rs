@@ -480,20 +480,7 @@ impl SignalBody {
 
 // ---------- storage ----------
 
-/// Appended to the database migrations.
-pub const MIGRATION: &str = "CREATE TABLE tasks (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    status TEXT NOT NULL CHECK (status IN ('todo','in_progress','blocked','review','done')),
-    priority INTEGER NOT NULL DEFAULT 0,
-    session_id TEXT,
-    artifacts TEXT NOT NULL DEFAULT '{}',
-    position INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE INDEX tasks_session ON tasks (session_id, position);";
+// The schema: src/migrations/0002_tasks.sql.
 
 const COLUMNS: &str =
     "id, title, description, status, priority, session_id, artifacts, created_at, updated_at";
@@ -968,7 +955,7 @@ mod tests {
 
     fn conn() -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(MIGRATION).unwrap();
+        c.execute_batch(crate::db::MIGRATIONS[1]).unwrap();
         c
     }
 
