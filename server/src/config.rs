@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::error::{Error, Result};
+use crate::error::StartupError;
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use crate::secret::Secret;
 
 /// Env vars with this prefix are config keys; `MITZOD_CONFIG` names the file.
@@ -171,6 +174,17 @@ pub struct AgentConfig {
     pub setting_sources: Vec<String>,
 }
 
+impl AgentConfig {
+    /// What these settings add to each agent's sandbox policy.
+    pub fn grants(&self) -> mitzo_sandbox::AgentGrants<'_> {
+        mitzo_sandbox::AgentGrants {
+            extra_read_paths: &self.extra_read_paths,
+            extra_write_paths: &self.extra_write_paths,
+            allowed_connect_ports: &self.allowed_connect_ports,
+        }
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
@@ -187,19 +201,12 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LandlockMode {
-    #[default]
-    Required,
-    BestEffort,
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxConfig {
     #[serde(default)]
-    pub landlock: LandlockMode,
+    /// `required` or `best-effort`: the sandbox's own policy setting.
+    pub landlock: mitzo_sandbox::Enforcement,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -253,7 +260,7 @@ fn default_pids_max() -> u64 {
 
 fn de_memory_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let s = String::deserialize(d)?;
-    crate::sandbox::cgroup::parse_size(&s)
+    mitzo_sandbox::cgroup::parse_size(&s)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }
@@ -496,10 +503,10 @@ impl Config {
     ) -> Result<Config> {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                StartupError::Config(format!("cannot read config file {}: {e}", path.display()))
             })?;
             let from_file = toml::from_str::<toml::Table>(&text).map_err(|e| {
-                Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
+                StartupError::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
             })?;
             merge(&mut table, from_file);
         }
@@ -519,9 +526,9 @@ impl Config {
                     None => sources.origin_of(&key),
                 };
                 if key.is_empty() {
-                    Error::Config(format!("{origin}: {first}"))
+                    StartupError::Config(format!("{origin}: {first}"))
                 } else {
-                    Error::Config(format!("{origin}: key `{key}`: {first}"))
+                    StartupError::Config(format!("{origin}: key `{key}`: {first}"))
                 }
             })?;
         config.sources = sources;
@@ -539,9 +546,9 @@ impl Config {
         Config::load_over(defaults, file, env)
     }
 
-    /// `Error::Config` for `key`, naming where its value came from.
-    pub fn key_error(&self, key: &str, why: impl std::fmt::Display) -> Error {
-        Error::Config(format!(
+    /// `StartupError::Config` for `key`, naming where its value came from.
+    pub fn key_error(&self, key: &str, why: impl std::fmt::Display) -> StartupError {
+        StartupError::Config(format!(
             "{}: key `{key}`: {why}",
             self.sources.origin_of(key)
         ))
@@ -680,7 +687,7 @@ impl Config {
         }
         match std::env::var_os("HOME") {
             Some(h) if !h.is_empty() => Ok(PathBuf::from(h).join(".mitzo")),
-            _ => Err(Error::Config(
+            _ => Err(StartupError::Config(
                 "no state_dir configured, no $STATE_DIRECTORY and no $HOME".into(),
             )),
         }
@@ -726,7 +733,7 @@ fn apply_env(
         }
         let parts: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(Error::Config(format!(
+            return Err(StartupError::Config(format!(
                 "environment variable {name}: empty key segment"
             )));
         }
@@ -744,7 +751,7 @@ fn apply_env(
             cursor = match entry {
                 toml::Value::Table(t) => t,
                 _ => {
-                    return Err(Error::Config(format!(
+                    return Err(StartupError::Config(format!(
                         "environment variable {name}: `{part}` is not a table"
                     )))
                 }

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use mitzod::config::{self, Config};
-use mitzod::error::{Error, Result};
+use mitzod::error::{Error, StartupError};
+
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use mitzod::{credentials, daemon, dev, privileges, state, systemd};
 
 #[derive(Parser)]
@@ -113,7 +115,7 @@ fn main() -> ExitCode {
         Command::SandboxExec { policy, command } => {
             // Warnings (best-effort enforcement) go to stderr, where the caller sees them.
             mitzod::logging::init(Some("warn"));
-            let code = mitzod::sandbox::cli::sandbox_exec(&policy, &command);
+            let code = mitzo_sandbox::cli::sandbox_exec(&policy, &command);
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Command::Reaper {
@@ -127,7 +129,7 @@ fn main() -> ExitCode {
                 let (port, path) = f.split_once('=')?;
                 Some((port.parse().ok()?, PathBuf::from(path)))
             });
-            let code = mitzod::sandbox::reaper::run(mitzod::sandbox::reaper::ReaperArgs {
+            let code = mitzo_sandbox::reaper::run(mitzo_sandbox::reaper::ReaperArgs {
                 parent,
                 ruleset_fd,
                 grace: std::time::Duration::from_millis(grace_ms),
@@ -181,7 +183,7 @@ fn serve(
     };
     mitzod::logging::init(config.log_level.as_deref());
     if privileges::running_as_root() && target.is_none() {
-        return Err(Error::Privileges(
+        return Err(StartupError::Privileges(
             "started as root but no `user` is configured: set `user` (and `group`) in the config, or start mitzod as an unprivileged user".into(),
         ));
     }
@@ -211,9 +213,8 @@ fn serve(
         state::Prepared::ForOwner => (None, None),
     };
     // Before the drop: a delegated cgroup may belong to root until handed over.
-    let cgroup_base = mitzod::sandbox::cgroup::prepare_delegated_base(
-        owner.map(|(u, g)| (u.as_raw(), g.as_raw())),
-    );
+    let cgroup_base =
+        mitzo_sandbox::cgroup::prepare_delegated_base(owner.map(|(u, g)| (u.as_raw(), g.as_raw())));
     privileges::drop_privileges(target.as_ref())?;
     let (state_dir, (token, db)) = match (opened, state_dir_fd) {
         (Some(files), Some(fd)) => (dev::reach_state_dir(&state_dir, &fd)?, files),
@@ -231,35 +232,35 @@ fn serve(
     }
     let agent_line = dev::describe_agent(&config);
     tracing::info!("{agent_line}");
-    let landlock = mitzod::sandbox::landlock_abi();
+    let landlock = mitzo_sandbox::landlock_abi();
     if landlock.supported() {
         tracing::info!("{landlock}");
     } else {
         match config.sandbox.landlock {
-            config::LandlockMode::Required => tracing::error!(
+            mitzo_sandbox::Enforcement::Required => tracing::error!(
                 "{landlock}; agents will not start (sandbox.landlock = \"required\")"
             ),
-            config::LandlockMode::BestEffort => tracing::warn!(
+            mitzo_sandbox::Enforcement::BestEffort => tracing::warn!(
                 "{landlock}; agents will run UNSANDBOXED (sandbox.landlock = \"best-effort\")"
             ),
         }
     }
     // Orphans of agents are reparented to us, so they can be found and killed.
-    if let Err(e) = mitzod::sandbox::set_child_subreaper() {
+    if let Err(e) = mitzo_sandbox::set_child_subreaper() {
         tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
     }
-    let mut limits = mitzod::sandbox::cgroup::Limits {
+    let mut limits = mitzo_sandbox::cgroup::Limits {
         pids_max: (config.session.pids_max > 0).then_some(config.session.pids_max),
         memory_max: config.session.memory_max,
     };
     match &cgroup_base {
         Some(base) => {
-            limits = mitzod::sandbox::cgroup::effective_limits(base, limits);
+            limits = mitzo_sandbox::cgroup::effective_limits(base, limits);
             tracing::info!(base = %base.display(), ?limits, "each agent runs under a reaper in a session cgroup")
         }
         None => tracing::info!("no delegated cgroup: each agent runs under a reaper; session.pids_max and session.memory_max are not applied"),
     }
-    mitzod::sandbox::configure_containment(mitzod::sandbox::ContainmentConfig {
+    mitzo_sandbox::configure_containment(mitzo_sandbox::ContainmentConfig {
         cgroup_base,
         limits,
         ..Default::default()
@@ -321,7 +322,7 @@ fn hash_passphrase() -> Result<()> {
         check_passphrase(&first)?;
         let second = prompt_hidden("Again: ")?;
         if !first.matches(second.expose()) {
-            return Err(Error::Credential(
+            return Err(StartupError::Credential(
                 "the two passphrases differ; nothing was printed".into(),
             ));
         }
@@ -343,7 +344,7 @@ fn hash_passphrase() -> Result<()> {
 fn check_passphrase(plain: &mitzod::secret::Secret) -> Result<()> {
     let chars = plain.expose_str().chars().count();
     if chars < MIN_PASSPHRASE_CHARS {
-        return Err(Error::Credential(format!(
+        return Err(StartupError::Credential(format!(
             "the passphrase has {chars} characters; at least {MIN_PASSPHRASE_CHARS} are required"
         )));
     }
@@ -357,10 +358,10 @@ fn prompt_hidden(prompt: &str) -> Result<mitzod::secret::Secret> {
     let mut term = std::mem::MaybeUninit::<libc::termios>::uninit();
     // SAFETY: tcgetattr fills the struct on success; it is only read then.
     if unsafe { libc::tcgetattr(fd, term.as_mut_ptr()) } != 0 {
-        return Err(Error::io(
+        return Err(StartupError::from(Error::io(
             "reading the terminal's settings",
             std::io::Error::last_os_error(),
-        ));
+        )));
     }
     // SAFETY: initialised by the successful tcgetattr above.
     let saved = unsafe { term.assume_init() };
@@ -371,10 +372,10 @@ fn prompt_hidden(prompt: &str) -> Result<mitzod::secret::Secret> {
     // (TCSANOW: input already typed is kept, not flushed).
     // SAFETY: a valid termios for this fd.
     if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
-        return Err(Error::io(
+        return Err(StartupError::from(Error::io(
             "turning off the terminal's echo",
             std::io::Error::last_os_error(),
-        ));
+        )));
     }
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();

@@ -26,7 +26,7 @@ impl SessionManager {
         client_msg_id: Option<&str>,
     ) -> Result<()> {
         if prompt.trim().is_empty() || prompt.len() > super::MAX_PROMPT {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Invalid(format!(
                 "prompt must be 1..={} bytes",
                 super::MAX_PROMPT
             )));
@@ -178,7 +178,7 @@ impl SessionManager {
             hidden: &self.deps.hidden,
             agent_binary: &program,
             own_port: self.deps.own_port,
-            agent: &config.agent,
+            agent: config.agent.grants(),
             landlock: super::registry::landlock_mode(config),
         })?;
         let token = self.deps.session_tokens.issue(&session.id);
