@@ -33,11 +33,13 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// A temp dir under /tmp, 0755: run as root, the server drops to `nobody`.
+/// A temp dir under `BENCH_TMPDIR` (default /tmp; e.g. /dev/shm to take
+/// the disk's fsyncs out), 0755: run as root, the server drops to `nobody`.
 pub fn open_tempdir(prefix: &str) -> tempfile::TempDir {
+    let base = std::env::var("BENCH_TMPDIR").unwrap_or_else(|_| "/tmp".into());
     let dir = tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir_in("/tmp")
+        .tempdir_in(base)
         .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
