@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod db;
 pub mod dev;
+pub mod egress;
 pub mod error;
 pub mod files;
 pub mod git;

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mitzod::sandbox::proxy::{serve, AllowedHost, ProxyEvent, ProxyPolicy};
+use mitzod::egress::proxy::{serve, AllowedHost, ProxyEvent, ProxyPolicy};
 use mitzod::sandbox::{build_env, ContainmentConfig, Policy, SandboxedCommand};
 use sandbox_common::serial;
 use tokio::sync::mpsc;

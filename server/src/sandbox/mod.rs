@@ -10,7 +10,7 @@
 //! also `contained`: it runs under a per-session reaper ([`reaper`]) and,
 //! where one can be made, in a cgroup of its own ([`cgroup`]). A command may
 //! also get a network of its own ([`netns`]) whose only way out is mitzod's
-//! allow-listing proxy ([`proxy`]), reached through the reaper's forwarder.
+//! allow-listing proxy ([`crate::egress::proxy`]), reached through the reaper's forwarder.
 
 pub mod cgroup;
 pub mod cli;
@@ -19,7 +19,6 @@ pub mod landlock;
 pub mod netns;
 pub mod policy;
 pub mod process;
-pub mod proxy;
 pub mod reaper;
 pub mod seccomp;
 pub mod spawn;
