@@ -260,7 +260,8 @@ impl HostEntry {
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         };
@@ -1066,7 +1067,10 @@ mod tests {
             ("\"https://x.example\"", "scheme"),
             ("\"x.example:0\"", "port 0"),
             ("\"x.example:99999\"", "port range"),
-            ("{ host = \"x.example\", address = \"not-an-ip\" }", "address"),
+            (
+                "{ host = \"x.example\", address = \"not-an-ip\" }",
+                "address",
+            ),
             ("{ host = \"x.example\", colour = 1 }", "unknown key"),
         ] {
             let err = load_str(&format!("[agent]\nallowed_hosts = [{bad}]\n"), &[])
