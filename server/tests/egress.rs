@@ -50,6 +50,7 @@ fn host(h: &str, private_ok: bool) -> AllowedHost {
         host: h.into(),
         port: None,
         private_ok,
+        address: None,
     }
 }
 
@@ -73,7 +74,15 @@ fn proxy(
         rt.block_on(async move {
             let l = tokio::net::UnixListener::bind(&p).unwrap();
             let _ = ready_tx.send(());
-            serve(l, Arc::new(ProxyPolicy { allowed }), tx).await;
+            serve(
+                l,
+                Arc::new(ProxyPolicy {
+                    allowed,
+                    ..Default::default()
+                }),
+                tx,
+            )
+            .await;
         })
     });
     ready_rx
