@@ -244,6 +244,25 @@ fn serve(
             ),
         }
     }
+    if config.agent.network.isolated() {
+        match mitzod::sandbox::netns::probe() {
+            Ok(()) => tracing::info!(
+                "agent.network = {:?}: each agent gets user and network namespaces of its own{}",
+                config.agent.network.as_str(),
+                if config.agent.network == config::NetworkMode::Proxy {
+                    ", reaching only agent.allowed_hosts through mitzod's proxy"
+                } else {
+                    ", with no network"
+                }
+            ),
+            Err(why) => tracing::error!(
+                "agent.network = {:?} but {why}; agents will not start (set agent.network = \"ports\" to use Landlock's TCP port rules instead)",
+                config.agent.network.as_str()
+            ),
+        }
+    } else {
+        tracing::info!("agent.network = \"ports\": agents use the host's network, limited to TCP ports {:?}", config.agent.allowed_connect_ports);
+    }
     // Orphans of agents are reparented to us, so they can be found and killed.
     if let Err(e) = mitzod::sandbox::set_child_subreaper() {
         tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
