@@ -261,7 +261,10 @@ fn serve(
             ),
         }
     } else {
-        tracing::info!("agent.network = \"ports\": agents use the host's network, limited to TCP ports {:?}", config.agent.allowed_connect_ports);
+        tracing::info!(
+            "agent.network = \"ports\": agents use the host's network, limited to TCP ports {:?}",
+            config.agent.allowed_connect_ports
+        );
     }
     // Orphans of agents are reparented to us, so they can be found and killed.
     if let Err(e) = mitzod::sandbox::set_child_subreaper() {

@@ -360,9 +360,7 @@ impl SessionManager {
         });
         // Running again before the agent hears the answer: its next events
         // (and its `result`, which means idle) must come after this.
-        if remaining == 0
-            && agent.is_some()
-            && session.row().state == SessionState::RequiresAction
+        if remaining == 0 && agent.is_some() && session.row().state == SessionState::RequiresAction
         {
             session.set_state(SessionState::Running);
         }

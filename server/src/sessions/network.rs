@@ -180,10 +180,14 @@ impl SessionManager {
             let s = session.clone();
             tokio::spawn(async move { me.pending_timers(s, perm_id, timeout).await });
         }
+        // An address the owner approved as written is reached as approved;
+        // a name must still resolve to a public address (it could be
+        // re-pointed at the owner's network after the approval).
+        let literal = host.parse::<std::net::IpAddr>().is_ok();
         let entry = AllowedHost {
             host,
             port: Some(port),
-            private_ok: false,
+            private_ok: literal,
             address: None,
         };
         match rx.await.ok()? {

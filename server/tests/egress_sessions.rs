@@ -1,0 +1,338 @@
+//! Egress by name through real sessions (`agent.network = "proxy"`, the
+//! default): the fake agent's Bash tool runs curl and python inside the
+//! session's network namespace; what it reaches goes through the session's
+//! own proxy, is audited, and hosts not listed wait for the owner.
+
+mod common;
+mod sessions_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
+use serde_json::{json, Value};
+use sessions_support::*;
+
+/// An HTTP server on the host's loopback answering `upstream says hi`.
+fn upstream() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let body = "upstream says hi\n";
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+fn netns_or_skip(test: &str) -> bool {
+    if !landlock_or_skip(test) {
+        return false;
+    }
+    if let Err(why) = mitzod::sandbox::netns::probe() {
+        if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+            panic!("{test}: {why}");
+        }
+        eprintln!("SKIPPED {test}: {why}");
+        return false;
+    }
+    true
+}
+
+/// Run `cmd` as the fake agent's Bash tool (allowed once by the owner,
+/// answering any network request with `network`); the tool's output.
+fn bash(
+    ws: &mut Ws,
+    session: Option<&str>,
+    cmd: &str,
+    network: &str,
+) -> (String, String, Vec<Value>) {
+    ws.send(json!({"type": "send", "sessionId": session, "prompt": format!("tool:Bash:{cmd}")}));
+    let id = match session {
+        Some(s) => s.to_string(),
+        None => ws.wait_type("session_created")["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    };
+    let req = ws.wait_type("permission_request");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    let mut network_requests = Vec::new();
+    loop {
+        let f = ws.next();
+        if f["sessionId"] != id.as_str() {
+            continue;
+        }
+        match f["type"].as_str() {
+            Some("network_request") => {
+                ws.send(json!({"type": "permission_response", "sessionId": id, "permId": f["permId"], "decision": network}));
+                network_requests.push(f);
+            }
+            Some("tool_result") => {
+                let text = match &f["result"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                ws.wait_type("result");
+                return (id, text, network_requests);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn session_agent_reaches_listed_names_only_through_its_proxy() {
+    if !netns_or_skip("session_agent_reaches_listed_names_only_through_its_proxy") {
+        return;
+    }
+    let up = upstream();
+    // model.test is pinned to loopback on purpose; localhost is listed but
+    // not pinned, so its loopback address is refused.
+    let hosts = format!(
+        "[{{ host = \"model.test\", port = {up}, address = \"127.0.0.1\" }}, \"localhost:{up}\"]"
+    );
+    let s = start_with("", vec![("MITZOD_AGENT__ALLOWED_HOSTS".into(), hosts)]);
+    let mut ws = s.ws();
+    ws.send(json!({"type": "hello", "protocolVersion": 2}));
+    let curl =
+        |url: &str, tag: &str| format!("curl -s --max-time 60 {url} || echo {tag}-failed; echo");
+    let cmd = [
+        // Through the proxy (HTTP_PROXY is set), by the pinned name.
+        curl(&format!("http://model.test:{up}/"), "pinned"),
+        // Directly, bypassing the proxy: no route out of the namespace.
+        curl(&format!("--noproxy '*' http://127.0.0.1:{up}/"), "direct"),
+        // Listed, resolving to loopback, not pinned: refused.
+        curl(&format!("http://localhost:{up}/"), "private"),
+        // Not listed: the owner is asked and denies.
+        curl(&format!("http://unlisted.test:{up}/"), "unlisted"),
+        // An IP literal not listed, through a CONNECT tunnel: asked, denied.
+        curl(&format!("-p http://127.0.0.1:{up}/"), "literal"),
+    ]
+    .join("; ");
+    let (id, out, asked) = bash(&mut ws, None, &cmd, "deny");
+    assert!(
+        out.contains("upstream says hi"),
+        "pinned name via the proxy: {out}"
+    );
+    assert_eq!(
+        out.matches("upstream says hi").count(),
+        1,
+        "only the pinned name: {out}"
+    );
+    assert!(
+        out.contains("direct-failed") || out.contains("000"),
+        "{out}"
+    );
+    assert!(out.contains("non-public address"), "private: {out}");
+    assert!(out.contains("not on the allow-list"), "unlisted: {out}");
+    let asked: Vec<String> = asked
+        .iter()
+        .map(|f| format!("{}:{}", f["host"].as_str().unwrap(), f["port"]))
+        .collect();
+    assert_eq!(
+        asked,
+        [format!("unlisted.test:{up}"), format!("127.0.0.1:{up}")],
+        "each unlisted host was put to the owner"
+    );
+
+    // Every connection is in the audit log, refusals too.
+    let audit = s.audit(&id);
+    let net: Vec<&Value> = audit.iter().filter(|r| r["tool"] == "Network").collect();
+    let line = |host: &str, decision: &str| {
+        net.iter().any(|r| {
+            r["inputSummary"].as_str().unwrap().starts_with(host) && r["decision"] == decision
+        })
+    };
+    assert!(
+        line(&format!("model.test:{up} via 127.0.0.1:{up}"), "allow"),
+        "{net:#?}"
+    );
+    assert!(line(&format!("localhost:{up} refused"), "deny"), "{net:#?}");
+    assert!(
+        line(&format!("unlisted.test:{up} refused"), "deny"),
+        "{net:#?}"
+    );
+    assert!(line(&format!("127.0.0.1:{up} refused"), "deny"), "{net:#?}");
+    let allowed = net
+        .iter()
+        .find(|r| {
+            r["decision"] == "allow" && r["inputSummary"].as_str().unwrap().contains("B down")
+        })
+        .unwrap();
+    assert!(
+        !allowed["inputSummary"]
+            .as_str()
+            .unwrap()
+            .contains(" 0 B down"),
+        "{allowed}"
+    );
+    // The owner's decisions are audited as such.
+    assert!(audit
+        .iter()
+        .any(|r| r["tool"] == "Network" && r["decidedBy"] == "owner" && r["decision"] == "deny"));
+    // Refusals are events of the session.
+    let events = s.wait_event(&id, |e| {
+        e["type"] == "network_refused" && e["host"] == "localhost"
+    });
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "network_refused" && e["host"] == "unlisted.test"));
+}
+
+#[test]
+fn a_host_allowed_for_one_session_is_not_allowed_for_another() {
+    if !netns_or_skip("a_host_allowed_for_one_session_is_not_allowed_for_another") {
+        return;
+    }
+    let up = upstream();
+    let s = start("");
+    let mut ws = s.ws();
+    ws.send(json!({"type": "hello", "protocolVersion": 2}));
+    let get = format!("curl -s --max-time 60 http://127.0.0.1:{up}/ || echo get-failed");
+
+    // Session A: the owner allows the host for the session.
+    let (a, out, asked) = bash(&mut ws, None, &get, "allow_session");
+    assert!(
+        out.contains("upstream says hi"),
+        "allowed by the owner: {out}"
+    );
+    assert_eq!(asked.len(), 1);
+    // Again in A: allowed without asking.
+    let (_, out, asked) = bash(&mut ws, Some(&a), &get, "deny");
+    assert!(
+        out.contains("upstream says hi"),
+        "allowed for the session: {out}"
+    );
+    assert!(asked.is_empty(), "not asked again: {asked:?}");
+
+    // Session B: asked again, and denied.
+    let (b, out, asked) = bash(&mut ws, None, &get, "deny");
+    assert_ne!(a, b);
+    assert_eq!(asked.len(), 1, "B's owner is asked: the grant was A's");
+    assert!(out.contains("not on the allow-list"), "{out}");
+    assert!(!out.contains("upstream says hi"), "{out}");
+    // Denied once: not asked again in B.
+    let (_, out, asked) = bash(&mut ws, Some(&b), &get, "allow_session");
+    assert!(
+        asked.is_empty() && out.contains("not on the allow-list"),
+        "{out} {asked:?}"
+    );
+
+    // B finds A's proxy socket by path and speaks to it: the connection is
+    // closed unanswered (the audit row below shows it reached the proxy),
+    // the peer is not of A's session. Control: A's own process, the
+    // same script, is answered (the host is allowed for A).
+    let sock_a = s.server.state_dir.join("egress").join(format!("{a}.sock"));
+    let script = format!(
+        "python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(30); \
+         s.connect(sys.argv[1]); s.sendall(b\"GET http://127.0.0.1:{up}/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"); \
+         print(\"answer:\", s.recv(4096).decode(errors=\"replace\"))' {}",
+        sock_a.display()
+    );
+    let (_, out_a, _) = bash(&mut ws, Some(&a), &script, "deny");
+    assert!(
+        out_a.contains("upstream says hi"),
+        "control, A itself: {out_a}"
+    );
+    let (_, out_b, _) = bash(&mut ws, Some(&b), &script, "deny");
+    assert!(
+        !out_b.contains("upstream says hi"),
+        "B through A's proxy: {out_b}"
+    );
+    let audit = s.audit(&a);
+    assert!(
+        audit.iter().any(|r| r["tool"] == "Network"
+            && r["inputSummary"]
+                .as_str()
+                .unwrap()
+                .contains("outside the session")),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn network_none_reaches_nothing_and_ports_keeps_the_host_network() {
+    if !netns_or_skip("network_none_reaches_nothing_and_ports_keeps_the_host_network") {
+        return;
+    }
+    let up = upstream();
+    let get = format!("curl -s --max-time 20 --noproxy '*' http://127.0.0.1:{up}/ || echo get-failed; env | grep -ci _proxy");
+    for (mode, reached) in [("none", false), ("ports", true)] {
+        let s = start_with(
+            "",
+            vec![
+                ("MITZOD_AGENT__NETWORK".into(), mode.into()),
+                (
+                    "MITZOD_AGENT__ALLOWED_CONNECT_PORTS".into(),
+                    format!("[{up}]"),
+                ),
+            ],
+        );
+        let mut ws = s.ws();
+        ws.send(json!({"type": "hello", "protocolVersion": 2}));
+        let (_, out, _) = bash(&mut ws, None, &get, "deny");
+        assert_eq!(out.contains("upstream says hi"), reached, "{mode}: {out}");
+        assert!(
+            out.trim_end().ends_with('0'),
+            "{mode}: no proxy variables: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_repo_narrows_the_allow_list_and_never_widens_it() {
+    if !netns_or_skip("a_repo_narrows_the_allow_list_and_never_widens_it") {
+        return;
+    }
+    let up = upstream();
+    let pin = |h: &str| format!("{{ host = \"{h}\", port = {up}, address = \"127.0.0.1\" }}");
+    let hosts = format!("[{}, {}]", pin("model.test"), pin("other.test"));
+    let s = start_with("", vec![("MITZOD_AGENT__ALLOWED_HOSTS".into(), hosts)]);
+    let mut ws = s.ws();
+    ws.send(json!({"type": "hello", "protocolVersion": 2}));
+    let cmd = ["model.test", "other.test", "widen.test"]
+        .map(|h| format!("echo {h}: $(curl -s --max-time 60 http://{h}:{up}/ | head -c 40)"))
+        .join("; ");
+
+    // Control: no `.mitzo.json`, the operator's list applies whole.
+    let (_, out, asked) = bash(&mut ws, None, &cmd, "deny");
+    assert!(out.contains("model.test: upstream says hi"), "{out}");
+    assert!(out.contains("other.test: upstream says hi"), "{out}");
+    assert!(!out.contains("widen.test: upstream"), "{out}");
+    assert_eq!(asked.len(), 1, "{asked:?}");
+
+    // The repo keeps model.test only, and names a host of its own.
+    std::fs::write(
+        s.repo.join(".mitzo.json"),
+        r#"{"allowedHosts": ["model.test", "widen.test"]}"#,
+    )
+    .unwrap();
+    let (_, out, asked) = bash(&mut ws, None, &cmd, "deny");
+    assert!(out.contains("model.test: upstream says hi"), "kept: {out}");
+    assert!(
+        !out.contains("other.test: upstream"),
+        "narrowed away: {out}"
+    );
+    assert!(
+        !out.contains("widen.test: upstream"),
+        "never widened: {out}"
+    );
+    let asked: Vec<&str> = asked.iter().map(|f| f["host"].as_str().unwrap()).collect();
+    assert_eq!(asked, ["other.test", "widen.test"], "both are now unlisted");
+}
