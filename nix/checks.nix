@@ -6,13 +6,13 @@
   module,
 }:
 {
-  # cargo clippy over the daemon, warnings are errors (as in .ci/run).
+  # cargo clippy over the daemon and its library crates, warnings are errors (as in .ci/run).
   clippy = mitzod.overrideAttrs (old: {
     pname = "mitzod-clippy";
     nativeBuildInputs = old.nativeBuildInputs ++ [ pkgs.clippy ];
     buildPhase = ''
       runHook preBuild
-      cargo clippy --offline -p mitzod --all-targets -- -D warnings
+      cargo clippy --offline -p mitzod -p mitzo-sandbox -p mitzo-protocol --all-targets -- -D warnings
       runHook postBuild
     '';
     installPhase = ''

@@ -41,9 +41,15 @@ rustPlatform.buildRustPackage {
     "-p"
     "mitzod"
   ];
+  # The daemon and its two library crates (server/sandbox, server/protocol),
+  # whose own tests include the generated TypeScript's freshness check.
   cargoTestFlags = [
     "-p"
     "mitzod"
+    "-p"
+    "mitzo-sandbox"
+    "-p"
+    "mitzo-protocol"
   ];
 
   env = {

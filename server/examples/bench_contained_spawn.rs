@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mitzod::sandbox::{build_env, ContainmentConfig, Policy, SandboxedCommand};
+use mitzo_sandbox::{build_env, ContainmentConfig, Policy, SandboxedCommand};
 
 const N: usize = 100;
 
@@ -23,7 +23,7 @@ fn main() {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/mitzod")
         });
     let policy = Policy {
-        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        read_exec: mitzo_sandbox::system_read_exec_paths(),
         read_only: vec!["/proc".into()],
         ..Policy::default()
     };

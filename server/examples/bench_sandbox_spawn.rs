@@ -13,10 +13,10 @@ mod bench_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mitzod::config::AgentConfig;
-use mitzod::sandbox::{
+use mitzo_sandbox::{
     agent_policy, build_env, AgentPolicyInputs, ContainmentConfig, Enforcement, SandboxedCommand,
 };
+use mitzod::config::AgentConfig;
 
 const N: usize = 200;
 
@@ -47,7 +47,7 @@ fn main() {
         hidden: &[],
         agent_binary: Path::new("/bin/true"),
         own_port: Some(3100),
-        agent: &agent,
+        agent: agent.grants(),
         landlock: Enforcement::Required,
     })
     .expect("policy");
@@ -99,15 +99,15 @@ fn main() {
         build.push(t.elapsed());
         drop(c);
         let t = Instant::now();
-        mitzod::sandbox::seccomp::probe().expect("seccomp");
-        let p = mitzod::sandbox::seccomp::build_filter().expect("seccomp filter");
+        mitzo_sandbox::seccomp::probe().expect("seccomp");
+        let p = mitzo_sandbox::seccomp::build_filter().expect("seccomp filter");
         seccomp_build.push(t.elapsed());
         drop(p);
     }
     let (p, s, f) = (median(plain), median(sandboxed), median(full));
     let (b, sc) = (median(build), median(seccomp_build));
     println!("{}", bench_support::machine());
-    println!("{}", mitzod::sandbox::landlock_abi());
+    println!("{}", mitzo_sandbox::landlock_abi());
     println!("spawn+exit of /bin/true, n={N} each, interleaved; medians");
     println!("plain:                                   {:>8.1} µs", us(p));
     println!(

@@ -253,7 +253,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 fn main() {
     let bin = mitzod_bin();
-    let abi = mitzod::sandbox::landlock_abi();
+    let abi = mitzo_sandbox::landlock_abi();
     assert!(
         abi.supported(),
         "Landlock is needed: the agent runs under the real sandbox ({abi})"

@@ -340,6 +340,17 @@ fn default_allowed_hosts() -> Vec<HostEntry> {
     }]
 }
 
+impl AgentConfig {
+    /// What these settings add to each agent's sandbox policy.
+    pub fn grants(&self) -> mitzo_sandbox::AgentGrants<'_> {
+        mitzo_sandbox::AgentGrants {
+            extra_read_paths: &self.extra_read_paths,
+            extra_write_paths: &self.extra_write_paths,
+            allowed_connect_ports: &self.allowed_connect_ports,
+        }
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
@@ -358,19 +369,12 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LandlockMode {
-    #[default]
-    Required,
-    BestEffort,
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxConfig {
     #[serde(default)]
-    pub landlock: LandlockMode,
+    /// `required` or `best-effort`: the sandbox's own policy setting.
+    pub landlock: mitzo_sandbox::Enforcement,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -424,7 +428,7 @@ fn default_pids_max() -> u64 {
 
 fn de_memory_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let s = String::deserialize(d)?;
-    crate::sandbox::cgroup::parse_size(&s)
+    mitzo_sandbox::cgroup::parse_size(&s)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }

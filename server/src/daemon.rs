@@ -449,7 +449,7 @@ fn clean_up_checkouts(config: &Config) {
     if repos.is_empty() {
         return;
     }
-    let git = match crate::git::Git::new(config.sandbox.landlock.into()) {
+    let git = match crate::git::Git::new(config.sandbox.landlock) {
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(error = %e, "checkout cleanup: no git");

@@ -112,6 +112,18 @@ impl Error {
     }
 }
 
+impl From<mitzo_sandbox::Error> for Error {
+    fn from(e: mitzo_sandbox::Error) -> Error {
+        match e {
+            mitzo_sandbox::Error::Sandbox(m) => Error::Sandbox(m),
+            // A malformed size in the config (`session.memory_max`, ...).
+            mitzo_sandbox::Error::Invalid(m) => Error::Config(m),
+            mitzo_sandbox::Error::Io { context, source } => Error::Io { context, source },
+            mitzo_sandbox::Error::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
 /// Server-side failures are logged in full and answered with a generic
 /// message, so no path of the state dir or other detail leaks to a caller.
 impl IntoResponse for Error {

@@ -19,9 +19,7 @@ pub mod memory;
 pub mod ntfy;
 pub mod permissions;
 pub mod privileges;
-pub mod protocol;
 pub mod repo_config;
-pub mod sandbox;
 pub mod secret;
 pub mod sessions;
 pub mod state;
@@ -30,6 +28,11 @@ pub mod tasks;
 pub mod worktree;
 
 pub use error::{Error, Result};
+
+// The protocol and the sandbox are crates of their own (server/protocol,
+// server/sandbox); these names keep `crate::protocol::...` paths working.
+pub use mitzo_protocol as protocol;
+pub use mitzo_sandbox as sandbox;
 
 /// Crash points for tests (debug builds only): with
 /// `MITZO_TEST_FAILPOINT=<name>` the process aborts at that point, as a

@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         Command::SandboxExec { policy, command } => {
             // Warnings (best-effort enforcement) go to stderr, where the caller sees them.
             mitzod::logging::init(Some("warn"));
-            let code = mitzod::sandbox::cli::sandbox_exec(&policy, &command);
+            let code = mitzo_sandbox::cli::sandbox_exec(&policy, &command);
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Command::Reaper {
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
                 let (port, path) = f.split_once('=')?;
                 Some((port.parse().ok()?, PathBuf::from(path)))
             });
-            let code = mitzod::sandbox::reaper::run(mitzod::sandbox::reaper::ReaperArgs {
+            let code = mitzo_sandbox::reaper::run(mitzo_sandbox::reaper::ReaperArgs {
                 parent,
                 ruleset_fd,
                 grace: std::time::Duration::from_millis(grace_ms),
@@ -211,9 +211,8 @@ fn serve(
         state::Prepared::ForOwner => (None, None),
     };
     // Before the drop: a delegated cgroup may belong to root until handed over.
-    let cgroup_base = mitzod::sandbox::cgroup::prepare_delegated_base(
-        owner.map(|(u, g)| (u.as_raw(), g.as_raw())),
-    );
+    let cgroup_base =
+        mitzo_sandbox::cgroup::prepare_delegated_base(owner.map(|(u, g)| (u.as_raw(), g.as_raw())));
     privileges::drop_privileges(target.as_ref())?;
     let (state_dir, (token, db)) = match (opened, state_dir_fd) {
         (Some(files), Some(fd)) => (dev::reach_state_dir(&state_dir, &fd)?, files),
@@ -231,15 +230,15 @@ fn serve(
     }
     let agent_line = dev::describe_agent(&config);
     tracing::info!("{agent_line}");
-    let landlock = mitzod::sandbox::landlock_abi();
+    let landlock = mitzo_sandbox::landlock_abi();
     if landlock.supported() {
         tracing::info!("{landlock}");
     } else {
         match config.sandbox.landlock {
-            config::LandlockMode::Required => tracing::error!(
+            mitzo_sandbox::Enforcement::Required => tracing::error!(
                 "{landlock}; agents will not start (sandbox.landlock = \"required\")"
             ),
-            config::LandlockMode::BestEffort => tracing::warn!(
+            mitzo_sandbox::Enforcement::BestEffort => tracing::warn!(
                 "{landlock}; agents will run UNSANDBOXED (sandbox.landlock = \"best-effort\")"
             ),
         }
@@ -267,21 +266,21 @@ fn serve(
         );
     }
     // Orphans of agents are reparented to us, so they can be found and killed.
-    if let Err(e) = mitzod::sandbox::set_child_subreaper() {
+    if let Err(e) = mitzo_sandbox::set_child_subreaper() {
         tracing::warn!(error = %e, "PR_SET_CHILD_SUBREAPER failed");
     }
-    let mut limits = mitzod::sandbox::cgroup::Limits {
+    let mut limits = mitzo_sandbox::cgroup::Limits {
         pids_max: (config.session.pids_max > 0).then_some(config.session.pids_max),
         memory_max: config.session.memory_max,
     };
     match &cgroup_base {
         Some(base) => {
-            limits = mitzod::sandbox::cgroup::effective_limits(base, limits);
+            limits = mitzo_sandbox::cgroup::effective_limits(base, limits);
             tracing::info!(base = %base.display(), ?limits, "each agent runs under a reaper in a session cgroup")
         }
         None => tracing::info!("no delegated cgroup: each agent runs under a reaper; session.pids_max and session.memory_max are not applied"),
     }
-    mitzod::sandbox::configure_containment(mitzod::sandbox::ContainmentConfig {
+    mitzo_sandbox::configure_containment(mitzo_sandbox::ContainmentConfig {
         cgroup_base,
         limits,
         ..Default::default()

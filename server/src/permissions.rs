@@ -5,55 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Safe,
-    Standard,
-    Elevated,
-    Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ts_rs::TS)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Auto-allow read-only tools; ask for everything else.
-    #[default]
-    Ask,
-    /// Also auto-allow file edits.
-    Agent,
-    /// Also auto-allow shell commands.
-    Auto,
-}
-
-impl Mode {
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "ask" => Some(Mode::Ask),
-            "agent" => Some(Mode::Agent),
-            "auto" => Some(Mode::Auto),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Ask => "ask",
-            Mode::Agent => "agent",
-            Mode::Auto => "auto",
-        }
-    }
-
-    /// The `--permission-mode` Claude Code itself runs with: always
-    /// `default`, whatever mitzod's mode, so that every call Claude would not
-    /// make unasked reaches mitzod's broker (audit, worktree check) instead
-    /// of being accepted inside the agent (`acceptEdits` would bypass both).
-    pub fn claude_permission_mode(self) -> &'static str {
-        "default"
-    }
-}
+pub use mitzo_protocol::{Mode, Tier};
 
 const SAFE: &[&str] = &[
     "Read",

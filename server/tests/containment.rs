@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use mitzod::sandbox::cgroup::Limits;
-use mitzod::sandbox::{
+use mitzo_sandbox::cgroup::Limits;
+use mitzo_sandbox::{
     build_env, kill_marked_orphans, set_child_subreaper, terminate_session, ContainmentConfig,
     Policy, SandboxedCommand, SessionGuard,
 };
@@ -29,7 +29,7 @@ fn landlock(test: &str) -> bool {
 fn policy(dir: &Path) -> Policy {
     Policy {
         read_write: vec![dir.to_path_buf(), "/dev/null".into()],
-        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        read_exec: mitzo_sandbox::system_read_exec_paths(),
         read_only: vec!["/proc".into()],
         ..Policy::default()
     }
@@ -244,7 +244,7 @@ fn an_agent_cannot_signal_or_read_its_reaper() {
     if !landlock("an_agent_cannot_signal_or_read_its_reaper") {
         return;
     }
-    if mitzod::sandbox::landlock_abi().version.unwrap_or(0) < 6 {
+    if mitzo_sandbox::landlock_abi().version.unwrap_or(0) < 6 {
         eprintln!(
             "SKIPPED an_agent_cannot_signal_or_read_its_reaper: Landlock ABI < 6 has no signal scoping"
         );
@@ -326,7 +326,7 @@ impl TestCgroup {
         }
         let base = mount.join(format!("mitzod-test-{}", std::process::id()));
         std::fs::create_dir(&base).unwrap();
-        mitzod::sandbox::cgroup::enable_controllers(&base);
+        mitzo_sandbox::cgroup::enable_controllers(&base);
         Some(TestCgroup(base))
     }
 }

@@ -11,8 +11,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mitzo_sandbox::{build_env, ContainmentConfig, Policy, SandboxedCommand};
 use mitzod::egress::proxy::{serve, AllowedHost, ProxyEvent, ProxyPolicy};
-use mitzod::sandbox::{build_env, ContainmentConfig, Policy, SandboxedCommand};
 use sandbox_common::serial;
 use tokio::sync::mpsc;
 
@@ -191,7 +191,7 @@ fn isolated_agent_reaches_only_listed_hosts_through_the_proxy() {
     ) {
         return;
     }
-    if let Err(why) = mitzod::sandbox::netns::probe() {
+    if let Err(why) = mitzo_sandbox::netns::probe() {
         if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
             panic!("{why}");
         }
@@ -205,7 +205,7 @@ fn isolated_agent_reaches_only_listed_hosts_through_the_proxy() {
     const FWD: u16 = 3128;
     let policy = Policy {
         read_write: vec![d.clone(), "/dev/null".into()],
-        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        read_exec: mitzo_sandbox::system_read_exec_paths(),
         read_only: vec!["/proc".into(), "/etc".into()],
         connect_tcp: vec![FWD, port],
         ..Policy::default()

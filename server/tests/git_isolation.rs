@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::SystemTime;
 
+use mitzo_sandbox::{agent_policy, build_env, AgentPolicyInputs, Enforcement, SandboxedCommand};
 use mitzod::config::{AgentConfig, SessionConfig, WorktreeCleanup};
 use mitzod::git::Git;
-use mitzod::sandbox::{agent_policy, build_env, AgentPolicyInputs, Enforcement, SandboxedCommand};
 use mitzod::worktree::*;
 use sandbox_common::*;
 
@@ -31,7 +31,7 @@ struct Fx {
     b: String,
     wt_b: PathBuf,
     markers: PathBuf,
-    policy: mitzod::sandbox::Policy,
+    policy: mitzo_sandbox::Policy,
     env: Vec<(OsString, OsString)>,
 }
 
@@ -66,7 +66,7 @@ impl Fx {
             hidden: &[],
             agent_binary: Path::new("/bin/sh"),
             own_port: None,
-            agent: &agent,
+            agent: agent.grants(),
             landlock: Enforcement::Required,
         })
         .unwrap();

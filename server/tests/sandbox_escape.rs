@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use mitzod::config::AgentConfig;
-use mitzod::git::Git;
-use mitzod::sandbox::{
+use mitzo_sandbox::{
     agent_policy, build_env, set_child_subreaper, terminate_session, AgentPolicyInputs,
     Enforcement, Policy, SandboxedCommand,
 };
+use mitzod::config::AgentConfig;
+use mitzod::git::Git;
 use sandbox_common::*;
 
 struct Fx {
@@ -80,7 +80,7 @@ impl Fx {
             hidden: &hidden,
             agent_binary: Path::new("/bin/sh"),
             own_port: None,
-            agent: &agent,
+            agent: agent.grants(),
             landlock: Enforcement::Required,
         })
         .unwrap();
@@ -637,7 +637,7 @@ fn network_namespace_rows() {
     if !landlock_or_skip("network_namespace_rows") {
         return;
     }
-    if let Err(why) = mitzod::sandbox::netns::probe() {
+    if let Err(why) = mitzo_sandbox::netns::probe() {
         if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
             panic!("network_namespace_rows: {why}");
         }
@@ -754,7 +754,7 @@ fn non_isolated_session_writes_its_repo() {
         hidden: &[],
         agent_binary: Path::new("/bin/sh"),
         own_port: None,
-        agent: &AgentConfig::default(),
+        agent: AgentConfig::default().grants(),
         landlock: Enforcement::Required,
     })
     .unwrap();
@@ -795,7 +795,7 @@ fn forbidden_env_never_reaches_the_child() {
     ];
     let spec = serde_json::json!({
         "policy": {
-            "read_exec": mitzod::sandbox::system_read_exec_paths(),
+            "read_exec": mitzo_sandbox::system_read_exec_paths(),
             "read_write": ["/dev/null"],
         },
         // The operator lists them all; none may pass.
@@ -1023,7 +1023,7 @@ fn spawn_agent_with_env(
 ) -> std::process::Child {
     let policy = Policy {
         read_write: vec![dir.to_path_buf(), "/dev/null".into()],
-        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        read_exec: mitzo_sandbox::system_read_exec_paths(),
         ..Policy::default()
     };
     SandboxedCommand::new(
@@ -1102,7 +1102,7 @@ fn only_the_ended_sessions_orphans_are_killed() {
     let b = leave_orphan("2026-01-01-bbbbbbbbbbbb");
     // And a child of ours that belongs to no session (like a git command).
     let mut unrelated = Command::new("sleep").arg("1000").spawn().unwrap();
-    let killed = mitzod::sandbox::kill_marked_orphans("MITZO_SESSION_ID=2026-01-01-aaaaaaaaaaaa");
+    let killed = mitzo_sandbox::kill_marked_orphans("MITZO_SESSION_ID=2026-01-01-aaaaaaaaaaaa");
     assert!(killed.contains(&a), "{killed:?}");
     assert!(!alive(a));
     assert!(alive(b), "another session's process is left alone");
@@ -1203,7 +1203,7 @@ fn blocked_landlock_required_refuses_best_effort_warns() {
     let dir = tempfile::tempdir().unwrap();
     let run = |mode: &str| {
         let spec = serde_json::json!({
-            "policy": { "read_exec": mitzod::sandbox::system_read_exec_paths(), "landlock": mode },
+            "policy": { "read_exec": mitzo_sandbox::system_read_exec_paths(), "landlock": mode },
         });
         let file = dir.path().join(format!("{mode}.json"));
         std::fs::write(&file, spec.to_string()).unwrap();
@@ -1240,7 +1240,7 @@ fn blocked_landlock_required_refuses_best_effort_warns() {
 
     // And without the filter, the same required policy runs confined.
     let spec =
-        serde_json::json!({ "policy": { "read_exec": mitzod::sandbox::system_read_exec_paths() } });
+        serde_json::json!({ "policy": { "read_exec": mitzo_sandbox::system_read_exec_paths() } });
     let file = dir.path().join("plain.json");
     std::fs::write(&file, spec.to_string()).unwrap();
     let out = Command::new(mitzod_bin())
@@ -1270,7 +1270,7 @@ fn seccomp_layer_installs_under_systemds_call_filter() {
     std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
     let spec = serde_json::json!({
         "policy": {
-            "read_exec": mitzod::sandbox::system_read_exec_paths(),
+            "read_exec": mitzo_sandbox::system_read_exec_paths(),
             "read_only": [d, "/etc"],
             "read_write": ["/dev/null"],
         },
@@ -1303,7 +1303,7 @@ fn seccomp_layer_installs_under_systemds_call_filter() {
 
 #[test]
 fn landlock_abi_is_reported() {
-    let probe = mitzod::sandbox::landlock_abi();
+    let probe = mitzo_sandbox::landlock_abi();
     eprintln!("{probe}");
     if probe.supported() {
         assert!(probe.to_string().starts_with("Landlock ABI "));
@@ -1326,7 +1326,7 @@ async fn tokio_spawn_is_confined() {
     let d = std::fs::canonicalize(dir.path()).unwrap();
     let policy = Policy {
         read_write: vec![d.clone(), "/dev/null".into()],
-        read_exec: mitzod::sandbox::system_read_exec_paths(),
+        read_exec: mitzo_sandbox::system_read_exec_paths(),
         ..Policy::default()
     };
     let out = SandboxedCommand::new("/bin/sh", &policy, build_env(std::env::vars_os(), &[], &[]))

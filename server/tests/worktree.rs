@@ -5,9 +5,9 @@ mod sandbox_common;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use mitzo_sandbox::Enforcement;
 use mitzod::config::{SessionConfig, WorktreeCleanup};
 use mitzod::git::Git;
-use mitzod::sandbox::Enforcement;
 use mitzod::worktree::*;
 use sandbox_common::*;
 

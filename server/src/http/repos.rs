@@ -125,7 +125,7 @@ async fn open(
     let (repo_name, repo) = resolve_repo(&state, &body)?;
     let landlock = state.config.sandbox.landlock;
     blocking(move || {
-        let git = crate::git::Git::new(landlock.into())?;
+        let git = crate::git::Git::new(landlock)?;
         let id = body.session_id;
         // Created, or reused: the same directory (inode) before and after.
         let inode = |p: &std::path::Path| {
@@ -164,7 +164,7 @@ async fn fetch(
     let (repo_name, repo) = resolve_repo(&state, &body)?;
     let landlock = state.config.sandbox.landlock;
     blocking(move || {
-        let git = crate::git::Git::new(landlock.into())?;
+        let git = crate::git::Git::new(landlock)?;
         let id = body.session_id;
         crate::worktree::fetch_session_branch(&git, &repo, &id)?;
         let branch = crate::worktree::branch_name(&id);
@@ -249,7 +249,7 @@ async fn close(
     };
     let landlock = state.config.sandbox.landlock;
     blocking(move || {
-        let git = crate::git::Git::new(landlock.into())?;
+        let git = crate::git::Git::new(landlock)?;
         let removed = crate::worktree::remove_session_checkout(&git, &repo, &id, force)?;
         tracing::info!(repo = %repo_name, session = %id, removed, "session checkout closed");
         Ok(Json(json!({ "ok": true, "removed": removed })))

@@ -186,7 +186,7 @@ impl SessionManager {
             hidden: &self.deps.hidden,
             agent_binary: &program,
             own_port: self.deps.own_port,
-            agent: &config.agent,
+            agent: config.agent.grants(),
             landlock: super::registry::landlock_mode(config),
         })?;
         // In a namespace of its own the only TCP peer is the forwarder.

@@ -82,7 +82,7 @@ pub fn repo_list(config: &crate::config::Config) -> Vec<RepoInfo> {
 }
 
 pub(crate) fn landlock_mode(config: &crate::config::Config) -> Enforcement {
-    Enforcement::from(config.sandbox.landlock)
+    config.sandbox.landlock
 }
 
 impl SessionManager {

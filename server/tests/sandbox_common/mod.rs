@@ -16,7 +16,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// True when Landlock is usable. Otherwise: skip with a message, or panic
 /// when `MITZO_REQUIRE_LANDLOCK=1` (CI).
 pub fn landlock_or_skip(test: &str) -> bool {
-    let probe = mitzod::sandbox::landlock_abi();
+    let probe = mitzo_sandbox::landlock_abi();
     if probe.supported() {
         return true;
     }

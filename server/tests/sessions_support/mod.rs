@@ -20,7 +20,7 @@ use crate::common::*;
 /// Landlock is needed for agents (`sandbox.landlock = "required"`): skip
 /// without it, unless `MITZO_REQUIRE_LANDLOCK=1`.
 pub fn landlock_or_skip(test: &str) -> bool {
-    if mitzod::sandbox::landlock_abi().supported() {
+    if mitzo_sandbox::landlock_abi().supported() {
         return true;
     }
     if std::env::var("MITZO_REQUIRE_LANDLOCK").is_ok_and(|v| v == "1") {

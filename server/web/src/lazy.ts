@@ -5,19 +5,21 @@ import { useEffect, useState } from "preact/hooks";
 
 type Render = (src: string) => TrustedHTML | string;
 let render: Render | null = null;
-const waiting = new Set<(r: Render) => void>();
-
 let loading: Promise<Render> | null = null;
 
 /** Load the renderer (once); chats call this when they first show text. */
 export function loadMarkdown(): Promise<Render> {
   if (!loading) {
-    loading = import("./markdown").then((m) => {
-      render = m.renderMarkdown;
-      for (const fn of waiting) fn(m.renderMarkdown);
-      waiting.clear();
-      return m.renderMarkdown;
-    });
+    loading = import("./markdown").then(
+      (m) => {
+        render = m.renderMarkdown;
+        return m.renderMarkdown;
+      },
+      (e: unknown) => {
+        loading = null; // a chunk that failed to load is tried again next time
+        throw e;
+      },
+    );
   }
   return loading;
 }
@@ -25,16 +27,26 @@ export function loadMarkdown(): Promise<Render> {
 // Otherwise when the page has nothing else to do, so opening a chat later
 // finds it ready without its parse competing with the first screen.
 const idle = (window as unknown as { requestIdleCallback?: (f: () => void, o: { timeout: number }) => void }).requestIdleCallback;
-setTimeout(() => (idle ? idle(() => void loadMarkdown(), { timeout: 5000 }) : void loadMarkdown()), 2000);
+const preload = () => void loadMarkdown().catch(() => {});
+setTimeout(() => (idle ? idle(preload, { timeout: 5000 }) : preload()), 2000);
 
 export function useMarkdown(): Render | null {
   const [r, setR] = useState<Render | null>(() => render);
   useEffect(() => {
     if (r) return;
-    void loadMarkdown();
-    const fn = (x: Render) => setR(() => x);
-    waiting.add(fn);
-    return () => waiting.delete(fn);
+    // Through the promise, not only the waiting set: the renderer may have
+    // loaded between this component's first render and this effect, after
+    // the set was drained, and the text would then stay unrendered.
+    let live = true;
+    loadMarkdown().then(
+      (x) => {
+        if (live) setR(() => x);
+      },
+      () => {}, // text stays as text
+    );
+    return () => {
+      live = false;
+    };
   }, [r]);
   return r;
 }

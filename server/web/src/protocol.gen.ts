@@ -1,5 +1,5 @@
-// Generated from server/src/protocol.rs; do not edit.
-// Regenerate: MITZO_UPDATE_PROTOCOL_TS=1 cargo test -p mitzod --lib protocol
+// Generated from server/protocol (crate mitzo-protocol); do not edit.
+// Regenerate: MITZO_UPDATE_PROTOCOL_TS=1 cargo test -p mitzo-protocol
 
 export type SessionState = "idle" | "running" | "requires_action" | "stopped" | "interrupted";
 

@@ -32,8 +32,8 @@ pub fn typescript() -> String {
         EventPage::decl(),
     ];
     let mut out = String::from(
-        "// Generated from server/src/protocol.rs; do not edit.\n\
-         // Regenerate: MITZO_UPDATE_PROTOCOL_TS=1 cargo test -p mitzod --lib protocol\n\n",
+        "// Generated from server/protocol (crate mitzo-protocol); do not edit.\n\
+         // Regenerate: MITZO_UPDATE_PROTOCOL_TS=1 cargo test -p mitzo-protocol\n\n",
     );
     for d in decls {
         out.push_str("export ");

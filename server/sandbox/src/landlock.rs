@@ -12,7 +12,6 @@ use landlock::{
 use serde::{Deserialize, Serialize};
 
 use super::policy::Policy;
-use crate::config::LandlockMode;
 use crate::error::{Error, Result};
 
 /// The newest ABI whose features the policy uses (V6 adds scopes); a kernel
@@ -32,15 +31,6 @@ pub enum Enforcement {
     Required,
     /// Run anyway, with a loud warning.
     BestEffort,
-}
-
-impl From<LandlockMode> for Enforcement {
-    fn from(m: LandlockMode) -> Self {
-        match m {
-            LandlockMode::Required => Enforcement::Required,
-            LandlockMode::BestEffort => Enforcement::BestEffort,
-        }
-    }
 }
 
 /// The Landlock ABI the running kernel reports, or why it reports none.

@@ -37,7 +37,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'T' => 1 << 40,
-                _ => return Err(Error::Config(format!("size {s:?}: unknown suffix {c:?}"))),
+                _ => return Err(Error::Invalid(format!("size {s:?}: unknown suffix {c:?}"))),
             };
             (&t[..i], mult)
         }
@@ -48,7 +48,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .filter(|n| *n > 0)
-        .ok_or_else(|| Error::Config(format!("size {s:?}: expected e.g. 2G, 512M or bytes")))
+        .ok_or_else(|| Error::Invalid(format!("size {s:?}: expected e.g. 2G, 512M or bytes")))
 }
 
 /// Where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo.

@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 
-const GENERATED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web/src/protocol.gen.ts");
+const GENERATED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/src/protocol.gen.ts");
 
 #[test]
 fn generated_typescript_is_current() {
@@ -15,7 +15,7 @@ fn generated_typescript_is_current() {
     let have = std::fs::read_to_string(GENERATED).unwrap_or_default();
     assert!(
         have == want,
-        "{GENERATED} is stale: run MITZO_UPDATE_PROTOCOL_TS=1 cargo test -p mitzod --lib protocol"
+        "{GENERATED} is stale: run MITZO_UPDATE_PROTOCOL_TS=1 cargo test -p mitzo-protocol"
     );
 }
 

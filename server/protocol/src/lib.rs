@@ -14,10 +14,57 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use ts_rs::TS;
 
-pub use crate::permissions::{Mode, Tier};
-
 /// The protocol version in every envelope and in `hello`.
 pub const PROTOCOL_VERSION: u32 = 2;
+
+/// How much harm a tool call can do (see the daemon's `permissions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Safe,
+    Standard,
+    Elevated,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Auto-allow read-only tools; ask for everything else.
+    #[default]
+    Ask,
+    /// Also auto-allow file edits.
+    Agent,
+    /// Also auto-allow shell commands.
+    Auto,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "ask" => Some(Mode::Ask),
+            "agent" => Some(Mode::Agent),
+            "auto" => Some(Mode::Auto),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Ask => "ask",
+            Mode::Agent => "agent",
+            Mode::Auto => "auto",
+        }
+    }
+
+    /// The `--permission-mode` Claude Code itself runs with: always
+    /// `default`, whatever mitzod's mode, so that every call Claude would not
+    /// make unasked reaches mitzod's broker (audit, worktree check) instead
+    /// of being accepted inside the agent (`acceptEdits` would bypass both).
+    pub fn claude_permission_mode(self) -> &'static str {
+        "default"
+    }
+}
 
 /// A session's lifecycle state (see `sessions` for the state machine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, Default)]

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::landlock::Enforcement;
-use crate::config::AgentConfig;
 use crate::error::{Error, Result};
 
 /// A Landlock policy. Paths not listed (and not beneath a listed path) are
@@ -136,8 +135,16 @@ pub struct AgentPolicyInputs<'a> {
     pub agent_binary: &'a Path,
     /// mitzod's own TCP port, which the agent may connect to.
     pub own_port: Option<u16>,
-    pub agent: &'a AgentConfig,
+    pub agent: AgentGrants<'a>,
     pub landlock: Enforcement,
+}
+
+/// What the owner's configuration (`agent.*`) adds to an agent's policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentGrants<'a> {
+    pub extra_read_paths: &'a [PathBuf],
+    pub extra_write_paths: &'a [PathBuf],
+    pub allowed_connect_ports: &'a [u16],
 }
 
 /// The default policy for an agent of a session.
@@ -349,6 +356,23 @@ fn dedup(v: Vec<PathBuf>) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    /// The daemon's `[agent]` settings the policy reads, with its defaults.
+    struct AgentConfig {
+        extra_read_paths: Vec<PathBuf>,
+        extra_write_paths: Vec<PathBuf>,
+        allowed_connect_ports: Vec<u16>,
+    }
+
+    impl Default for AgentConfig {
+        fn default() -> Self {
+            AgentConfig {
+                extra_read_paths: Vec::new(),
+                extra_write_paths: Vec::new(),
+                allowed_connect_ports: vec![443],
+            }
+        }
+    }
+
     fn inputs<'a>(
         root: &'a Path,
         agent: &'a AgentConfig,
@@ -364,7 +388,11 @@ mod tests {
             hidden,
             agent_binary: Path::new("/bin/sh"),
             own_port: Some(3100),
-            agent,
+            agent: AgentGrants {
+                extra_read_paths: &agent.extra_read_paths,
+                extra_write_paths: &agent.extra_write_paths,
+                allowed_connect_ports: &agent.allowed_connect_ports,
+            },
             landlock: Enforcement::Required,
         }
     }

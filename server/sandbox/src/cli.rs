@@ -55,7 +55,7 @@ pub fn sandbox_exec(policy_file: &Path, cmd: &[OsString]) -> i32 {
 
 fn run(policy_file: &Path, cmd: &[OsString]) -> Result<i32> {
     let Some((program, args)) = cmd.split_first() else {
-        return Err(Error::BadRequest("no command given after `--`".into()));
+        return Err(Error::Invalid("no command given after `--`".into()));
     };
     let spec = ExecSpec::load(policy_file)?;
     let session: Vec<(String, String)> = spec.env.into_iter().collect();

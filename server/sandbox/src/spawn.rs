@@ -162,7 +162,7 @@ impl SandboxedCommand {
 
     /// With [`Self::isolate_network`] and a contained command: the reaper
     /// listens on `port` of the namespace's loopback and relays every
-    /// connection to the proxy's Unix socket `proxy` (see [`crate::egress::proxy`]).
+    /// connection to the proxy's Unix socket `proxy` (the daemon's egress proxy).
     pub fn forward_to_proxy(mut self, port: u16, proxy: &StdPath) -> Result<Self> {
         match (&mut self.contained, &self.netns) {
             (Some(c), Some(_)) => {
