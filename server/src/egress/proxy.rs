@@ -283,10 +283,11 @@ fn parse(head: Vec<u8>, rest: Vec<u8>) -> Option<Request> {
         return None;
     }
     let (host, port) = split_host_port(authority, 80)?;
-    let mut upstream = format!("{method} {path} {version}\r\n{headers}").into_bytes();
-    if !upstream.ends_with(b"\r\n\r\n") {
-        upstream.extend_from_slice(b"\r\n");
-    }
+    // One request per connection: the next request on a kept-alive
+    // connection could name another host, and would not be decided.
+    let mut upstream = format!("{method} {path} {version}\r\n").into_bytes();
+    upstream.extend_from_slice(&end_to_end_headers(headers));
+    upstream.extend_from_slice(b"Connection: close\r\n\r\n");
     Some(Request {
         connect: false,
         host,
@@ -294,6 +295,71 @@ fn parse(head: Vec<u8>, rest: Vec<u8>) -> Option<Request> {
         head: upstream,
         rest,
     })
+}
+
+/// The header lines of `headers` (each ending in CRLF) without the
+/// hop-by-hop ones, which are the proxy's to set.
+fn end_to_end_headers(headers: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len());
+    for line in headers.split("\r\n").filter(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if [
+            "connection",
+            "proxy-connection",
+            "keep-alive",
+            "proxy-authorization",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Relay a plain-HTTP response, its head rewritten to close the
+/// connection after it; the bytes sent to the client.
+async fn relay_response<R, W>(from: &mut R, to: &mut W) -> u64
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let end = loop {
+        match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                // No complete head: pass on what came.
+                let _ = to.write_all(&buf).await;
+                return buf.len() as u64;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if buf.len() > MAX_HEAD {
+            return 0;
+        }
+    };
+    let rest = buf.split_off(end + 4);
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head.as_str(), ""));
+    let mut out = format!("{status}\r\n").into_bytes();
+    out.extend_from_slice(&end_to_end_headers(headers));
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&rest);
+    if to.write_all(&out).await.is_err() {
+        return 0;
+    }
+    let mut sent = out.len() as u64;
+    if let Ok(n) = tokio::io::copy(from, to).await {
+        sent += n;
+    }
+    sent
 }
 
 /// Decide and resolve: the address to connect to, or why not.
@@ -405,9 +471,28 @@ async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEve
         return Some(ev);
     }
     ev.up = (req.head.len() + req.rest.len()) as u64;
-    if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
-        ev.up += up;
-        ev.down += down;
+    if req.connect {
+        if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+            ev.up += up;
+            ev.down += down;
+        }
+        return Some(ev);
+    }
+    // Plain HTTP: the body goes up while the response comes down; the
+    // connection ends with the response.
+    let (mut cr, mut cw) = stream.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let up_task = tokio::spawn(async move {
+        let n = tokio::io::copy(&mut cr, &mut uw).await.unwrap_or(0);
+        let _ = uw.shutdown().await;
+        n
+    });
+    ev.down = relay_response(&mut ur, &mut cw).await;
+    let _ = cw.shutdown().await;
+    // The client may keep its side open after the response: its request
+    // is complete by then, whatever it still holds.
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), up_task).await {
+        ev.up += n;
     }
     Some(ev)
 }
@@ -453,7 +538,16 @@ mod tests {
         assert!(r
             .head
             .starts_with(b"GET /a?b HTTP/1.1\r\nHost: h.example\r\n"));
-        assert!(r.head.ends_with(b"\r\n\r\n"));
+        assert!(r.head.ends_with(b"\r\nConnection: close\r\n\r\n"));
+        let r = parse(
+            b"GET http://h.example/ HTTP/1.1\r\nHost: h\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\nProxy-Authorization: x\r\n\r\n".to_vec(),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            r.head,
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".to_vec()
+        );
         assert!(parse(b"GET /relative HTTP/1.1\r\n\r\n".to_vec(), vec![]).is_none());
         assert!(parse(b"GET http://u@h/ HTTP/1.1\r\n\r\n".to_vec(), vec![]).is_none());
     }
