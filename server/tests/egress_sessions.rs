@@ -336,3 +336,122 @@ fn a_repo_narrows_the_allow_list_and_never_widens_it() {
     let asked: Vec<&str> = asked.iter().map(|f| f["host"].as_str().unwrap()).collect();
     assert_eq!(asked, ["other.test", "widen.test"], "both are now unlisted");
 }
+
+/// The first nameserver of /etc/resolv.conf (IPv4).
+fn resolver() -> Option<String> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver").map(|a| a.trim().to_string()))
+        .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+}
+
+/// The agent of a proxy session tries every way out but the proxy, with
+/// the same helper the test first runs outside any sandbox (the control:
+/// each attempt works there). A row whose control fails on this machine
+/// is skipped with a message: the MPTCP and raw-socket rows (they need
+/// root here) then fail under MITZO_REQUIRE_ROOT_TESTS=1; the DNS rows
+/// need a resolver that answers (over TCP too), which not every machine
+/// has.
+#[test]
+fn an_agent_has_no_way_out_but_its_proxy() {
+    if !netns_or_skip("an_agent_has_no_way_out_but_its_proxy") {
+        return;
+    }
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in tcp.incoming() {});
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(&buf[..n], from);
+        }
+    });
+    if common::is_root() {
+        // MPTCP is off by default on some kernels; the row needs it on.
+        let _ = std::fs::write("/proc/sys/net/mptcp/enabled", "1");
+    }
+    let s = start("");
+    let helper = s.repo.join("escape_helper.py");
+    std::fs::write(&helper, include_str!("sandbox_common/escape_helper.py")).unwrap();
+    let dns = resolver().unwrap_or_else(|| "192.0.2.1".into());
+    // (name, helper arguments, whether MITZO_REQUIRE_ROOT_TESTS makes it required)
+    let rows: Vec<(&str, String, bool)> = vec![
+        (
+            "TCP straight to the host's loopback, past the proxy",
+            format!("tcp {tcp_port}"),
+            true,
+        ),
+        (
+            "UDP to an echo server on the host's loopback",
+            format!("udp_echo {udp_port}"),
+            true,
+        ),
+        (
+            "DNS over UDP to the system resolver",
+            format!("dns_udp {dns}"),
+            false,
+        ),
+        (
+            "DNS over TCP to the system resolver",
+            format!("dns_tcp {dns}"),
+            false,
+        ),
+        (
+            "MPTCP to the host's loopback",
+            format!("mptcp_plain {tcp_port}"),
+            true,
+        ),
+        (
+            "a raw ICMP socket, an echo request to 127.0.0.1",
+            "raw_ping".to_string(),
+            true,
+        ),
+    ];
+    let require = std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1");
+    let mut tried = Vec::new();
+    for (name, args, required) in &rows {
+        let control = std::process::Command::new("/usr/bin/python3")
+            .arg(&helper)
+            .args(args.split(' '))
+            .output()
+            .unwrap();
+        if control.status.success() {
+            tried.push((*name, args.clone()));
+        } else if require && *required {
+            panic!(
+                "{name}: the control run failed here: {}",
+                String::from_utf8_lossy(&control.stderr)
+            );
+        } else {
+            eprintln!(
+                "SKIPPED row {name:?}: the control run fails on this machine ({})",
+                String::from_utf8_lossy(&control.stderr).trim()
+            );
+        }
+    }
+    assert!(tried.len() >= 3, "too few rows could run: {tried:?}");
+    let script = tried
+        .iter()
+        .enumerate()
+        .map(|(i, (_, args))| {
+            format!(
+                "/usr/bin/python3 {} {args} 2>&1 && echo ROW{i}=reached || echo ROW{i}=failed",
+                helper.display()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut ws = s.ws();
+    ws.send(json!({"type": "hello", "protocolVersion": 2}));
+    let (_, out, _) = bash(&mut ws, None, &script, "deny");
+    for (i, (name, _)) in tried.iter().enumerate() {
+        assert!(
+            out.contains(&format!("ROW{i}=failed")),
+            "{name}: reached from the agent: {out}"
+        );
+        eprintln!("{name:<55} control reached, agent failed");
+    }
+}
