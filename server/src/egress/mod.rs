@@ -113,7 +113,7 @@ pub fn allow_list(
         None => true,
         Some(list) => list
             .iter()
-            .any(|(h, p)| *h == e.host && p.is_none_or(|p| p == e.port)),
+            .any(|(h, p)| *h == e.host && p.map_or(true, |p| p == e.port)),
     };
     let mut out: Vec<AllowedHost> = Vec::new();
     // The operator's entries first: a pinned address wins over the same

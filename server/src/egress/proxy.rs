@@ -44,7 +44,7 @@ pub struct AllowedHost {
 
 impl AllowedHost {
     fn matches(&self, host: &str, port: u16) -> bool {
-        self.host.eq_ignore_ascii_case(host) && self.port.is_none_or(|p| p == port)
+        self.host.eq_ignore_ascii_case(host) && self.port.map_or(true, |p| p == port)
     }
 }
 
