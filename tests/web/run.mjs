@@ -251,6 +251,9 @@ try {
         await sheet.getByRole("heading", { name: "Run a command" }).waitFor();
         await sheet.locator(".summary", { hasText: "$ echo tool-output-123" }).waitFor();
         await sheet.getByText(/expires in/).waitFor();
+        // The tool's description repeats the title: shown once.
+        const sheetText = await sheet.innerText();
+        assert.equal(sheetText.split("Run a command").length - 1, 1, sheetText);
         await shot(w, "chat-approval");
         // The README's picture, refreshed on request only.
         if (kind === "phone" && process.env.WEB_UPDATE_SCREENSHOT === "1") {

@@ -27,6 +27,13 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
   if (p.questions) return <QuestionSheet p={p} />;
   const net = p.network;
   const brief = net ? "" : toolBrief(p.toolName, p.toolInput);
+  // A tool's own description often repeats the title ("Run a command"):
+  // on a phone every line counts, so a summary line equal to it goes.
+  const title = p.title || `${p.toolName} wants to run`;
+  const summary = (p.summary || "")
+    .split("\n")
+    .filter((l) => l.trim().toLowerCase() !== title.trim().toLowerCase())
+    .join("\n");
   const diff = p.diff || inputDiff(p.toolName, p.toolInput);
   const decide = (choice: "once" | "session" | "deny") => {
     setBusy(true);
@@ -41,7 +48,7 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
   return (
     <div class="sheet" role="dialog" aria-modal="false" aria-labelledby={`perm-${p.permId}`}>
       <header>
-        <h2 id={`perm-${p.permId}`}>{p.title || `${p.toolName} wants to run`}</h2>
+        <h2 id={`perm-${p.permId}`}>{title}</h2>
         <Countdown until={p.expiresAt} />
       </header>
       {net ? (
@@ -51,14 +58,14 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
           </code>{" "}
           is not on this session's allow-list. The connection waits for your answer; “for this session” never allows it for another session.
         </p>
-      ) : p.summary ? (
-        <p class="summary">{p.summary}</p>
+      ) : summary ? (
+        <p class="summary">{summary}</p>
       ) : brief && p.toolName !== "Bash" ? (
         <p class="summary">
           <code>{brief}</code>
         </p>
       ) : null}
-      {diff ? <Diff text={diff} /> : p.toolName === "Bash" && !p.summary ? <pre class="cmd">$ {brief}</pre> : null}
+      {diff ? <Diff text={diff} /> : p.toolName === "Bash" && !summary ? <pre class="cmd">$ {brief}</pre> : null}
       {net ? null : (
         <details class="raw">
           <summary>Raw input</summary>
