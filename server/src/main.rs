@@ -81,6 +81,9 @@ enum Command {
         /// PORT=SOCKET: relay loopback PORT to the proxy's Unix SOCKET.
         #[arg(long)]
         forward: Option<String>,
+        /// The agent may not create Unix sockets (a network of its own).
+        #[arg(long)]
+        no_unix_sockets: bool,
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
             ruleset_fd,
             grace_ms,
             forward,
+            no_unix_sockets,
             command,
         } => {
             let forward = forward.and_then(|f| {
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
                 ruleset_fd,
                 grace: std::time::Duration::from_millis(grace_ms),
                 forward,
+                no_unix_sockets,
                 command,
             });
             return ExitCode::from(u8::try_from(code).unwrap_or(1));

@@ -234,36 +234,11 @@ fn a_host_allowed_for_one_session_is_not_allowed_for_another() {
         "{out} {asked:?}"
     );
 
-    // B finds A's proxy socket by path and speaks to it: the connection is
-    // closed unanswered (the audit row below shows it reached the proxy),
-    // the peer is not of A's session. Control: A's own process, the
-    // same script, is answered (the host is allowed for A).
+    // B cannot even open a Unix socket to try A's proxy socket by path
+    // (see an_agent_has_no_way_out_but_its_proxy); were it to, the proxy
+    // answers only A's processes (egress::a_session_proxy_answers_only_its_own_processes).
     let sock_a = s.server.state_dir.join("egress").join(format!("{a}.sock"));
-    let script = format!(
-        "python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(30); \
-         s.connect(sys.argv[1]); s.sendall(b\"GET http://127.0.0.1:{up}/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"); \
-         print(\"answer:\", s.recv(4096).decode(errors=\"replace\"))' {}",
-        sock_a.display()
-    );
-    let (_, out_a, _) = bash(&mut ws, Some(&a), &script, "deny");
-    assert!(
-        out_a.contains("upstream says hi"),
-        "control, A itself: {out_a}"
-    );
-    let (_, out_b, _) = bash(&mut ws, Some(&b), &script, "deny");
-    assert!(
-        !out_b.contains("upstream says hi"),
-        "B through A's proxy: {out_b}"
-    );
-    let audit = s.audit(&a);
-    assert!(
-        audit.iter().any(|r| r["tool"] == "Network"
-            && r["inputSummary"]
-                .as_str()
-                .unwrap()
-                .contains("outside the session")),
-        "{audit:#?}"
-    );
+    assert!(sock_a.exists(), "A's proxy socket: {}", sock_a.display());
 }
 
 #[test]
@@ -361,6 +336,11 @@ fn an_agent_has_no_way_out_but_its_proxy() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp.local_addr().unwrap().port();
     std::thread::spawn(move || for _ in tcp.incoming() {});
+    // A Unix socket outside the sandbox, by a path the agent can name.
+    let unix_dir = common::open_tempdir();
+    let unix_path = unix_dir.path().join("outside.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    std::thread::spawn(move || for _ in unix.incoming() {});
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp_port = udp.local_addr().unwrap().port();
     std::thread::spawn(move || {
