@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::error::{Error, Result};
+use crate::error::StartupError;
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use crate::secret::Secret;
 
 /// Env vars with this prefix are config keys; `MITZOD_CONFIG` names the file.
@@ -671,10 +674,10 @@ impl Config {
     ) -> Result<Config> {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                StartupError::Config(format!("cannot read config file {}: {e}", path.display()))
             })?;
             let from_file = toml::from_str::<toml::Table>(&text).map_err(|e| {
-                Error::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
+                StartupError::Config(format!("{}: {}", path.display(), e.to_string().trim_end()))
             })?;
             merge(&mut table, from_file);
         }
@@ -694,9 +697,9 @@ impl Config {
                     None => sources.origin_of(&key),
                 };
                 if key.is_empty() {
-                    Error::Config(format!("{origin}: {first}"))
+                    StartupError::Config(format!("{origin}: {first}"))
                 } else {
-                    Error::Config(format!("{origin}: key `{key}`: {first}"))
+                    StartupError::Config(format!("{origin}: key `{key}`: {first}"))
                 }
             })?;
         config.sources = sources;
@@ -714,9 +717,9 @@ impl Config {
         Config::load_over(defaults, file, env)
     }
 
-    /// `Error::Config` for `key`, naming where its value came from.
-    pub fn key_error(&self, key: &str, why: impl std::fmt::Display) -> Error {
-        Error::Config(format!(
+    /// `StartupError::Config` for `key`, naming where its value came from.
+    pub fn key_error(&self, key: &str, why: impl std::fmt::Display) -> StartupError {
+        StartupError::Config(format!(
             "{}: key `{key}`: {why}",
             self.sources.origin_of(key)
         ))
@@ -855,7 +858,7 @@ impl Config {
         }
         match std::env::var_os("HOME") {
             Some(h) if !h.is_empty() => Ok(PathBuf::from(h).join(".mitzo")),
-            _ => Err(Error::Config(
+            _ => Err(StartupError::Config(
                 "no state_dir configured, no $STATE_DIRECTORY and no $HOME".into(),
             )),
         }
@@ -901,7 +904,7 @@ fn apply_env(
         }
         let parts: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(Error::Config(format!(
+            return Err(StartupError::Config(format!(
                 "environment variable {name}: empty key segment"
             )));
         }
@@ -919,7 +922,7 @@ fn apply_env(
             cursor = match entry {
                 toml::Value::Table(t) => t,
                 _ => {
-                    return Err(Error::Config(format!(
+                    return Err(StartupError::Config(format!(
                         "environment variable {name}: `{part}` is not a table"
                     )))
                 }

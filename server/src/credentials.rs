@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::auth::passphrase::Passphrase;
 use crate::config::{Config, EXAMPLE_JWT_SECRETS};
-use crate::error::{Error, Result};
+use crate::error::StartupError;
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use crate::secret::Secret;
 
 pub const JWT_SECRET: &str = "jwt-secret";
@@ -64,7 +67,7 @@ fn check_private(path: &Path, key: &str, meta: &std::fs::Metadata) -> Result<()>
         .is_some_and(|d| path.starts_with(PathBuf::from(d)));
     let mode = meta.permissions().mode() & 0o777;
     if !in_systemd_dir && mode & 0o077 != 0 {
-        return Err(Error::Credential(format!(
+        return Err(StartupError::Credential(format!(
             "key `{key}`: {} is readable by group or others (mode {mode:04o}); \
              run `chmod 600 {}` (and keep it owned by the user that starts mitzod)",
             path.display(),
@@ -84,19 +87,19 @@ fn read_private_file(path: &Path, key: &str) -> Result<Secret> {
 
 fn read_file(path: &Path, key: &str, private: bool) -> Result<Secret> {
     let meta = std::fs::metadata(path).map_err(|e| {
-        Error::Credential(format!("key `{key}`: cannot read {}: {e}", path.display()))
+        StartupError::Credential(format!("key `{key}`: cannot read {}: {e}", path.display()))
     })?;
     if private {
         check_private(path, key, &meta)?;
     }
     if meta.len() > MAX_SECRET_FILE {
-        return Err(Error::Credential(format!(
+        return Err(StartupError::Credential(format!(
             "key `{key}`: {} is too large for a secret",
             path.display()
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| {
-        Error::Credential(format!("key `{key}`: cannot read {}: {e}", path.display()))
+        StartupError::Credential(format!("key `{key}`: cannot read {}: {e}", path.display()))
     })?;
     // Files written with `echo` end in a newline that is not part of the secret.
     let trimmed = bytes
@@ -127,7 +130,7 @@ fn load_agent_api_key(config: &Config) -> Result<Option<Secret>> {
     };
     let key = read_private_file(&path, "agent.api_key_file")?;
     if key.is_empty() || key.expose().iter().any(|b| b.is_ascii_control()) {
-        return Err(Error::Credential(format!(
+        return Err(StartupError::Credential(format!(
             "key `agent.api_key_file`: {} must hold one line, the key",
             path.display()
         )));
@@ -139,7 +142,7 @@ fn load_jwt_secret(config: &Config) -> Result<Secret> {
     let path = match &config.jwt_secret_file {
         Some(p) => p.clone(),
         None => credential_path(JWT_SECRET).ok_or_else(|| {
-            Error::Credential(
+            StartupError::Credential(
                 "no JWT secret: set `jwt_secret_file`, or pass the systemd credential `jwt-secret` (LoadCredential=), or create /etc/credstore/mitzod.jwt-secret".into(),
             )
         })?,
@@ -151,7 +154,7 @@ fn load_jwt_secret(config: &Config) -> Result<Secret> {
 
 pub fn check_jwt_secret(secret: &Secret, origin: &Path) -> Result<()> {
     if secret.len() < MIN_JWT_SECRET_BYTES {
-        return Err(Error::Credential(format!(
+        return Err(StartupError::Credential(format!(
             "key `jwt_secret_file`: {} holds {} bytes; at least {MIN_JWT_SECRET_BYTES} are required (try `head -c 48 /dev/urandom | base64`)",
             origin.display(),
             secret.len()
@@ -161,7 +164,7 @@ pub fn check_jwt_secret(secret: &Secret, origin: &Path) -> Result<()> {
         .iter()
         .any(|ex| secret.matches(ex.as_bytes()))
     {
-        return Err(Error::Credential(format!(
+        return Err(StartupError::Credential(format!(
             "key `jwt_secret_file`: {} holds the example value from the documentation; generate a real secret",
             origin.display()
         )));
@@ -183,7 +186,7 @@ fn load_passphrase(config: &Config) -> Result<Passphrase> {
     if let Some(path) = &config.passphrase_file {
         let plain = read_secret_file(path, "passphrase_file")?;
         if plain.is_empty() {
-            return Err(Error::Credential(format!(
+            return Err(StartupError::Credential(format!(
                 "key `passphrase_file`: {} is empty",
                 path.display()
             )));
@@ -203,7 +206,7 @@ fn load_passphrase(config: &Config) -> Result<Passphrase> {
             );
         }
     }
-    Err(Error::Credential(
+    Err(StartupError::Credential(
         "no owner passphrase: set `passphrase_hash_file` (or `passphrase_hash`), or pass the systemd credential `passphrase-hash`, or create /etc/credstore/mitzod.passphrase-hash".into(),
     ))
 }

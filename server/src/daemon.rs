@@ -12,7 +12,7 @@ use crate::auth::session_tokens::SessionTokens;
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::db::Db;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartupError};
 use crate::http::Peer;
 use crate::state::{InternalTokenStore, TokenRepair, DATABASE_FILE, INTERNAL_TOKEN_FILE};
 use crate::systemd::{self, Listener};
@@ -35,7 +35,7 @@ pub struct Prepared {
 pub fn open_state_files(
     state_dir: &std::path::Path,
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
-) -> Result<(crate::secret::Secret, Db)> {
+) -> Result<(crate::secret::Secret, Db), StartupError> {
     let (token, repairs) = crate::state::load_or_create_internal_token(state_dir, owner)?;
     for repair in repairs {
         match repair {
@@ -61,7 +61,7 @@ pub fn open_state_files(
             let p = std::path::PathBuf::from(format!("{}{suffix}", db_path.display()));
             if p.exists() {
                 nix::unistd::chown(&p, Some(uid), Some(gid))
-                    .map_err(|e| Error::StateDir(format!("chown {}: {e}", p.display())))?;
+                    .map_err(|e| StartupError::StateDir(format!("chown {}: {e}", p.display())))?;
             }
         }
     }
@@ -69,7 +69,7 @@ pub fn open_state_files(
 }
 
 /// Build the shared state from what `main` opened.
-pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>)> {
+pub fn build_state(p: Prepared) -> Result<(AppState, Vec<Listener>), StartupError> {
     let Prepared {
         config,
         state_dir,
@@ -354,7 +354,7 @@ fn own_address(listeners: &[Listener], config: &Config) -> (String, Option<u16>)
 /// benchmarks).
 const RUNTIME_THREADS: usize = 2;
 
-pub fn run(p: Prepared) -> Result<()> {
+pub fn run(p: Prepared) -> Result<(), StartupError> {
     let threads = std::env::var("MITZO_RUNTIME_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -373,7 +373,7 @@ pub fn run(p: Prepared) -> Result<()> {
     runtime.block_on(serve(p))
 }
 
-async fn serve(p: Prepared) -> Result<()> {
+async fn serve(p: Prepared) -> Result<(), StartupError> {
     let stop_requested = stop_signal()?;
     let (state, listeners) = build_state(p)?;
     let app = crate::http::router(state.clone());

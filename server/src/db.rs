@@ -6,21 +6,26 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartupError};
 
-/// Each entry moves the schema one version up; never edit a shipped one.
-const MIGRATIONS: &[&str] = &[
-    // 1: owner auth
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);",
-    // 2: the task board
-    crate::tasks::MIGRATION,
-    // 3: agent sessions, their events, the permission audit log
-    crate::sessions::store::MIGRATION,
-    // 4: typed session state and mode (CHECK), titles, repo names
-    crate::sessions::store::MIGRATION_4,
-    // 5: whether retention dropped part of a session's history
-    "ALTER TABLE sessions ADD COLUMN history_compacted INTEGER NOT NULL DEFAULT 0;",
+/// The schema migrations, `migrations/NNNN_*.sql`: file N moves the schema
+/// from version N-1 (`PRAGMA user_version`) to N, in one transaction. Never
+/// edit a shipped one (`shipped_migrations_are_unchanged` pins each file's
+/// hash); add the next number instead.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // Owner auth: meta, revoked tokens.
+    include_str!("migrations/0001_owner_auth.sql"),
+    // The task board.
+    include_str!("migrations/0002_tasks.sql"),
+    // Agent sessions, their events, the permission audit log.
+    include_str!("migrations/0003_sessions.sql"),
+    // Typed state and mode, a title and the repo's name; the CHECK
+    // constraints keep the database to the values the code knows. Rows
+    // written before keep their values where valid (an unknown state reads
+    // as interrupted, an unknown mode as ask) and take their summary as title.
+    include_str!("migrations/0004_session_state.sql"),
+    // Whether retention dropped part of a session's history.
+    include_str!("migrations/0005_history_compacted.sql"),
 ];
 
 #[derive(Clone)]
@@ -31,16 +36,16 @@ pub struct Db {
 }
 
 impl Db {
-    pub fn open(path: &Path) -> Result<Db> {
+    pub fn open(path: &Path) -> Result<Db, StartupError> {
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
 
-    pub fn open_in_memory() -> Result<Db> {
+    pub fn open_in_memory() -> Result<Db, StartupError> {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(mut conn: Connection) -> Result<Db> {
+    fn init(mut conn: Connection) -> Result<Db, StartupError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Lets retention give freed pages back to the file system. Takes
         // effect only on a database without tables yet; an existing one
@@ -52,7 +57,7 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > MIGRATIONS.len() {
-            return Err(Error::StateDir(format!(
+            return Err(StartupError::StateDir(format!(
                 "database schema version {version} is newer than this mitzod knows ({}); refusing to downgrade",
                 MIGRATIONS.len()
             )));
@@ -82,7 +87,7 @@ impl Db {
             watched(&health, &mut guard, f)
         })
         .await
-        .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("database task failed: {e}")))?
     }
 
     /// Synchronous access, for start-up and CLI commands.
@@ -132,6 +137,58 @@ pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SHA-256 of each shipped migration file, in order. A database that
+    /// ran a migration never runs it again, so an edit to a shipped file
+    /// would leave existing databases and new ones with different schemas.
+    const SHIPPED: &[&str] = &[
+        "2d964d09379d6bd782bcc9c03e75b51f7d3b3f4e1c99d0eb649759e79c1578bf",
+        "b9fc87a661eedc6f4901c6c86d2736657202cff5f17a9f3a37580e5678edf082",
+        "60572379ddbf70f1697b02cbf5ff67359a9252a98e49b6816cedcb2b13023d0e",
+        "d565c039d2466f1c45d1b9c5237f3c316c4ed0edb08982b30a5f39a48a72290d",
+        "6aeb84bc73c4c32b04ca12a45b70b2d261f0a759abb41342f2f05eb8dc2b8487",
+    ];
+
+    #[test]
+    fn shipped_migrations_are_unchanged() {
+        use sha2::{Digest, Sha256};
+        for (i, want) in SHIPPED.iter().enumerate() {
+            let sql = MIGRATIONS
+                .get(i)
+                .unwrap_or_else(|| panic!("shipped migration {} is no longer included", i + 1));
+            assert_eq!(
+                hex::encode(Sha256::digest(sql.as_bytes())),
+                *want,
+                "migration {} changed after it shipped; add a new migration instead",
+                i + 1
+            );
+        }
+        assert_eq!(
+            MIGRATIONS.len(),
+            SHIPPED.len(),
+            "a new migration: pin its hash in SHIPPED"
+        );
+    }
+
+    #[test]
+    fn every_migration_file_is_included_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/migrations");
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), MIGRATIONS.len(), "{names:?}");
+        for (i, name) in names.iter().enumerate() {
+            assert!(
+                name.starts_with(&format!("{:04}_", i + 1)) && name.ends_with(".sql"),
+                "{name}: expected {:04}_<what>.sql",
+                i + 1
+            );
+            let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+            assert_eq!(text, MIGRATIONS[i], "{name} is not migration {}", i + 1);
+        }
+    }
 
     #[test]
     fn sessions_migrate_to_typed_state_and_mode() {

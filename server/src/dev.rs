@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Uid, User};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, StartupError};
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use crate::privileges::Target;
 use crate::secret::{random_hex_token, Secret};
 
@@ -79,7 +82,9 @@ pub fn prepare(file: Option<&Path>, env: &[(String, String)]) -> Result<DevSetup
                     Err(e)
                 }
             })
-            .map_err(|e| Error::StateDir(format!("cannot create {}: {e}", state_dir.display())))?;
+            .map_err(|e| {
+                StartupError::StateDir(format!("cannot create {}: {e}", state_dir.display()))
+            })?;
         let jwt_path = state_dir.join(JWT_FILE);
         if config.jwt_secret_file.as_deref() == Some(&jwt_path) && !jwt_path.exists() {
             crate::state::write_atomic(&jwt_path, random_hex_token().expose(), 0o600, owner)?;
@@ -177,7 +182,7 @@ fn add_model_access(
     match var("ANTHROPIC_BASE_URL").filter(|v| !v.is_empty()) {
         Some(url) => {
             let port = url_port(&url).ok_or_else(|| {
-                Error::Config(format!(
+                StartupError::Config(format!(
                     "environment variable ANTHROPIC_BASE_URL: expected http(s)://host[:port], got {url:?}"
                 ))
             })?;
@@ -269,7 +274,7 @@ fn dev_target(cwd: &Path) -> Result<Target> {
     let user = match user {
         Some(u) => u,
         None => User::from_name("nobody").ok().flatten().ok_or_else(|| {
-            Error::Privileges("--dev as root: no user `nobody` to drop to".into())
+            StartupError::Privileges("--dev as root: no user `nobody` to drop to".into())
         })?,
     };
     let gid: Gid = user.gid;
@@ -284,7 +289,7 @@ pub fn reach_state_dir(dir: &Path, opened_as_root: &std::fs::File) -> Result<Pat
         return Ok(dir.to_path_buf());
     }
     nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(opened_as_root)).map_err(|e| {
-        Error::StateDir(format!(
+        StartupError::StateDir(format!(
             "{} is not reachable after the privilege drop: {e}",
             dir.display()
         ))

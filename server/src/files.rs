@@ -72,7 +72,7 @@ pub fn open_root_dir(path: &Path) -> Result<OwnedFd> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::Internal(format!("opening root {}: {e}", path.display())))?;
+    .map_err(|e| Error::internal(format!("opening root {}: {e}", path.display())))?;
     // SAFETY: a fresh descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -87,28 +87,26 @@ pub fn errno_error(e: Errno, shown: &str) -> Error {
             "{shown}: symlink not allowed here (loop, magic link, or it leaves the root)"
         )),
         Errno::EACCES | Errno::EPERM => Error::Forbidden(format!("{shown}: permission denied")),
-        Errno::ENAMETOOLONG => Error::BadRequest(format!("{shown}: name too long")),
-        Errno::EINVAL => Error::BadRequest(format!("{shown}: invalid path")),
-        Errno::EISDIR => Error::BadRequest(format!("{shown}: is a directory")),
+        Errno::ENAMETOOLONG => Error::Invalid(format!("{shown}: name too long")),
+        Errno::EINVAL => Error::Invalid(format!("{shown}: invalid path")),
+        Errno::EISDIR => Error::Invalid(format!("{shown}: is a directory")),
         Errno::EAGAIN => {
             Error::Conflict(format!("{shown}: the tree changed while resolving; retry"))
         }
-        Errno::ENOSYS => {
-            Error::Internal("openat2 is unavailable (Linux >= 5.6 is required)".into())
-        }
-        other => Error::Internal(format!("resolving a path: {other}")),
+        Errno::ENOSYS => Error::internal("openat2 is unavailable (Linux >= 5.6 is required)"),
+        other => Error::internal(format!("resolving a path: {other}")),
     }
 }
 
 /// Syntactic checks on a caller-named relative path before the kernel sees it.
 pub fn check_path_text(path: &str) -> Result<()> {
     if path.len() > MAX_PATH_BYTES {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "path longer than {MAX_PATH_BYTES} bytes"
         )));
     }
     if path.as_bytes().contains(&0) {
-        return Err(Error::BadRequest("path contains a NUL byte".into()));
+        return Err(Error::Invalid("path contains a NUL byte".into()));
     }
     Ok(())
 }
@@ -172,6 +170,22 @@ pub fn display_join(base: &Path, rel: &str) -> PathBuf {
         }
     }
     out
+}
+
+/// The current roots: the repo, its session worktrees, and the roots its
+/// `.mitzo.json` names (read through the cache, so an edit shows at once).
+/// Blocking.
+pub fn current_roots(repo: Option<&Path>, configs: &crate::repo_config::RepoConfigs) -> Vec<Root> {
+    let Some(repo) = repo else {
+        return Vec::new();
+    };
+    let config = configs.get(repo);
+    let extra: Vec<(String, String)> = config
+        .roots
+        .iter()
+        .map(|r| (r.label.clone(), r.path.clone()))
+        .collect();
+    roots_of(repo, &extra)
 }
 
 /// The roots of one repo: itself, its session worktrees
@@ -403,10 +417,10 @@ pub fn open_regular(root: RawFd, rel: &str) -> Result<(File, std::fs::Metadata)>
     let file = File::from(fd);
     let meta = file.metadata().map_err(|e| Error::io("stat", e))?;
     if meta.is_dir() {
-        return Err(Error::BadRequest(format!("{shown}: is a directory")));
+        return Err(Error::Invalid(format!("{shown}: is a directory")));
     }
     if !meta.is_file() {
-        return Err(Error::BadRequest(format!("{shown}: not a regular file")));
+        return Err(Error::Invalid(format!("{shown}: not a regular file")));
     }
     refuse_hard_links(&meta, shown)?;
     Ok((file, meta))
@@ -458,7 +472,7 @@ fn read_capped(file: File, len: u64, shown: &str) -> Result<Vec<u8>> {
 }
 
 fn too_large(shown: &str) -> Error {
-    Error::PayloadTooLarge(format!("{shown}: larger than {MAX_FILE_BYTES} bytes"))
+    Error::TooLarge(format!("{shown}: larger than {MAX_FILE_BYTES} bytes"))
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -502,7 +516,7 @@ pub fn write(
     let path = Path::new(rel);
     let name = match path.components().next_back() {
         Some(Component::Normal(n)) => n,
-        _ => return Err(Error::BadRequest(format!("{rel}: not a file path")).into()),
+        _ => return Err(Error::Invalid(format!("{rel}: not a file path")).into()),
     };
     let parent = path
         .parent()
@@ -526,17 +540,17 @@ pub fn write(
         Mode::empty(),
     )
     .map_err(|e| match e {
-        Errno::ELOOP => Error::BadRequest(format!("{rel}: is a symlink; write its target instead")),
+        Errno::ELOOP => Error::Invalid(format!("{rel}: is a symlink; write its target instead")),
         other => errno_error(other, rel),
     })?;
     // SAFETY: a fresh descriptor.
     let existing = File::from(unsafe { OwnedFd::from_raw_fd(existing) });
     let meta = existing.metadata().map_err(|e| Error::io("stat", e))?;
     if meta.is_dir() {
-        return Err(Error::BadRequest(format!("{rel}: is a directory")).into());
+        return Err(Error::Invalid(format!("{rel}: is a directory")).into());
     }
     if !meta.is_file() {
-        return Err(Error::BadRequest(format!("{rel}: not a regular file")).into());
+        return Err(Error::Invalid(format!("{rel}: not a regular file")).into());
     }
     refuse_hard_links(&meta, rel)?;
     if let Some(expected) = expected {
@@ -646,10 +660,10 @@ impl WriteBody {
                 Encoding::Utf8 => s.as_bytes().to_vec(),
                 Encoding::Base64 => base64::engine::general_purpose::STANDARD
                     .decode(s)
-                    .map_err(|e| Error::BadRequest(format!("{field}: invalid base64: {e}")))?,
+                    .map_err(|e| Error::Invalid(format!("{field}: invalid base64: {e}")))?,
             };
             if bytes.len() as u64 > MAX_FILE_BYTES {
-                return Err(Error::PayloadTooLarge(format!(
+                return Err(Error::TooLarge(format!(
                     "{field}: larger than {MAX_FILE_BYTES} bytes"
                 )));
             }
@@ -703,7 +717,7 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
-        assert!(matches!(read(r, "sub").unwrap_err(), Error::BadRequest(_)));
+        assert!(matches!(read(r, "sub").unwrap_err(), Error::Invalid(_)));
         assert!(matches!(read(r, "nope").unwrap_err(), Error::NotFound(_)));
     }
 
@@ -721,11 +735,11 @@ mod tests {
         }
         assert!(matches!(
             write(r, "in", b"x", None),
-            Err(WriteError::Other(Error::BadRequest(_)))
+            Err(WriteError::Other(Error::Invalid(_)))
         ));
         assert!(matches!(
             write(r, "out", b"x", None),
-            Err(WriteError::Other(Error::BadRequest(_)))
+            Err(WriteError::Other(Error::Invalid(_)))
         ));
         assert!(matches!(
             write(r, "../secret", b"x", None),

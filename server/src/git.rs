@@ -92,13 +92,13 @@ impl Git {
         let git = std::env::split_paths(&path)
             .map(|d| d.join("git"))
             .find(|p| p.is_file())
-            .ok_or_else(|| Error::Worktree("git not found on PATH".into()))?;
+            .ok_or_else(|| Error::Unavailable("git not found on PATH".into()))?;
         Git::with_binary(&git, landlock)
     }
 
     pub fn with_binary(git: &Path, landlock: Enforcement) -> Result<Git> {
         let canonical = std::fs::canonicalize(git)
-            .map_err(|e| Error::Worktree(format!("git binary {}: {e}", git.display())))?;
+            .map_err(|e| Error::Unavailable(format!("git binary {}: {e}", git.display())))?;
         let mut extra_exec = Vec::new();
         if let Some(bin) = canonical.parent() {
             extra_exec.push(bin.to_path_buf());
@@ -221,7 +221,7 @@ impl Git {
                 .position(|&b| b == b'\n')
                 .unwrap_or(entry.len());
             let Ok(key) = std::str::from_utf8(&entry[..key_end]) else {
-                return Err(Error::Worktree(
+                return Err(Error::Invalid(
                     "repo config has a key that is not UTF-8; refusing to run git in it".into(),
                 ));
             };
@@ -266,7 +266,7 @@ impl Git {
     ) -> Result<String> {
         let out = self.output_confined(c, args, extra)?;
         if !out.status.success() {
-            return Err(Error::Worktree(format!(
+            return Err(Error::Invalid(format!(
                 "git {} failed: {}",
                 args.iter()
                     .map(|a| a.as_ref().to_string_lossy().into_owned())
@@ -302,7 +302,7 @@ impl Git {
         match std::fs::symlink_metadata(&dot_git) {
             Ok(m) if m.file_type().is_dir() => {}
             _ => {
-                return Err(Error::Worktree(format!(
+                return Err(Error::Conflict(format!(
                     "{} is not a git directory of its own (missing, a file or a symlink); \
                      refusing to run git there",
                     dot_git.display()
@@ -336,7 +336,7 @@ impl Git {
             .iter()
             .map(Path::new)
             .find(|p| p.is_file())
-            .ok_or_else(|| Error::Worktree("rm not found".into()))?;
+            .ok_or_else(|| Error::Unavailable("rm not found".into()))?;
         let policy = self.scoped_policy(&[within.to_path_buf()], &[]);
         let out = SandboxedCommand::new(rm, &policy, Git::env(&[]))?
             .args([
@@ -351,7 +351,7 @@ impl Git {
             .output()
             .map_err(|e| Error::io("running rm", e))?;
         if !out.status.success() {
-            return Err(Error::Worktree(format!(
+            return Err(Error::Invalid(format!(
                 "removing {}: {}",
                 path.display(),
                 String::from_utf8_lossy(&out.stderr).trim()

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use mitzod::config::{self, Config};
-use mitzod::error::{Error, Result};
+use mitzod::error::{Error, StartupError};
+
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use mitzod::{credentials, daemon, dev, privileges, state, systemd};
 
 #[derive(Parser)]
@@ -186,7 +188,7 @@ fn serve(
     };
     mitzod::logging::init(config.log_level.as_deref());
     if privileges::running_as_root() && target.is_none() {
-        return Err(Error::Privileges(
+        return Err(StartupError::Privileges(
             "started as root but no `user` is configured: set `user` (and `group`) in the config, or start mitzod as an unprivileged user".into(),
         ));
     }
@@ -347,7 +349,7 @@ fn hash_passphrase() -> Result<()> {
         check_passphrase(&first)?;
         let second = prompt_hidden("Again: ")?;
         if !first.matches(second.expose()) {
-            return Err(Error::Credential(
+            return Err(StartupError::Credential(
                 "the two passphrases differ; nothing was printed".into(),
             ));
         }
@@ -369,7 +371,7 @@ fn hash_passphrase() -> Result<()> {
 fn check_passphrase(plain: &mitzod::secret::Secret) -> Result<()> {
     let chars = plain.expose_str().chars().count();
     if chars < MIN_PASSPHRASE_CHARS {
-        return Err(Error::Credential(format!(
+        return Err(StartupError::Credential(format!(
             "the passphrase has {chars} characters; at least {MIN_PASSPHRASE_CHARS} are required"
         )));
     }
@@ -383,10 +385,10 @@ fn prompt_hidden(prompt: &str) -> Result<mitzod::secret::Secret> {
     let mut term = std::mem::MaybeUninit::<libc::termios>::uninit();
     // SAFETY: tcgetattr fills the struct on success; it is only read then.
     if unsafe { libc::tcgetattr(fd, term.as_mut_ptr()) } != 0 {
-        return Err(Error::io(
+        return Err(StartupError::from(Error::io(
             "reading the terminal's settings",
             std::io::Error::last_os_error(),
-        ));
+        )));
     }
     // SAFETY: initialised by the successful tcgetattr above.
     let saved = unsafe { term.assume_init() };
@@ -397,10 +399,10 @@ fn prompt_hidden(prompt: &str) -> Result<mitzod::secret::Secret> {
     // (TCSANOW: input already typed is kept, not flushed).
     // SAFETY: a valid termios for this fd.
     if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
-        return Err(Error::io(
+        return Err(StartupError::from(Error::io(
             "turning off the terminal's echo",
             std::io::Error::last_os_error(),
-        ));
+        )));
     }
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();

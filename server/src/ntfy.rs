@@ -126,7 +126,7 @@ impl Ntfy {
         }
         req.send_string(&body.to_string())
             .map(|_| ())
-            .map_err(|e| Error::Internal(format!("ntfy publish to {} failed: {e}", self.url)))
+            .map_err(|e| Error::internal(format!("ntfy publish to {} failed: {e}", self.url)))
     }
 }
 

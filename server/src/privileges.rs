@@ -4,7 +4,10 @@
 use caps::CapSet;
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::error::{Error, Result};
+use crate::error::StartupError;
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 
 /// Who the server runs as after the drop.
 #[derive(Debug, Clone)]
@@ -17,19 +20,21 @@ pub struct Target {
 /// Resolve `user`/`group` from the config; the group defaults to the user's.
 pub fn resolve_target(user: &str, group: Option<&str>) -> Result<Target> {
     let u = User::from_name(user)
-        .map_err(|e| Error::Privileges(format!("looking up user {user:?}: {e}")))?
-        .ok_or_else(|| Error::Privileges(format!("key `user`: no such user {user:?}")))?;
+        .map_err(|e| StartupError::Privileges(format!("looking up user {user:?}: {e}")))?
+        .ok_or_else(|| StartupError::Privileges(format!("key `user`: no such user {user:?}")))?;
     let gid = match group {
         Some(g) => {
             Group::from_name(g)
-                .map_err(|e| Error::Privileges(format!("looking up group {g:?}: {e}")))?
-                .ok_or_else(|| Error::Privileges(format!("key `group`: no such group {g:?}")))?
+                .map_err(|e| StartupError::Privileges(format!("looking up group {g:?}: {e}")))?
+                .ok_or_else(|| {
+                    StartupError::Privileges(format!("key `group`: no such group {g:?}"))
+                })?
                 .gid
         }
         None => u.gid,
     };
     if u.uid.is_root() || gid.as_raw() == 0 {
-        return Err(Error::Privileges(format!(
+        return Err(StartupError::Privileges(format!(
             "key `user`/`group`: {user:?} resolves to uid {} gid {}; refusing to serve as root",
             u.uid, gid
         )));
@@ -48,10 +53,11 @@ pub fn running_as_root() -> bool {
 /// Root → `target`, then lock the door behind us. Non-root → drop every
 /// capability we might hold. Either way: NO_NEW_PRIVS, not dumpable, verified.
 pub fn drop_privileges(target: Option<&Target>) -> Result<()> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| Error::Privileges(format!("{what}: {e}"));
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| StartupError::Privileges(format!("{what}: {e}"));
     if running_as_root() {
         let target = target.ok_or_else(|| {
-            Error::Privileges(
+            StartupError::Privileges(
                 "started as root but no `user` is configured: set `user` (and `group`) in the config, \
                  or start mitzod as an unprivileged user"
                     .into(),
@@ -101,21 +107,25 @@ pub fn drop_privileges(target: Option<&Target>) -> Result<()> {
 /// nothing to clear then anyway.
 fn clear_if_held(set: CapSet) -> Result<()> {
     let held = caps::read(None, set)
-        .map_err(|e| Error::Privileges(format!("reading {set:?} capabilities: {e}")))?;
+        .map_err(|e| StartupError::Privileges(format!("reading {set:?} capabilities: {e}")))?;
     if held.is_empty() {
         return Ok(());
     }
     caps::clear(None, set)
-        .map_err(|e| Error::Privileges(format!("clearing {set:?} capabilities: {e}")))
+        .map_err(|e| StartupError::Privileges(format!("clearing {set:?} capabilities: {e}")))
 }
 
 /// Prove the drop took: no id is 0, `setuid(0)` fails, no capability left.
 fn verify(target: Option<&Target>) -> Result<()> {
-    let bad = |what: String| Err(Error::Privileges(format!("verification failed: {what}")));
-    let uids =
-        nix::unistd::getresuid().map_err(|e| Error::Privileges(format!("getresuid: {e}")))?;
-    let gids =
-        nix::unistd::getresgid().map_err(|e| Error::Privileges(format!("getresgid: {e}")))?;
+    let bad = |what: String| {
+        Err(StartupError::Privileges(format!(
+            "verification failed: {what}"
+        )))
+    };
+    let uids = nix::unistd::getresuid()
+        .map_err(|e| StartupError::Privileges(format!("getresuid: {e}")))?;
+    let gids = nix::unistd::getresgid()
+        .map_err(|e| StartupError::Privileges(format!("getresgid: {e}")))?;
     for uid in [uids.real, uids.effective, uids.saved] {
         if uid.is_root() {
             return bad("a uid is still 0; refusing to serve as root".into());
@@ -131,8 +141,8 @@ fn verify(target: Option<&Target>) -> Result<()> {
         {
             return bad(format!("ids are not all {}:{}", t.uid, t.gid));
         }
-        let groups =
-            nix::unistd::getgroups().map_err(|e| Error::Privileges(format!("getgroups: {e}")))?;
+        let groups = nix::unistd::getgroups()
+            .map_err(|e| StartupError::Privileges(format!("getgroups: {e}")))?;
         if groups.iter().any(|g| *g != t.gid) {
             return bad(format!("supplementary groups {groups:?} remain"));
         }
@@ -147,14 +157,14 @@ fn verify(target: Option<&Target>) -> Result<()> {
         CapSet::Ambient,
     ] {
         let held = caps::read(None, set)
-            .map_err(|e| Error::Privileges(format!("reading {set:?}: {e}")))?;
+            .map_err(|e| StartupError::Privileges(format!("reading {set:?}: {e}")))?;
         if !held.is_empty() {
             return bad(format!("{set:?} capabilities remain: {held:?}"));
         }
     }
     if target.is_some() {
         let bounding = caps::read(None, CapSet::Bounding)
-            .map_err(|e| Error::Privileges(format!("reading bounding: {e}")))?;
+            .map_err(|e| StartupError::Privileges(format!("reading bounding: {e}")))?;
         if !bounding.is_empty() {
             return bad(format!("bounding capabilities remain: {bounding:?}"));
         }

@@ -9,7 +9,10 @@ use std::sync::Mutex;
 
 use nix::unistd::{Gid, Uid};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, StartupError};
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use crate::secret::{random_hex_token, Secret};
 
 pub const INTERNAL_TOKEN_FILE: &str = "internal-token";
@@ -42,16 +45,18 @@ pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<Prepar
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| Error::StateDir(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| {
+                    StartupError::StateDir(format!("cannot create {}: {e}", dir.display()))
+                })?;
         }
         Err(e) => {
-            return Err(Error::StateDir(format!(
+            return Err(StartupError::StateDir(format!(
                 "cannot stat {}: {e}",
                 dir.display()
             )))
         }
         Ok(meta) if !meta.is_dir() => {
-            return Err(Error::StateDir(format!(
+            return Err(StartupError::StateDir(format!(
                 "{} is not a directory",
                 dir.display()
             )));
@@ -70,7 +75,7 @@ pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<Prepar
                     );
                 }
             } else {
-                return Err(Error::StateDir(format!(
+                return Err(StartupError::StateDir(format!(
                     "{} is owned by uid {}, not by uid {} that mitzod runs as; fix its ownership \
                      (e.g. `install -d -m 0700 -o USER -g GROUP {}`)",
                     dir.display(),
@@ -93,14 +98,14 @@ pub fn prepare_state_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<Prepar
 
 /// 0700, with a warning when it was looser. Run by the dir's owner.
 pub fn tighten_state_dir(dir: &Path) -> Result<()> {
-    let meta =
-        std::fs::metadata(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| StartupError::StateDir(format!("{}: {e}", dir.display())))?;
     if meta.mode() & 0o777 != 0o700 {
         if meta.mode() & 0o077 != 0 {
             tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "state dir was group/world accessible; tightening to 0700");
         }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::StateDir(format!("chmod 0700 {}: {e}", dir.display())))?;
+            .map_err(|e| StartupError::StateDir(format!("chmod 0700 {}: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -112,11 +117,11 @@ fn chown_tree_shallow(dir: &Path, uid: Uid, gid: Gid) -> Result<()> {
     use nix::unistd::fchownat;
     let chown = |p: &Path| {
         fchownat(None, p, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(|e| Error::StateDir(format!("chown {}: {e}", p.display())))
+            .map_err(|e| StartupError::StateDir(format!("chown {}: {e}", p.display())))
     };
     chown(dir)?;
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::StateDir(format!("{}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StartupError::StateDir(format!("{}: {e}", dir.display())))?;
     for entry in entries.flatten() {
         if let Ok(meta) = entry.metadata() {
             if meta.uid() == 0 {
@@ -137,7 +142,7 @@ pub fn write_atomic(
 ) -> Result<()> {
     let dir = path
         .parent()
-        .ok_or_else(|| Error::StateDir(format!("{} has no parent dir", path.display())))?;
+        .ok_or_else(|| StartupError::StateDir(format!("{} has no parent dir", path.display())))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -147,7 +152,7 @@ pub fn write_atomic(
         hex::encode(rand::random::<[u8; 6]>())
     ));
     let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", tmp.display()), e);
-    let result = (|| {
+    let result = (|| -> std::result::Result<(), Error> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -172,7 +177,7 @@ pub fn write_atomic(
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    Ok(result?)
 }
 
 /// Remove temp files a crash may have left behind.
@@ -251,13 +256,13 @@ pub fn load_or_create_internal_token(
     // Ownership first: a file we cannot even open should say why.
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
         if meta.file_type().is_symlink() || !meta.is_file() {
-            return Err(Error::StateDir(format!(
+            return Err(StartupError::StateDir(format!(
                 "{} is not a regular file; refusing to use it",
                 path.display()
             )));
         }
         if meta.uid() != me.as_raw() {
-            return Err(Error::StateDir(format!(
+            return Err(StartupError::StateDir(format!(
                 "{} is owned by uid {}, not uid {me}; refusing to use it",
                 path.display(),
                 meta.uid()
@@ -275,7 +280,7 @@ pub fn load_or_create_internal_token(
         }
         Some((raw, meta)) => {
             if meta.uid() != me.as_raw() {
-                return Err(Error::StateDir(format!(
+                return Err(StartupError::StateDir(format!(
                     "{} is owned by uid {}, not uid {me}; refusing to use it",
                     path.display(),
                     meta.uid()
@@ -310,7 +315,7 @@ pub fn load_or_create_internal_token(
 pub fn rotate_internal_token(state_dir: &Path) -> Result<()> {
     let path = state_dir.join(INTERNAL_TOKEN_FILE);
     let dir_meta = std::fs::metadata(state_dir)
-        .map_err(|e| Error::StateDir(format!("{}: {e}", state_dir.display())))?;
+        .map_err(|e| StartupError::StateDir(format!("{}: {e}", state_dir.display())))?;
     let owner = Uid::effective()
         .is_root()
         .then(|| (Uid::from_raw(dir_meta.uid()), Gid::from_raw(dir_meta.gid())));

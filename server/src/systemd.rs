@@ -10,7 +10,10 @@ use nix::sys::socket::{
     getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, StartupError};
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 
 /// A listening socket handed over by systemd (or bound by us).
 #[derive(Debug)]
@@ -48,7 +51,7 @@ impl Listener {
 /// variables so no child inherits them.
 pub fn take_listen_fds() -> Result<Vec<Listener>> {
     let fds = sd_notify::listen_fds_with_names(true)
-        .map_err(|e| Error::Systemd(format!("LISTEN_FDS: {e}")))?;
+        .map_err(|e| StartupError::Systemd(format!("LISTEN_FDS: {e}")))?;
     let mut out = Vec::new();
     for (fd, name) in fds {
         out.push(adopt(fd, name)?);
@@ -60,7 +63,7 @@ fn adopt(fd: RawFd, name: String) -> Result<Listener> {
     // SAFETY: systemd hands these fds to this process alone, each exactly once
     // (sd_listen_fds semantics), and nothing else in the process owns them.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let bad = |what: &str| Error::Systemd(format!("inherited fd {fd} ({name}): {what}"));
+    let bad = |what: &str| StartupError::Systemd(format!("inherited fd {fd} ({name}): {what}"));
     let listening =
         getsockopt(&owned, sockopt::AcceptConn).map_err(|e| bad(&format!("not a socket: {e}")))?;
     if !listening {
@@ -119,7 +122,7 @@ pub fn bind(addrs: &[crate::config::ListenAddr]) -> Result<Vec<Listener>> {
                 listener
                     .set_nonblocking(true)
                     .map_err(|e| Error::io("listen: set_nonblocking", e))?;
-                set_nodelay(&listener).map_err(Error::Systemd)?;
+                set_nodelay(&listener).map_err(StartupError::Systemd)?;
                 out.push(Listener::Tcp {
                     name: "http".into(),
                     listener,

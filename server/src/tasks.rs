@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 
 pub const MAX_TITLE: usize = 200;
@@ -53,7 +54,7 @@ impl Status {
             "review" => Status::Review,
             "done" => Status::Done,
             other => {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "unknown status {:?}; allowed: {}",
                     truncate(other, 40),
                     Status::ALL
@@ -244,32 +245,69 @@ pub struct SignalBody {
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.chars().count() > max {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "{field}: longer than {max} characters"
         )));
     }
     if value.contains('\0') {
-        return Err(Error::BadRequest(format!(
-            "{field}: contains a NUL character"
-        )));
+        return Err(Error::Invalid(format!("{field}: contains a NUL character")));
     }
     Ok(())
 }
 
 fn check_title(title: &str) -> Result<()> {
     if title.trim().is_empty() {
-        return Err(Error::BadRequest("title: must not be empty".into()));
+        return Err(Error::Invalid("title: must not be empty".into()));
     }
     check_text("title", title, MAX_TITLE)
 }
 
 fn check_priority(p: i64) -> Result<()> {
     if !(0..=MAX_PRIORITY).contains(&p) {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "priority: must be 0..={MAX_PRIORITY}"
         )));
     }
     Ok(())
+}
+
+/// A task id as the routes take it: anything else cannot name a task.
+pub fn check_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::NotFound("no such task".into()));
+    }
+    Ok(())
+}
+
+/// The session a task-tool call acts for: the session token's own; for the
+/// internal token, `X-Client-ID`, else Mitzo's `clientId` (body or query).
+pub fn session_of(caller: &Caller, client_id: Option<&str>) -> Result<String> {
+    match (caller, client_id) {
+        (Caller::Session { session_id }, Some(other)) if other != session_id => {
+            Err(Error::Forbidden(
+                "a session token acts for its own session only; clientId names another".into(),
+            ))
+        }
+        (Caller::Session { session_id }, _) => Ok(session_id.clone()),
+        (Caller::Internal { client_id: Some(id) }, _) => {
+            check_session_id(id)
+                .map_err(|e| Error::Invalid(format!("X-Client-ID: {e}")))?;
+            Ok(id.clone())
+        }
+        (Caller::Internal { client_id: None }, Some(id)) => {
+            check_session_id(id)
+                .map_err(|e| Error::Invalid(format!("clientId: {e}")))?;
+            Ok(id.to_string())
+        }
+        _ => Err(Error::Invalid(
+            "task tools act for one session: use its session token, or the internal token with an X-Client-ID header (or a clientId) naming the session".into(),
+        )),
+    }
 }
 
 pub fn check_session_id(id: &str) -> Result<()> {
@@ -279,7 +317,7 @@ pub fn check_session_id(id: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "session id must be 1..={MAX_SESSION_ID} characters of [A-Za-z0-9._-]"
         )));
     }
@@ -288,7 +326,7 @@ pub fn check_session_id(id: &str) -> Result<()> {
 
 fn check_artifact(key: &str, value: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::BadRequest("artifact key: must not be empty".into()));
+        return Err(Error::Invalid("artifact key: must not be empty".into()));
     }
     check_text("artifact key", key, MAX_KEY)?;
     check_text(
@@ -300,7 +338,7 @@ fn check_artifact(key: &str, value: &str) -> Result<()> {
 
 fn check_artifact_count(map: &BTreeMap<String, String>) -> Result<()> {
     if map.len() > MAX_ARTIFACTS {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "a task holds at most {MAX_ARTIFACTS} artifacts"
         )));
     }
@@ -351,7 +389,7 @@ impl PatchTask {
         }
         if let Some(a) = &self.artifacts {
             if a.len() > MAX_ARTIFACTS {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "a task holds at most {MAX_ARTIFACTS} artifacts"
                 )));
             }
@@ -366,7 +404,7 @@ impl PatchTask {
 impl SetBody {
     pub fn validate(&self) -> Result<()> {
         if self.tasks.len() > MAX_SET {
-            return Err(Error::BadRequest(format!("tasks: at most {MAX_SET}")));
+            return Err(Error::Invalid(format!("tasks: at most {MAX_SET}")));
         }
         for t in &self.tasks {
             check_title(&t.title)?;
@@ -407,7 +445,7 @@ impl SignalBody {
         } else if negative.contains(&s) || s == "fail" {
             Ok(Outcome::Negative)
         } else {
-            Err(Error::BadRequest(format!(
+            Err(Error::Invalid(format!(
                 "unknown status {:?} for this signal type; allowed: {allowed} (or pass, fail)",
                 truncate(s, 40)
             )))
@@ -426,7 +464,7 @@ impl SignalBody {
             check_text("pr_url", u, MAX_VALUE)?;
         }
         if self.pr_url.is_none() && (self.repo.is_none() || self.pr.is_none()) {
-            return Err(Error::BadRequest(
+            return Err(Error::Invalid(
                 "a signal names its PR: pr_url, or repo and pr".into(),
             ));
         }
@@ -442,20 +480,7 @@ impl SignalBody {
 
 // ---------- storage ----------
 
-/// Appended to the database migrations.
-pub const MIGRATION: &str = "CREATE TABLE tasks (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    status TEXT NOT NULL CHECK (status IN ('todo','in_progress','blocked','review','done')),
-    priority INTEGER NOT NULL DEFAULT 0,
-    session_id TEXT,
-    artifacts TEXT NOT NULL DEFAULT '{}',
-    position INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE INDEX tasks_session ON tasks (session_id, position);";
+// The schema: src/migrations/0002_tasks.sql.
 
 const COLUMNS: &str =
     "id, title, description, status, priority, session_id, artifacts, created_at, updated_at";
@@ -930,7 +955,7 @@ mod tests {
 
     fn conn() -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(MIGRATION).unwrap();
+        c.execute_batch(crate::db::MIGRATIONS[1]).unwrap();
         c
     }
 

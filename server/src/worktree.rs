@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 
-use crate::config::{SessionConfig, WorktreeCleanup};
+use crate::config::{Config, SessionConfig, WorktreeCleanup};
 use crate::error::{Error, Result};
 use crate::git::Git;
 
@@ -39,7 +39,7 @@ pub fn new_session_id_at(now: SystemTime) -> String {
 /// `/`, other lengths) is refused. Returns the id's day as days since epoch.
 pub fn validate_session_id(id: &str) -> Result<i64> {
     let bad = || {
-        Error::BadRequest(format!(
+        Error::Invalid(format!(
             "invalid session id {id:?}: expected YYYY-MM-DD-<12 hex digits>"
         ))
     };
@@ -111,15 +111,15 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// top of a git work tree.
 pub fn check_repo(git: &Git, repo: &Path) -> Result<PathBuf> {
     let meta = std::fs::metadata(repo)
-        .map_err(|e| Error::Worktree(format!("repo {}: {e}", repo.display())))?;
+        .map_err(|e| Error::Invalid(format!("repo {}: {e}", repo.display())))?;
     if !meta.is_dir() {
-        return Err(Error::Worktree(format!(
+        return Err(Error::Invalid(format!(
             "repo {} is not a directory",
             repo.display()
         )));
     }
     let canonical = std::fs::canonicalize(repo)
-        .map_err(|e| Error::Worktree(format!("repo {}: {e}", repo.display())))?;
+        .map_err(|e| Error::Invalid(format!("repo {}: {e}", repo.display())))?;
     let out = git.output(&canonical, &canonical, &["rev-parse", "--show-toplevel"])?;
     let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || Path::new(&top) != canonical {
@@ -140,7 +140,7 @@ pub fn check_repo(git: &Git, repo: &Path) -> Result<PathBuf> {
         } else {
             String::new()
         };
-        return Err(Error::Worktree(format!(
+        return Err(Error::Invalid(format!(
             "{} is not the top level of a git repository{}{hint}",
             repo.display(),
             if said.is_empty() {
@@ -162,7 +162,7 @@ fn check_worktrees_dir(repo: &Path) -> Result<()> {
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_dir() => {}
             Ok(_) => {
-                return Err(Error::Worktree(format!(
+                return Err(Error::Conflict(format!(
                     "{} is not a plain directory (a symlink?); refusing to use it",
                     p.display()
                 )))
@@ -180,7 +180,7 @@ fn main_git_dir(repo: &Path) -> Result<PathBuf> {
     let dot_git = repo.join(".git");
     match std::fs::symlink_metadata(&dot_git) {
         Ok(m) if m.file_type().is_dir() => Ok(dot_git),
-        _ => Err(Error::Worktree(format!(
+        _ => Err(Error::Invalid(format!(
             "{} is not a directory (a linked worktree, a submodule or a symlink?); \
              isolated sessions need a repo with a git dir of its own",
             dot_git.display()
@@ -217,7 +217,7 @@ fn read_record(repo: &Path, id: &str) -> Result<Option<Record>> {
     let mut it = text.split(' ').map(str::parse::<u64>);
     match (it.next(), it.next(), it.next()) {
         (Some(Ok(dev)), Some(Ok(ino)), None) => Ok(Some(Record::Made { dev, ino })),
-        _ => Err(Error::Worktree(format!(
+        _ => Err(Error::Conflict(format!(
             "{} is not a checkout record mitzod wrote; remove it by hand",
             p.display()
         ))),
@@ -249,7 +249,7 @@ fn plain_dir(p: &Path) -> Result<()> {
     }
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.file_type().is_dir() => Ok(()),
-        _ => Err(Error::Worktree(format!(
+        _ => Err(Error::Conflict(format!(
             "{} is not a plain directory (a symlink?); refusing to use it",
             p.display()
         ))),
@@ -406,7 +406,7 @@ fn make_checkout(git: &Git, repo: &Path, id: &str, path: &Path) -> Result<()> {
         let (dev, ino) = dir_identity(path)
             .ok()
             .flatten()
-            .ok_or_else(|| Error::Worktree(format!("{} vanished", path.display())))?;
+            .ok_or_else(|| Error::Conflict(format!("{} vanished", path.display())))?;
         had_branch = branch_exists(git, repo, &branch)?;
         if !had_branch {
             git.run(repo, repo, &["branch", "--no-track", "--", &branch, "HEAD"])?;
@@ -488,7 +488,7 @@ pub fn fetch_session_branch(git: &Git, repo: &Path, id: &str) -> Result<()> {
         .map(|m| m.file_type().is_dir())
         .unwrap_or(false)
     {
-        return Err(Error::Worktree(format!(
+        return Err(Error::Conflict(format!(
             "{} is not a git directory (replaced by a file or symlink?); not fetching from it",
             dot_git.display()
         )));
@@ -522,6 +522,163 @@ pub fn fetch_session_branch(git: &Git, repo: &Path, id: &str) -> Result<()> {
         ],
     )?;
     Ok(())
+}
+
+/// A session's checkout in one of the configured repos, as a request to
+/// open, fetch or close it names it. Every git command runs confined, on the
+/// blocking pool's thread that calls the method.
+#[derive(Debug, Clone)]
+pub struct SessionRepo {
+    /// The repo's name in `[repos]` (or `repo_path`'s directory name).
+    pub name: String,
+    pub repo: PathBuf,
+    pub session_id: String,
+    landlock: mitzo_sandbox::Enforcement,
+}
+
+/// Every repo the config names: `repo_path` (named by its directory) and `[repos]`.
+pub fn known_repos(config: &Config) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = config
+        .repos
+        .iter()
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
+    if let Some(p) = &config.repo_path {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
+        out.push((name, p.clone()));
+    }
+    out
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl SessionRepo {
+    /// The repo named by `repo_name` (a `[repos]` key) or `repo_path` (any
+    /// configured repo's path; exactly one of the two), for session `id`.
+    pub fn resolve(
+        config: &Config,
+        repo_name: Option<&str>,
+        repo_path: Option<&Path>,
+        id: &str,
+    ) -> Result<SessionRepo> {
+        validate_session_id(id)?;
+        let (name, repo) = match (repo_name, repo_path) {
+            (Some(name), None) => {
+                if name.len() > 128 {
+                    return Err(Error::Invalid("repoName: longer than 128 bytes".into()));
+                }
+                config
+                    .repos
+                    .get(name)
+                    .map(|p| (name.to_string(), p.clone()))
+                    .ok_or_else(|| {
+                        Error::NotFound(format!("no repo named {name:?} in the config"))
+                    })?
+            }
+            (None, Some(path)) => known_repos(config)
+                .into_iter()
+                .find(|(_, p)| same_dir(p, path))
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "{} is not a repo mitzod is configured with (repo_path or [repos])",
+                        path.display()
+                    ))
+                })?,
+            _ => {
+                return Err(Error::Invalid(
+                    "name the repo with repoName or repoPath (one of them)".into(),
+                ))
+            }
+        };
+        Ok(SessionRepo {
+            name,
+            repo,
+            session_id: id.to_string(),
+            landlock: config.sandbox.landlock,
+        })
+    }
+
+    /// The session checkout at `path`, which must be one mitzod made in a
+    /// configured repo (what Claude Code's WorktreeRemove hook knows).
+    pub fn of_checkout(config: &Config, path: &Path) -> Result<SessionRepo> {
+        let not_ours =
+            || Error::NotFound(format!("{} is not a checkout mitzod made", path.display()));
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+            .ok_or_else(not_ours)?;
+        validate_session_id(&id).map_err(|_| not_ours())?;
+        let (name, repo) = known_repos(config)
+            .into_iter()
+            .find(|(_, r)| same_dir(&worktree_path(r, &id), path))
+            .ok_or_else(not_ours)?;
+        Ok(SessionRepo {
+            name,
+            repo,
+            session_id: id,
+            landlock: config.sandbox.landlock,
+        })
+    }
+
+    fn git(&self) -> Result<Git> {
+        Git::new(self.landlock)
+    }
+
+    /// Make the session's checkout, or reuse it: its path, and whether it
+    /// was made now (a different directory, by inode, than before).
+    pub fn open(&self) -> Result<(PathBuf, bool)> {
+        use std::os::unix::fs::MetadataExt;
+        let git = self.git()?;
+        let (repo, id) = (&self.repo, &self.session_id);
+        let inode = |p: &Path| {
+            std::fs::symlink_metadata(p)
+                .ok()
+                .filter(|m| m.is_dir())
+                .map(|m| m.ino())
+        };
+        let before = inode(&worktree_path(repo, id)).or_else(|| {
+            std::fs::canonicalize(repo)
+                .ok()
+                .and_then(|r| inode(&worktree_path(&r, id)))
+        });
+        let path = prepare_session_dir(&git, repo, id, true)?;
+        let created = before.is_none() || before != inode(&path);
+        Ok((path, created))
+    }
+
+    /// Bring the session's commits into the main repo's `session/<id>`
+    /// branch: the branch and the commit it now points at.
+    pub fn fetch(&self) -> Result<(String, String)> {
+        let git = self.git()?;
+        fetch_session_branch(&git, &self.repo, &self.session_id)?;
+        let branch = branch_name(&self.session_id);
+        let repo = check_repo(&git, &self.repo)?;
+        let commit = git
+            .run(
+                &repo,
+                &repo,
+                &["rev-parse", "--verify", &format!("refs/heads/{branch}")],
+            )?
+            .trim()
+            .to_string();
+        Ok((branch, commit))
+    }
+
+    /// Remove the checkout (see [`remove_session_checkout`]): whether there
+    /// was one.
+    pub fn close(&self, force: bool) -> Result<bool> {
+        let git = self.git()?;
+        remove_session_checkout(&git, &self.repo, &self.session_id, force)
+    }
 }
 
 /// Remove a session's checkout (its branch is kept, after the session's

@@ -135,7 +135,7 @@ pub fn program(cmd: &str) -> Result<PathBuf> {
     std::env::split_paths(&search)
         .map(|d| d.join(cmd))
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::Sandbox(format!("agent.command {cmd:?} not found on PATH")))
+        .ok_or_else(|| Error::Unavailable(format!("agent.command {cmd:?} not found on PATH")))
 }
 
 #[cfg(test)]

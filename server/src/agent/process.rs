@@ -110,18 +110,18 @@ impl AgentProcess {
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout_theirs)))
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
-            Error::Sandbox(format!(
-                "cannot start agent {}: {e}",
-                spec.program.display()
-            ))
+            Error::internal_from(
+                format!("sandbox: cannot start agent {}", spec.program.display()),
+                e,
+            )
         })?;
         // The child's ends live on in the child only.
         drop(cmd);
         let pid = child
             .id()
-            .ok_or_else(|| Error::Internal("agent exited at once".into()))?;
+            .ok_or_else(|| Error::internal("agent exited at once"))?;
         let Some(stderr) = child.stderr.take() else {
-            return Err(Error::Internal("agent stderr not captured".into()));
+            return Err(Error::internal("agent stderr not captured"));
         };
         let adopt = |s: std::os::unix::net::UnixStream| {
             s.set_nonblocking(true)

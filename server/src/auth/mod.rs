@@ -1,27 +1,16 @@
-//! Who is calling, and may they: credentials from headers only, checked in
-//! constant time, and a scope every route names in one word.
-//!
-//! ```ignore
-//! async fn handler(Authed(caller, ..): Authed<scope::Internal>) { .. }
-//! ```
+//! Who is calling, and may they: credentials checked in constant time, and
+//! a scope every route names in one word. Reading the credential from a
+//! request's headers is HTTP's part (`http::credential`); the login flow
+//! (rate limit, argon2, the record of attempts) is [`login`].
 
+pub mod login;
 pub mod owner;
 pub mod passphrase;
 pub mod rate_limit;
 pub mod session_tokens;
 
-use std::marker::PhantomData;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
-
 use crate::app::AppState;
 use crate::error::Error;
-
-pub const COOKIE_NAME: &str = "cc_auth";
-pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
-pub const CLIENT_ID_HEADER: &str = "x-client-id";
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,34 +66,13 @@ pub mod scope {
     }
 }
 
-/// Extractor: the caller, admitted by scope `S` (401 without a valid
-/// credential, 403 with one that lacks the scope).
-pub struct Authed<S: Scope>(pub Caller, pub PhantomData<S>);
-
-impl<S: Scope> Authed<S> {
-    pub fn caller(&self) -> &Caller {
-        &self.0
-    }
-}
-
-impl<S: Scope> FromRequestParts<AppState> for Authed<S> {
-    type Rejection = Error;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(&parts.headers, state)?;
-        // Authenticated traffic keeps an `idle_exit` server up.
-        state.sessions.touch();
-        if !S::allows(&caller) {
-            return Err(Error::Forbidden(format!(
-                "this route needs the {} scope",
-                S::NAME
-            )));
-        }
-        Ok(Authed(caller, PhantomData))
-    }
+/// A credential as a request presented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub source: Source,
+    pub token: String,
+    /// The `X-Client-ID` header, when present and not blank.
+    pub client_id: Option<String>,
 }
 
 /// Where a credential came from.
@@ -115,55 +83,17 @@ pub enum Source {
     Cookie,
 }
 
-/// The credential a request presents, in order of precedence.
-pub fn presented(headers: &HeaderMap) -> Result<Option<(Source, String)>, Error> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let text = value
-            .to_str()
-            .map_err(|_| Error::Unauthorized("malformed Authorization header"))?;
-        let token = text
-            .strip_prefix("Bearer ")
-            .or_else(|| text.strip_prefix("bearer "))
-            .ok_or(Error::Unauthorized(
-                "Authorization must be `Bearer <token>`",
-            ))?;
-        return Ok(Some((Source::Bearer, token.trim().to_string())));
-    }
-    if let Some(value) = headers.get(INTERNAL_TOKEN_HEADER) {
-        let text = value
-            .to_str()
-            .map_err(|_| Error::Unauthorized("malformed X-Internal-Token header"))?;
-        return Ok(Some((Source::InternalHeader, text.trim().to_string())));
-    }
-    if let Some(token) = cookie_value(headers, COOKIE_NAME) {
-        return Ok(Some((Source::Cookie, token)));
-    }
-    Ok(None)
-}
-
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_string())
-}
-
 fn looks_like_internal_token(t: &str) -> bool {
     t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, Error> {
-    let (source, token) =
-        presented(headers)?.ok_or(Error::Unauthorized("authentication required"))?;
-    let client_id = headers
-        .get(CLIENT_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+/// The caller a credential names, or why it names none.
+pub fn authenticate(presented: Presented, state: &AppState) -> Result<Caller, Error> {
+    let Presented {
+        source,
+        token,
+        client_id,
+    } = presented;
     match source {
         Source::InternalHeader => {
             if state

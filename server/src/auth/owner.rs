@@ -88,7 +88,7 @@ impl OwnerAuth {
             epoch: self.epoch.load(Ordering::SeqCst),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| Error::Internal(format!("signing JWT: {e}")))?;
+            .map_err(|e| Error::internal(format!("signing JWT: {e}")))?;
         Ok((token, claims))
     }
 

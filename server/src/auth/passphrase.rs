@@ -3,7 +3,10 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-use crate::error::{Error, Result};
+use crate::error::StartupError;
+
+// Everything here runs while mitzod starts.
+type Result<T, E = StartupError> = std::result::Result<T, E>;
 use crate::secret::Secret;
 
 pub struct Passphrase {
@@ -21,12 +24,12 @@ impl Passphrase {
     pub fn from_hash(phc: &str, origin: &str) -> Result<Passphrase> {
         let phc = phc.trim();
         let parsed = PasswordHash::new(phc).map_err(|e| {
-            Error::Credential(format!(
+            StartupError::Credential(format!(
                 "{origin}: not a PHC hash string ({e}); make one with `mitzod hash-passphrase`"
             ))
         })?;
         if parsed.algorithm.as_str() != "argon2id" {
-            return Err(Error::Credential(format!(
+            return Err(StartupError::Credential(format!(
                 "{origin}: hash algorithm is {}, expected argon2id",
                 parsed.algorithm
             )));
@@ -55,13 +58,13 @@ impl Passphrase {
 
 pub fn hash(plain: &Secret) -> Result<String> {
     if plain.is_empty() {
-        return Err(Error::Credential("empty passphrase".into()));
+        return Err(StartupError::Credential("empty passphrase".into()));
     }
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     Argon2::default()
         .hash_password(plain.expose(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::Credential(format!("hashing passphrase: {e}")))
+        .map_err(|e| StartupError::Credential(format!("hashing passphrase: {e}")))
 }
 
 #[cfg(test)]

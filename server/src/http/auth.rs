@@ -8,10 +8,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::credential::{Authed, COOKIE_NAME};
 use super::Peer;
 use crate::app::AppState;
-use crate::auth::{scope, Authed, Caller, COOKIE_NAME};
-use crate::error::{Error, Result};
+use crate::auth::{scope, Caller};
+use crate::error::Result;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -27,56 +28,12 @@ struct LoginBody {
     passphrase: String,
 }
 
-const MAX_PASSPHRASE: usize = 1024;
-
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     Json(body): Json<LoginBody>,
 ) -> Result<Response> {
-    // The slot is taken now, before argon2: see `LoginLimiter`.
-    let attempt = state
-        .login_limiter
-        .begin(&peer.remote)
-        .map_err(|retry_after| Error::RateLimited { retry_after })?;
-    if body.passphrase.is_empty() || body.passphrase.len() > MAX_PASSPHRASE {
-        attempt.failed();
-        return Err(Error::BadRequest(format!(
-            "passphrase must be 1..={MAX_PASSPHRASE} bytes"
-        )));
-    }
-    let candidate = crate::secret::Secret::new(body.passphrase);
-    let permit = state
-        .argon_permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::Internal("login unavailable".into()))?;
-    // The lock may have engaged while this attempt queued for a permit.
-    attempt
-        .recheck()
-        .map_err(|retry_after| Error::RateLimited { retry_after })?;
-    let verifier = state.passphrase.clone();
-    // The outcome is recorded in the blocking task itself, so a client that
-    // goes away mid-verification still has its failure counted.
-    let ok = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let ok = verifier.verify(candidate.expose());
-        if ok {
-            attempt.succeeded();
-        } else {
-            attempt.failed();
-        }
-        ok
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("passphrase check failed: {e}")))?;
-    if !ok {
-        tracing::warn!(peer = %peer.remote, "login failed");
-        return Err(Error::Unauthorized("wrong passphrase"));
-    }
-    let (token, _claims) = state.owner.issue()?;
-    tracing::info!(peer = %peer.remote, "owner logged in");
+    let token = crate::auth::login::log_in(&state, &peer.remote, body.passphrase).await?;
     let cookie = set_cookie(&token, state.owner.max_age_secs(), state.web.tls);
     let mut response = Json(json!({ "ok": true, "token": token })).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -13,8 +13,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::credential::Authed;
 use crate::app::AppState;
-use crate::auth::{scope, Authed};
+use crate::auth::scope;
 use crate::error::{Error, Result};
 use crate::files::{self, Root, WriteBody, WriteError};
 
@@ -35,19 +36,10 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The current roots: the repo, its session worktrees, `.mitzo.json` roots.
-/// Blocking: call from the blocking pool.
+/// The current roots (see [`files::current_roots`]). Blocking: call from
+/// the blocking pool.
 pub fn current_roots(state: &AppState) -> Vec<Root> {
-    let Some(repo) = state.config.repo_path.as_deref() else {
-        return Vec::new();
-    };
-    let config = state.repo_configs.get(repo);
-    let extra: Vec<(String, String)> = config
-        .roots
-        .iter()
-        .map(|r| (r.label.clone(), r.path.clone()))
-        .collect();
-    files::roots_of(repo, &extra)
+    files::current_roots(state.config.repo_path.as_deref(), &state.repo_configs)
 }
 
 pub async fn blocking<R: Send + 'static>(
@@ -55,7 +47,7 @@ pub async fn blocking<R: Send + 'static>(
 ) -> Result<R> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("file task failed: {e}")))?
 }
 
 async fn roots(
@@ -80,7 +72,7 @@ fn flag(v: Option<&str>) -> Result<bool> {
     match v {
         None | Some("") | Some("0") | Some("false") => Ok(false),
         Some("1") | Some("true") => Ok(true),
-        Some(_) => Err(Error::BadRequest(
+        Some(_) => Err(Error::Invalid(
             "hidden: expected 1, 0, true or false".into(),
         )),
     }
@@ -304,9 +296,9 @@ async fn write(
 ) -> Result<Response> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::PayloadTooLarge(format!("request body larger than {WRITE_BODY_LIMIT} bytes"))
+            Error::TooLarge(format!("request body larger than {WRITE_BODY_LIMIT} bytes"))
         } else {
-            Error::BadRequest(e.body_text())
+            Error::Invalid(e.body_text())
         }
     })?;
     let body: WriteBody = super::json::parse(&bytes)?;

@@ -10,10 +10,11 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::credential::{cookie_value, COOKIE_NAME};
 use super::Peer;
 use crate::app::AppState;
-use crate::auth::{cookie_value, COOKIE_NAME};
-use crate::error::{json_error, Error};
+use crate::error::Error;
+use crate::http::error::json_error;
 
 const CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
@@ -186,8 +187,7 @@ pub async fn reject_query_credentials(
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
         }
         let mut response =
-            Error::PayloadTooLarge(format!("request body larger than {limit} bytes"))
-                .into_response();
+            Error::TooLarge(format!("request body larger than {limit} bytes")).into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -195,7 +195,7 @@ pub async fn reject_query_credentials(
     }
     if let Some(query) = req.uri().query() {
         if let Some(problem) = query_credential(query, &state) {
-            return Error::BadRequest(format!(
+            return Error::Invalid(format!(
                 "credentials are accepted in headers only, never in the URL ({problem}); use Authorization: Bearer or X-Internal-Token"
             ))
             .into_response();
@@ -289,8 +289,7 @@ fn check_host(state: &AppState, peer: &Peer, headers: &HeaderMap) -> Result<(), 
     if peer.unix {
         return Ok(());
     }
-    let host =
-        request_host(headers).ok_or_else(|| Error::BadRequest("missing Host header".into()))?;
+    let host = request_host(headers).ok_or_else(|| Error::Invalid("missing Host header".into()))?;
     let name = crate::config::host_without_port(&host);
     if state.web.allowed_hosts.contains(name) {
         return Ok(());

@@ -17,9 +17,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge("request body too large".into())
+                Error::TooLarge("request body too large".into())
             } else {
-                Error::BadRequest(e.body_text())
+                Error::Invalid(e.body_text())
             }
         })?;
         parse(&bytes).map(JsonBody)
@@ -29,15 +29,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// Parse a JSON body; the error names the field path.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     if bytes.is_empty() {
-        return Err(Error::BadRequest("a JSON body is required".into()));
+        return Err(Error::Invalid("a JSON body is required".into()));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
-            Error::BadRequest(format!("invalid JSON body: {}", e.inner()))
+            Error::Invalid(format!("invalid JSON body: {}", e.inner()))
         } else {
-            Error::BadRequest(format!("invalid JSON body at {path}: {}", e.inner()))
+            Error::Invalid(format!("invalid JSON body at {path}: {}", e.inner()))
         }
     })?;
     Ok(value)

@@ -1,7 +1,6 @@
 //! Repos: the configured list, opening a session's worktree in one, and
 //! the owner's view of the repo config.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use axum::extract::State;
@@ -10,11 +9,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::credential::Authed;
 use super::files::{blocking, current_roots};
 use super::json::JsonBody;
 use crate::app::AppState;
-use crate::auth::{scope, Authed};
+use crate::auth::scope;
 use crate::error::{Error, Result};
+use crate::worktree::SessionRepo;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -63,84 +64,20 @@ pub struct OpenBody {
     pub session_id: String,
 }
 
-/// Every repo the config names: `repo_path` (named by its directory) and `[repos]`.
-fn known_repos(state: &AppState) -> Vec<(String, PathBuf)> {
-    let mut out: Vec<(String, PathBuf)> = state
-        .config
-        .repos
-        .iter()
-        .map(|(n, p)| (n.clone(), p.clone()))
-        .collect();
-    if let Some(p) = &state.config.repo_path {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "repo".into());
-        out.push((name, p.clone()));
-    }
-    out
-}
-
-fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
-fn resolve_repo(state: &AppState, body: &OpenBody) -> Result<(String, PathBuf)> {
-    match (&body.repo_name, &body.repo_path) {
-        (Some(name), None) => {
-            if name.len() > 128 {
-                return Err(Error::BadRequest("repoName: longer than 128 bytes".into()));
-            }
-            state
-                .config
-                .repos
-                .get(name)
-                .map(|p| (name.clone(), p.clone()))
-                .ok_or_else(|| Error::NotFound(format!("no repo named {name:?} in the config")))
-        }
-        (None, Some(path)) => known_repos(state)
-            .into_iter()
-            .find(|(_, p)| same_dir(p, path))
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "{} is not a repo mitzod is configured with (repo_path or [repos])",
-                    path.display()
-                ))
-            }),
-        _ => Err(Error::BadRequest(
-            "name the repo with repoName or repoPath (one of them)".into(),
-        )),
-    }
-}
-
 async fn open(
     State(state): State<AppState>,
     _a: Authed<scope::Internal>,
     JsonBody(body): JsonBody<OpenBody>,
 ) -> Result<Json<Value>> {
-    crate::worktree::validate_session_id(&body.session_id)?;
-    let (repo_name, repo) = resolve_repo(&state, &body)?;
-    let landlock = state.config.sandbox.landlock;
+    let target = SessionRepo::resolve(
+        &state.config,
+        body.repo_name.as_deref(),
+        body.repo_path.as_deref(),
+        &body.session_id,
+    )?;
     blocking(move || {
-        let git = crate::git::Git::new(landlock)?;
-        let id = body.session_id;
-        // Created, or reused: the same directory (inode) before and after.
-        let inode = |p: &std::path::Path| {
-            std::fs::symlink_metadata(p)
-                .ok()
-                .filter(|m| m.is_dir())
-                .map(|m| m.ino())
-        };
-        let before = inode(&crate::worktree::worktree_path(&repo, &id)).or_else(|| {
-            std::fs::canonicalize(&repo)
-                .ok()
-                .and_then(|r| inode(&crate::worktree::worktree_path(&r, &id)))
-        });
-        let path = crate::worktree::prepare_session_dir(&git, &repo, &id, true)?;
-        let created = before.is_none() || before != inode(&path);
+        let (path, created) = target.open()?;
+        let (repo_name, id) = (target.name, target.session_id);
         tracing::info!(repo = %repo_name, session = %id, created, "session worktree ready");
         Ok(Json(json!({
             "path": path,
@@ -160,24 +97,15 @@ async fn fetch(
     _a: Authed<scope::Internal>,
     JsonBody(body): JsonBody<OpenBody>,
 ) -> Result<Json<Value>> {
-    crate::worktree::validate_session_id(&body.session_id)?;
-    let (repo_name, repo) = resolve_repo(&state, &body)?;
-    let landlock = state.config.sandbox.landlock;
+    let target = SessionRepo::resolve(
+        &state.config,
+        body.repo_name.as_deref(),
+        body.repo_path.as_deref(),
+        &body.session_id,
+    )?;
     blocking(move || {
-        let git = crate::git::Git::new(landlock)?;
-        let id = body.session_id;
-        crate::worktree::fetch_session_branch(&git, &repo, &id)?;
-        let branch = crate::worktree::branch_name(&id);
-        let repo = crate::worktree::check_repo(&git, &repo)?;
-        let commit = git
-            .run(
-                &repo,
-                &repo,
-                &["rev-parse", "--verify", &format!("refs/heads/{branch}")],
-            )?
-            .trim()
-            .to_string();
-        tracing::info!(repo = %repo_name, session = %id, "session branch fetched");
+        let (branch, commit) = target.fetch()?;
+        tracing::info!(repo = %target.name, session = %target.session_id, "session branch fetched");
         Ok(Json(json!({ "branch": branch, "commit": commit })))
     })
     .await
@@ -210,48 +138,33 @@ async fn close(
     _a: Authed<scope::Internal>,
     JsonBody(body): JsonBody<CloseBody>,
 ) -> Result<Json<Value>> {
-    let (repo_name, repo, id, force) = match (&body.path, &body.session_id) {
+    let both = || {
+        Error::Invalid(
+            "name the checkout by path, or by sessionId with repoName or repoPath".into(),
+        )
+    };
+    let (target, force) = match (&body.path, &body.session_id) {
         (Some(path), None) => {
             if body.repo_name.is_some() || body.repo_path.is_some() {
-                return Err(Error::BadRequest(
-                    "name the checkout by path, or by sessionId with repoName or repoPath".into(),
-                ));
+                return Err(both());
             }
-            let not_ours =
-                || Error::NotFound(format!("{} is not a checkout mitzod made", path.display()));
-            let id = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-                .ok_or_else(not_ours)?;
-            crate::worktree::validate_session_id(&id).map_err(|_| not_ours())?;
-            let (name, repo) = known_repos(&state)
-                .into_iter()
-                .find(|(_, r)| same_dir(&crate::worktree::worktree_path(r, &id), path))
-                .ok_or_else(not_ours)?;
-            (name, repo, id, body.force.unwrap_or(true))
+            let target = SessionRepo::of_checkout(&state.config, path)?;
+            (target, body.force.unwrap_or(true))
         }
         (None, Some(id)) => {
-            crate::worktree::validate_session_id(id)?;
-            let open = OpenBody {
-                repo_name: body.repo_name.clone(),
-                repo_path: body.repo_path.clone(),
-                session_id: id.clone(),
-            };
-            let (name, repo) = resolve_repo(&state, &open)?;
-            (name, repo, id.clone(), body.force.unwrap_or(false))
+            let target = SessionRepo::resolve(
+                &state.config,
+                body.repo_name.as_deref(),
+                body.repo_path.as_deref(),
+                id,
+            )?;
+            (target, body.force.unwrap_or(false))
         }
-        _ => {
-            return Err(Error::BadRequest(
-                "name the checkout by path, or by sessionId with repoName or repoPath".into(),
-            ))
-        }
+        _ => return Err(both()),
     };
-    let landlock = state.config.sandbox.landlock;
     blocking(move || {
-        let git = crate::git::Git::new(landlock)?;
-        let removed = crate::worktree::remove_session_checkout(&git, &repo, &id, force)?;
-        tracing::info!(repo = %repo_name, session = %id, removed, "session checkout closed");
+        let removed = target.close(force)?;
+        tracing::info!(repo = %target.name, session = %target.session_id, removed, "session checkout closed");
         Ok(Json(json!({ "ok": true, "removed": removed })))
     })
     .await

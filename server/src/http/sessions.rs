@@ -10,9 +10,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::credential::Authed;
 use super::json::JsonBody;
 use crate::app::AppState;
-use crate::auth::{scope, Authed};
+use crate::auth::scope;
 use crate::error::{Error, Result};
 use crate::protocol::{Decision, Mode, SessionList, SessionPatch};
 use crate::sessions::{store, NewSession, Session, SessionManager};
@@ -50,9 +51,8 @@ struct CreateBody {
 pub fn parse_mode(mode: Option<&str>) -> Result<Mode> {
     match mode {
         None => Ok(Mode::Ask),
-        Some(m) => Mode::parse(m).ok_or_else(|| {
-            Error::BadRequest(format!("mode must be ask, agent or auto, not {m:?}"))
-        }),
+        Some(m) => Mode::parse(m)
+            .ok_or_else(|| Error::Invalid(format!("mode must be ask, agent or auto, not {m:?}"))),
     }
 }
 
@@ -114,7 +114,7 @@ async fn list(
 ) -> Result<Json<SessionList>> {
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 100 {
-        return Err(Error::BadRequest("limit must be 1..=100".into()));
+        return Err(Error::Invalid("limit must be 1..=100".into()));
     }
     let offset = q.offset.unwrap_or(0);
     let (rows, more) = state
@@ -209,9 +209,7 @@ async fn events(
     let session = state.sessions.get(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
     match (q.after, q.before) {
-        (Some(_), Some(_)) => Err(Error::BadRequest(
-            "give `after` or `before`, not both".into(),
-        )),
+        (Some(_), Some(_)) => Err(Error::Invalid("give `after` or `before`, not both".into())),
         (_, Some(before)) => {
             let (events, more) = state
                 .sessions
@@ -253,7 +251,7 @@ struct DecisionBody {
 
 pub fn parse_decision(s: &str) -> Result<Decision> {
     Decision::parse(s).ok_or_else(|| {
-        Error::BadRequest(format!(
+        Error::Invalid(format!(
             "decision must be allow, allow_session or deny (or once, always), not {s:?}"
         ))
     })
@@ -269,9 +267,7 @@ async fn respond_with_capability(
 ) -> Result<Json<Value>> {
     let decision = parse_decision(&body.decision)?;
     if body.message.is_some() {
-        return Err(Error::BadRequest(
-            "a notification carries no message".into(),
-        ));
+        return Err(Error::Invalid("a notification carries no message".into()));
     }
     let presented = headers
         .get("x-approval-token")

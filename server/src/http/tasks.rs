@@ -7,9 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::credential::Authed;
 use super::json::JsonBody;
 use crate::app::AppState;
-use crate::auth::{scope, Authed, Caller};
+use crate::auth::{scope, Caller};
 use crate::error::{Error, Result};
 use crate::tasks::{self, Task, TaskEvent};
 
@@ -31,44 +32,6 @@ fn publish(state: &AppState, events: Vec<TaskEvent>) {
     for e in events {
         // No receiver (nobody watching) is fine.
         let _ = state.task_events.send(e);
-    }
-}
-
-fn check_id(id: &str) -> Result<()> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(Error::NotFound("no such task".into()));
-    }
-    Ok(())
-}
-
-/// The session a task-tool call acts for: the session token's own; for the
-/// internal token, `X-Client-ID`, else Mitzo's `clientId` (body or query).
-fn session_of(caller: &Caller, client_id: Option<&str>) -> Result<String> {
-    match (caller, client_id) {
-        (Caller::Session { session_id }, Some(other)) if other != session_id => {
-            Err(Error::Forbidden(
-                "a session token acts for its own session only; clientId names another".into(),
-            ))
-        }
-        (Caller::Session { session_id }, _) => Ok(session_id.clone()),
-        (Caller::Internal { client_id: Some(id) }, _) => {
-            tasks::check_session_id(id)
-                .map_err(|e| Error::BadRequest(format!("X-Client-ID: {e}")))?;
-            Ok(id.clone())
-        }
-        (Caller::Internal { client_id: None }, Some(id)) => {
-            tasks::check_session_id(id)
-                .map_err(|e| Error::BadRequest(format!("clientId: {e}")))?;
-            Ok(id.to_string())
-        }
-        _ => Err(Error::BadRequest(
-            "task tools act for one session: use its session token, or the internal token with an X-Client-ID header (or a clientId) naming the session".into(),
-        )),
     }
 }
 
@@ -104,7 +67,7 @@ async fn one(
     _a: Authed<scope::Internal>,
     Path(id): Path<String>,
 ) -> Result<Json<Task>> {
-    check_id(&id)?;
+    tasks::check_id(&id)?;
     let task = state.db.call(move |c| tasks::get(c, &id)).await?;
     task.map(Json)
         .ok_or_else(|| Error::NotFound("no such task".into()))
@@ -116,7 +79,7 @@ async fn patch(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<tasks::PatchTask>,
 ) -> Result<Json<Task>> {
-    check_id(&id)?;
+    tasks::check_id(&id)?;
     body.validate()?;
     let (task, events) = state.db.call(move |c| tasks::patch(c, &id, &body)).await?;
     publish(&state, events);
@@ -128,7 +91,7 @@ async fn delete(
     _a: Authed<scope::Internal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    check_id(&id)?;
+    tasks::check_id(&id)?;
     let events = state.db.call(move |c| tasks::delete(c, &id)).await?;
     publish(&state, events);
     Ok(Json(json!({ "ok": true })))
@@ -139,7 +102,7 @@ async fn approve(
     _a: Authed<scope::Internal>,
     Path(id): Path<String>,
 ) -> Result<Json<Task>> {
-    check_id(&id)?;
+    tasks::check_id(&id)?;
     let (task, events) = state.db.call(move |c| tasks::decide(c, &id, None)).await?;
     publish(&state, events);
     Ok(Json(task))
@@ -151,7 +114,7 @@ async fn reject(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<tasks::RejectBody>,
 ) -> Result<Json<Task>> {
-    check_id(&id)?;
+    tasks::check_id(&id)?;
     let (task, events) = state
         .db
         .call(move |c| tasks::decide(c, &id, Some(&body.feedback)))
@@ -165,7 +128,7 @@ async fn tool_set(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::SetBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller(), body.client_id.as_deref())?;
+    let session = tasks::session_of(a.caller(), body.client_id.as_deref())?;
     body.validate()?;
     let (result, events) = state
         .db
@@ -180,7 +143,7 @@ async fn tool_complete(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::CompleteBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller(), body.client_id.as_deref())?;
+    let session = tasks::session_of(a.caller(), body.client_id.as_deref())?;
     let (result, events) = state
         .db
         .call(move |c| tasks::tool_complete(c, &session, &body))
@@ -194,7 +157,7 @@ async fn tool_block(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::BlockBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller(), body.client_id.as_deref())?;
+    let session = tasks::session_of(a.caller(), body.client_id.as_deref())?;
     let (result, events) = state
         .db
         .call(move |c| tasks::tool_block(c, &session, &body))
@@ -208,7 +171,7 @@ async fn tool_artifact(
     a: Authed<scope::Agent>,
     JsonBody(body): JsonBody<tasks::ArtifactBody>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller(), body.client_id.as_deref())?;
+    let session = tasks::session_of(a.caller(), body.client_id.as_deref())?;
     let (result, events) = state
         .db
         .call(move |c| tasks::tool_artifact(c, &session, &body))
@@ -222,7 +185,7 @@ async fn tool_status(
     a: Authed<scope::Agent>,
     Query(q): Query<StatusQuery>,
 ) -> Result<Json<Value>> {
-    let session = session_of(a.caller(), q.client_id.as_deref())?;
+    let session = tasks::session_of(a.caller(), q.client_id.as_deref())?;
     let (result, tasks) = state
         .db
         .call(move |c| tasks::tool_status(c, &session))

@@ -16,8 +16,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use super::credential::Authed;
 use crate::app::AppState;
-use crate::auth::{scope, Authed};
+use crate::auth::scope;
 use crate::error::{Error, Result};
 use crate::protocol::{
     ClientFrame, ReconnectReport, ServerEvent, ServerFrame, Worktree, Worktrees, PROTOCOL_VERSION,
@@ -244,7 +245,7 @@ impl Connection {
         match frame {
             ClientFrame::Hello { protocol_version } => {
                 if protocol_version != PROTOCOL_VERSION {
-                    return Err(Error::BadRequest(format!(
+                    return Err(Error::Invalid(format!(
                         "protocol version {protocol_version} is not supported; use {PROTOCOL_VERSION}"
                     )));
                 }
@@ -259,7 +260,7 @@ impl Connection {
                 let session = match session_id {
                     Some(id) => {
                         if repo.is_some() {
-                            return Err(Error::BadRequest(
+                            return Err(Error::Invalid(
                                 "repo: only a new session chooses its repo".into(),
                             ));
                         }
@@ -357,7 +358,7 @@ impl Connection {
             }
             ClientFrame::Reconnect { sessions: wanted } => {
                 if wanted.len() > 100 {
-                    return Err(Error::BadRequest(
+                    return Err(Error::Invalid(
                         "reconnect to at most 100 sessions at once".into(),
                     ));
                 }
@@ -394,7 +395,7 @@ impl Connection {
     /// live ones, never a duplicate. Returns how many were replayed.
     async fn watch(&mut self, session: Arc<Session>, after: u64) -> Result<usize> {
         if self.watching.len() >= MAX_WATCHES && !self.watching.contains_key(&session.id) {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Invalid(format!(
                 "a connection watches at most {MAX_WATCHES} sessions; unwatch some first"
             )));
         }

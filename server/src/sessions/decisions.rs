@@ -167,7 +167,7 @@ impl SessionManager {
             ));
         }
         if decision == Decision::AllowSession {
-            return Err(Error::BadRequest(
+            return Err(Error::Invalid(
                 "a notification may allow once or deny, not for the whole session".into(),
             ));
         }
@@ -180,7 +180,7 @@ impl SessionManager {
             session.lock().pending.get(perm_id).map(|p| &p.kind),
             Some(PendingKind::Question)
         ) {
-            return Err(Error::BadRequest(
+            return Err(Error::Invalid(
                 "a question is answered in the web app".into(),
             ));
         }
@@ -210,10 +210,10 @@ impl SessionManager {
             }
         };
         match kind {
-            PendingKind::Question if !question_ok => Err(Error::BadRequest(
+            PendingKind::Question if !question_ok => Err(Error::Invalid(
                 "this is a question: answer it with question_response (or deny it)".into(),
             )),
-            PendingKind::Permission if !permission_ok => Err(Error::BadRequest(
+            PendingKind::Permission if !permission_ok => Err(Error::Invalid(
                 "this is a permission: decide it with permission_response".into(),
             )),
             _ => inner.pending.remove(perm_id).ok_or_else(gone),
@@ -297,18 +297,18 @@ impl SessionManager {
         };
         for (q, a) in &answers {
             if !asked.contains(q) {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "{q:?} is not one of the questions asked"
                 )));
             }
             if a.trim().is_empty() || a.len() > MAX_ANSWER || a.contains('\0') {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "the answer to {q:?} must be 1..={MAX_ANSWER} bytes"
                 )));
             }
         }
         if let Some(missing) = asked.iter().find(|q| !answers.contains_key(*q)) {
-            return Err(Error::BadRequest(format!("no answer to {missing:?}")));
+            return Err(Error::Invalid(format!("no answer to {missing:?}")));
         }
         let pending = self.take_pending(session, perm_id, false, true)?;
         let mut updated = pending.input.clone();

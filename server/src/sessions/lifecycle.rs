@@ -27,7 +27,7 @@ impl SessionManager {
         client_msg_id: Option<&str>,
     ) -> Result<()> {
         if prompt.trim().is_empty() || prompt.len() > super::MAX_PROMPT {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Invalid(format!(
                 "prompt must be 1..={} bytes",
                 super::MAX_PROMPT
             )));
@@ -445,7 +445,7 @@ impl SessionManager {
 
 /// Why an agent with an isolated network cannot start here.
 fn network_unavailable(mode: NetworkMode, why: &str) -> Error {
-    Error::Sandbox(format!(
+    Error::Unavailable(format!(
         "agent.network = \"{}\" needs a network namespace of the agent's own, and {why}. \
          Allow unprivileged user and network namespaces (kernel: user.max_user_namespaces > 0; \
          systemd: RestrictNamespaces=user net), or set agent.network = \"ports\" to give agents \

@@ -214,7 +214,7 @@ fn cap_title(s: &str) -> String {
 pub fn validate_title(title: &str) -> Result<String> {
     let t = title.trim();
     if t.is_empty() || t.chars().count() > MAX_TITLE || t.chars().any(char::is_control) {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "title must be 1..={MAX_TITLE} characters without control characters"
         )));
     }
@@ -230,12 +230,12 @@ pub(crate) fn is_agent_session_id(id: &str) -> bool {
 
 pub(crate) fn validate_text(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
     if value.len() < min || value.len() > max {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "{field} must be {min}..={max} bytes"
         )));
     }
     if value.contains('\0') {
-        return Err(Error::BadRequest(format!("{field} contains a NUL byte")));
+        return Err(Error::Invalid(format!("{field} contains a NUL byte")));
     }
     Ok(())
 }

@@ -142,15 +142,15 @@ impl SessionManager {
         };
         let found = match name {
             Some(n) => repos.iter().find(|r| r.name == n).ok_or_else(|| {
-                Error::BadRequest(format!("no repo named {n:?}; choose one of: {}", names()))
+                Error::Invalid(format!("no repo named {n:?}; choose one of: {}", names()))
             })?,
             None if repos.is_empty() => {
-                return Err(Error::BadRequest(
+                return Err(Error::Invalid(
                     "no repo_path or repos are configured; sessions need a repository".into(),
                 ))
             }
             None => repos.iter().find(|r| r.default).ok_or_else(|| {
-                Error::BadRequest(format!(
+                Error::Invalid(format!(
                     "several repos are configured and none was chosen; choose one of: {}",
                     names()
                 ))
@@ -171,7 +171,7 @@ impl SessionManager {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
             {
-                return Err(Error::BadRequest(
+                return Err(Error::Invalid(
                     "model: only letters, digits and -._:[] are allowed".into(),
                 ));
             }
@@ -182,7 +182,7 @@ impl SessionManager {
             let r = repo.clone();
             tokio::task::spawn_blocking(move || configs.get(&r))
                 .await
-                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| Error::internal(e.to_string()))?
         };
         let isolation = req
             .isolation
@@ -195,7 +195,7 @@ impl SessionManager {
             crate::worktree::prepare_session_dir(&git, &r, &i, isolation)
         })
         .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        .map_err(|e| Error::internal(e.to_string()))??;
         let now = now_ms();
         let title = req
             .first_prompt

@@ -6,82 +6,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::protocol::{Mode, SessionState};
 
-/// Schema, appended to the database migrations.
-pub const MIGRATION: &str = "
-CREATE TABLE sessions (
-    id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    summary TEXT NOT NULL DEFAULT '',
-    mode TEXT NOT NULL,
-    model TEXT,
-    repo TEXT NOT NULL,
-    cwd TEXT NOT NULL,
-    branch TEXT,
-    isolation INTEGER NOT NULL,
-    headless INTEGER NOT NULL,
-    agent_session_id TEXT,
-    state TEXT NOT NULL,
-    num_turns INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    last_modified INTEGER NOT NULL,
-    hidden INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE events (
-    session_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    frame TEXT NOT NULL,
-    PRIMARY KEY (session_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE audit (
-    id INTEGER PRIMARY KEY,
-    ts INTEGER NOT NULL,
-    session_id TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    input_summary TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    decided_by TEXT NOT NULL
-);
-CREATE INDEX audit_session ON audit (session_id, id);
-";
-
-/// Typed state and mode, a title and the repo's name; the CHECK
-/// constraints keep the database to the values the code knows. Rows
-/// written before keep their values where valid (an unknown state reads
-/// as interrupted, an unknown mode as ask) and take their summary as title.
-pub const MIGRATION_4: &str = "
-CREATE TABLE sessions_v4 (
-    id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    summary TEXT NOT NULL DEFAULT '',
-    title TEXT NOT NULL DEFAULT '',
-    mode TEXT NOT NULL CHECK (mode IN ('ask', 'agent', 'auto')),
-    model TEXT,
-    repo TEXT NOT NULL,
-    repo_name TEXT NOT NULL DEFAULT '',
-    cwd TEXT NOT NULL,
-    branch TEXT,
-    isolation INTEGER NOT NULL,
-    headless INTEGER NOT NULL,
-    agent_session_id TEXT,
-    state TEXT NOT NULL CHECK (state IN ('idle', 'running', 'requires_action', 'stopped', 'interrupted')),
-    num_turns INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    last_modified INTEGER NOT NULL,
-    hidden INTEGER NOT NULL DEFAULT 0
-);
-INSERT INTO sessions_v4 (id, source, summary, title, mode, model, repo, repo_name, cwd, branch, isolation, headless, agent_session_id, state, num_turns, created_at, last_modified, hidden)
-SELECT id, source, summary, substr(summary, 1, 120),
-    CASE WHEN mode IN ('ask', 'agent', 'auto') THEN mode ELSE 'ask' END,
-    model, repo, '', cwd, branch, isolation, headless, agent_session_id,
-    CASE WHEN state IN ('idle', 'running', 'requires_action', 'stopped', 'interrupted') THEN state ELSE 'interrupted' END,
-    num_turns, created_at, last_modified, hidden
-FROM sessions;
-DROP TABLE sessions;
-ALTER TABLE sessions_v4 RENAME TO sessions;
-CREATE INDEX sessions_recent ON sessions (hidden, last_modified DESC, id DESC);
-";
+// The schema: src/migrations/0003_sessions.sql and 0004_session_state.sql.
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -178,15 +103,15 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
 }
 
 pub fn list(conn: &Connection, offset: u32, limit: u32) -> Result<(Vec<SessionRow>, bool)> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {READ_COLUMNS} FROM sessions WHERE hidden = 0 ORDER BY last_modified DESC, id DESC LIMIT ?1 OFFSET ?2"
-    ))?;
-    let mut rows = stmt
-        .query_map(params![limit + 1, offset], row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    Ok((rows, more))
+    let rows = query(
+        conn,
+        &format!(
+            "SELECT {READ_COLUMNS} FROM sessions WHERE hidden = 0 ORDER BY last_modified DESC, id DESC LIMIT ?1 OFFSET ?2"
+        ),
+        params![limit + 1, offset],
+        row,
+    )?;
+    Ok(split_more(rows, limit))
 }
 
 pub fn hide(conn: &Connection, id: &str) -> Result<bool> {
@@ -213,6 +138,22 @@ pub fn last_seq(conn: &Connection, id: &str) -> Result<u64> {
     Ok(seq.unwrap_or(0) as u64)
 }
 
+/// Store one event's frame (a seq already stored is left as it is).
+pub fn insert_event(
+    conn: &Connection,
+    id: &str,
+    seq: u64,
+    ts: i64,
+    kind: &str,
+    frame: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, clamp(seq), ts, kind, frame])?;
+    Ok(())
+}
+
 /// Up to `limit` frames with `seq < before`, oldest first, and whether
 /// older ones exist.
 pub fn events_before(
@@ -221,17 +162,13 @@ pub fn events_before(
     before: u64,
     limit: u32,
 ) -> Result<(Vec<(u64, String)>, bool)> {
-    let mut stmt = conn.prepare(
+    let rows = query(
+        conn,
         "SELECT seq, frame FROM events WHERE session_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        params![id, clamp(before), limit + 1],
+        seq_frame,
     )?;
-    let mut out = stmt
-        .query_map(
-            params![id, before.min(i64::MAX as u64) as i64, limit + 1],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-        )?
-        .collect::<rusqlite::Result<Vec<(u64, String)>>>()?;
-    let more = out.len() > limit as usize;
-    out.truncate(limit as usize);
+    let (mut out, more) = split_more(rows, limit);
     out.reverse();
     Ok((out, more))
 }
@@ -244,16 +181,44 @@ pub fn events(
     to: u64,
     limit: u32,
 ) -> Result<Vec<(u64, String)>> {
-    let mut stmt = conn.prepare(
+    query(
+        conn,
         "SELECT seq, frame FROM events WHERE session_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
-    )?;
-    let out = stmt
-        .query_map(
-            params![id, from as i64, to.min(i64::MAX as u64) as i64, limit],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-        )?
-        .collect::<rusqlite::Result<Vec<(u64, String)>>>()?;
-    Ok(out)
+        params![id, clamp(from), clamp(to), limit],
+        seq_frame,
+    )
+}
+
+/// Every row of a query, mapped; the statement stays cached for the next
+/// call (lists and replays run the same few queries again and again).
+fn query<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params, map)?
+        .collect::<rusqlite::Result<Vec<T>>>()?;
+    Ok(rows)
+}
+
+/// A page read with one row more than `limit`: the page, and whether more
+/// rows were there.
+fn split_more<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    (rows, more)
+}
+
+fn seq_frame(r: &rusqlite::Row<'_>) -> rusqlite::Result<(u64, String)> {
+    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+}
+
+/// A seq as SQLite's signed integer (`u64::MAX` means "no bound").
+fn clamp(seq: u64) -> i64 {
+    seq.min(i64::MAX as u64) as i64
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -300,18 +265,20 @@ pub fn audit_list(
             decided_by: r.get(6)?,
         })
     };
-    let sql = "SELECT id, ts, session_id, tool, input_summary, decision, decided_by FROM audit";
-    let rows = match session_id {
-        Some(id) => conn
-            .prepare(&format!(
-                "{sql} WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2"
-            ))?
-            .query_map(params![id, limit], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        None => conn
-            .prepare(&format!("{sql} ORDER BY id DESC LIMIT ?1"))?
-            .query_map(params![limit], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-    };
-    Ok(rows)
+    const SQL: &str =
+        "SELECT id, ts, session_id, tool, input_summary, decision, decided_by FROM audit";
+    match session_id {
+        Some(id) => query(
+            conn,
+            &format!("{SQL} WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![id, limit],
+            map,
+        ),
+        None => query(
+            conn,
+            &format!("{SQL} ORDER BY id DESC LIMIT ?1"),
+            params![limit],
+            map,
+        ),
+    }
 }
