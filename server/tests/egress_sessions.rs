@@ -435,3 +435,112 @@ fn an_agent_has_no_way_out_but_its_proxy() {
         eprintln!("{name:<55} control reached, agent failed");
     }
 }
+
+/// mitzod where unprivileged user namespaces are forbidden (a user
+/// namespace of the test's whose `user.max_user_namespaces` is 0, as a
+/// kernel or unit that forbids them would leave it): with `network =
+/// "proxy"` no agent starts and the error says what is missing;
+/// `check-config` says so too. Control: `network = "ports"` there starts
+/// the agent. Needs root (to map the test's uids into that namespace).
+#[test]
+fn without_user_namespaces_proxy_refuses_to_start_agents() {
+    let test = "without_user_namespaces_proxy_refuses_to_start_agents";
+    if !landlock_or_skip(test) || !common::require_root(test) {
+        return;
+    }
+    // Run `mitzod ARGS...` in a user namespace (uids and gids mapped one to
+    // one) that may create no more: a forked child writes the maps from
+    // outside, then the namespace's limit is set to 0 and mitzod is exec'd.
+    const ENTER: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(w)
+    os.read(r, 1)
+    for f in ("uid_map", "gid_map"):
+        with open(f"/proc/{os.getppid()}/{f}", "w") as fh:
+            fh.write("0 0 65536\n")
+    os._exit(0)
+os.close(r)
+if libc.unshare(0x10000000) != 0:
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
+os.write(w, b"x")
+if os.waitpid(pid, 0)[1] != 0:
+    sys.exit("writing the id maps failed")
+with open("/proc/sys/user/max_user_namespaces", "w") as fh:
+    fh.write("0\n")
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+    let forbidden = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new("/usr/bin/python3");
+        c.args(["-c", ENTER, common::mitzod_bin()]).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
+    for (network, refused) in [("proxy", true), ("ports", false)] {
+        let mut server = common::TestServer::new(common::Options::default());
+        let repo = make_repo(server.dir.path());
+        let agent = install_fake_agent(server.dir.path());
+        let text = std::fs::read_to_string(&server.config).unwrap();
+        std::fs::write(
+            &server.config,
+            format!(
+                "repo_path = \"{}\"\n{text}\n[agent]\ncommand = \"{}\"\nnetwork = \"{network}\"\n",
+                repo.display(),
+                agent.display()
+            ),
+        )
+        .unwrap();
+        let config = server.config.display().to_string();
+        let check = forbidden(&["check-config", "--config", &config], &[])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&check.stdout).to_string()
+            + &String::from_utf8_lossy(&check.stderr);
+        assert_eq!(
+            said.contains("key `agent.network`"),
+            refused,
+            "{network}: check-config: {said}"
+        );
+        if refused {
+            assert!(said.contains("RestrictNamespaces=user net"), "{said}");
+        }
+
+        let log = std::fs::File::create(&server.log).unwrap();
+        let child = forbidden(&["serve", "--config", &config], &[("MITZO_LOG", "info")])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        server.child = Some(child);
+        server.wait_ready();
+        let jwt = server.login();
+        let mut ws = Ws::connect(server.port, &jwt);
+        ws.send(json!({"type": "hello", "protocolVersion": 2}));
+        ws.send(json!({"type": "send", "sessionId": null, "prompt": "text:hello"}));
+        if refused {
+            let err = ws.wait_type("error");
+            let e = err["error"].as_str().unwrap();
+            assert!(
+                e.contains("agent.network = \"proxy\" needs a network namespace")
+                    && e.contains("RestrictNamespaces=user net")
+                    && e.contains("agent.network = \"ports\""),
+                "{err}"
+            );
+            assert!(
+                server.log_text().contains("agents will not start"),
+                "the start-up log says so: {}",
+                server.log_text()
+            );
+        } else {
+            let result = ws.wait_type("result");
+            assert_eq!(result["isError"], false, "{result}");
+        }
+        server.stop();
+    }
+}
