@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, watch};
 
 /// Longest request head accepted (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
+/// How long a request head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One entry of the allow-list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,7 +425,10 @@ async fn refuse(stream: &mut UnixStream, why: &str) {
 }
 
 async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEvent> {
-    let (head, rest) = read_head(&mut stream).await?;
+    // A client that never finishes its request head does not hold a task.
+    let (head, rest) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream))
+        .await
+        .ok()??;
     let Some(req) = parse(head, rest) else {
         refuse(&mut stream, "malformed request").await;
         return None;
