@@ -954,8 +954,8 @@ mod tests {
     use super::*;
 
     fn conn() -> Connection {
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(crate::db::MIGRATIONS[1]).unwrap();
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut c).unwrap();
         c
     }
 

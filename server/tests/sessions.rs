@@ -312,11 +312,7 @@ fn permission_times_out_to_deny() {
     }
     let s = start("[permissions]\ntimeout_secs = 1\n");
     let mut ws = s.ws();
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Bash:echo late > late.txt"}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session("tool:Bash:echo late > late.txt").id;
     let req = ws.wait_type("permission_request");
     let timeout = ws.wait_type("permission_timeout");
     assert_eq!(timeout["permId"], req["permId"]);
@@ -338,11 +334,7 @@ fn crash_garbage_huge_and_unsupported_are_events_not_failures() {
     }
     let s = start("");
     let mut ws = s.ws();
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": "garbage"}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session("garbage").id;
     let err = ws.wait_type("error");
     assert!(err["error"].as_str().unwrap().contains("not JSON"), "{err}");
     let events = s.wait_event(&id, |e| e["type"] == "result");
@@ -503,11 +495,7 @@ fn reconnect_replays_exactly_the_missed_events() {
     }
     let s = start("[session]\nbuffer_events = 50\n");
     let mut ws = s.ws();
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": "blocks:100"}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session("blocks:100").id;
     // Read a little, then drop the connection mid-stream.
     let mut last = 0;
     while last < 20 {
