@@ -2,8 +2,7 @@
 //! `session.retain_mb` is compacted at the next start-up pass, says so in
 //! its meta, and what remains still replays, pages and carries on.
 
-mod common;
-mod sessions_support;
+use crate::sessions_support;
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,8 @@
 //! speaks Claude Code's stream-json protocol: REST, WebSocket, the
 //! permission broker, crashes, reconnects, ntfy, restarts and idle exit.
 
-mod common;
-mod sessions_support;
+use crate::common;
+use crate::sessions_support;
 
 use std::time::Duration;
 
