@@ -9,7 +9,7 @@
 
 use std::process::{Command, Stdio};
 
-const BENCHES: &[&str] = &["daemon", "files", "sandbox_spawn", "sessions"];
+const BENCHES: &[&str] = &["daemon", "files", "sandbox_spawn", "sessions", "scale"];
 
 fn main() {
     let here = std::env::current_exe().expect("current exe");

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { chromium } from "playwright-core";
 import { CHROMIUM_ARGS as ARGS, PASSPHRASE, Server } from "./harness.mjs";
 
@@ -477,6 +478,65 @@ try {
       await w.close();
     }
   }
+
+  await test("a compacted session says so at the top of its chat, and axe stays clean", async () => {
+    // One turn of about 1.4 MiB of text against a 1 MiB limit: the pass at
+    // the next start compacts it and drops its oldest blocks.
+    const big = "x".repeat(200 * 1024);
+    const texts = Array.from({ length: 7 }, (_, i) => ({ text: `block ${i} ${big}` }));
+    const s = await Server.start({ extraToml: "[session]\nretain_mb = 1\n", script: { turns: [[...texts, { text: "the newest words" }]] } });
+    let passed = false;
+    try {
+      const r = await s.api("/api/sessions", { method: "POST", body: { source: "web-test", initialPrompt: "fill" } });
+      assert.equal(r.status, 201, r.text);
+      const id = r.json.sessionId;
+      const meta = async () => (await s.api(`/api/sessions/${encodeURIComponent(id)}/meta`)).json;
+      const until = async (what, ok) => {
+        for (let i = 0; i < 400; i++) {
+          if (await ok()) return;
+          await sleep(50);
+        }
+        throw new Error(`${what} never happened:\n${s.logText().slice(-2000)}`);
+      };
+      await until("the turn's result", async () =>
+        (await s.api(`/api/sessions/${encodeURIComponent(id)}/events?limit=5000`)).json.events.some((f) => f.type === "result"),
+      );
+      const w = await browser("desktop", s.origin);
+      try {
+        const page = w.page;
+        await login(page, s.origin);
+        await page.goto(`${s.origin}/s/${encodeURIComponent(id)}`);
+        await page.getByText("the newest words").waitFor({ timeout: T });
+        assert.equal((await meta()).historyCompacted, false);
+        assert.equal(await page.getByRole("note").count(), 0, "control: no note before retention");
+
+        await s.restart();
+        await until("compaction at start-up", async () => (await meta()).historyCompacted === true);
+        await page.reload();
+        const note = page.locator(".chat > .banner.compacted");
+        await note.waitFor({ timeout: T });
+        assert.equal(await note.getAttribute("role"), "note");
+        assert.match(await note.innerText(), /^Older history was compacted/);
+        // Above the transcript, which still ends with the newest words.
+        const order = await page.evaluate(() => {
+          const kids = [...document.querySelector(".chat").children];
+          return kids.indexOf(document.querySelector(".banner.compacted")) < kids.indexOf(document.querySelector(".transcript"));
+        });
+        assert.ok(order, "the note is above the transcript");
+        await page.getByText("the newest words").waitFor({ timeout: T });
+        await shot(w, "compacted");
+        await axe(w, "compacted chat");
+        assert.deepEqual(w.axe, []);
+        assert.deepEqual([...w.pageErrors, ...w.dialogs, ...w.foreign], []);
+      } finally {
+        await w.close();
+      }
+      passed = true;
+    } finally {
+      if (passed) await s.remove();
+      else await s.stop();
+    }
+  });
 
   await import("./xss.mjs").then((m) => m.run({ server, browser, login, newSession, send, test, shot, waitIdle, T }));
   await import("./reconnect.mjs").then((m) =>

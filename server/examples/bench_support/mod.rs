@@ -179,3 +179,98 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 pub fn result(measure: &str, value: &str, floor: &str, ratio: &str, goal: &str) {
     println!("RESULT\t{measure}\t{value}\t{floor}\t{ratio}\t{goal}");
 }
+
+/// A mitzod child with its log; stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub child: Option<std::process::Child>,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    bin: PathBuf,
+    config: PathBuf,
+}
+
+impl Server {
+    /// Start `bin serve` with `config`, logging to `dir/mitzod.log`.
+    pub fn start(bin: &Path, dir: &Path, config: &Path, addr: SocketAddr) -> Server {
+        let mut s = Server {
+            child: None,
+            addr,
+            log: dir.join("mitzod.log"),
+            bin: bin.to_path_buf(),
+            config: config.to_path_buf(),
+        };
+        s.run();
+        s
+    }
+
+    fn run(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = std::process::Command::new(&self.bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env("MITZO_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start mitzod");
+        self.child = Some(child);
+        wait_ready(self.addr);
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `p`th percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

@@ -103,15 +103,15 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
 }
 
 pub fn list(conn: &Connection, offset: u32, limit: u32) -> Result<(Vec<SessionRow>, bool)> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {READ_COLUMNS} FROM sessions WHERE hidden = 0 ORDER BY last_modified DESC, id DESC LIMIT ?1 OFFSET ?2"
-    ))?;
-    let mut rows = stmt
-        .query_map(params![limit + 1, offset], row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    Ok((rows, more))
+    let rows = query(
+        conn,
+        &format!(
+            "SELECT {READ_COLUMNS} FROM sessions WHERE hidden = 0 ORDER BY last_modified DESC, id DESC LIMIT ?1 OFFSET ?2"
+        ),
+        params![limit + 1, offset],
+        row,
+    )?;
+    Ok(split_more(rows, limit))
 }
 
 pub fn hide(conn: &Connection, id: &str) -> Result<bool> {
@@ -138,6 +138,22 @@ pub fn last_seq(conn: &Connection, id: &str) -> Result<u64> {
     Ok(seq.unwrap_or(0) as u64)
 }
 
+/// Store one event's frame (a seq already stored is left as it is).
+pub fn insert_event(
+    conn: &Connection,
+    id: &str,
+    seq: u64,
+    ts: i64,
+    kind: &str,
+    frame: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO events (session_id, seq, ts, kind, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, clamp(seq), ts, kind, frame])?;
+    Ok(())
+}
+
 /// Up to `limit` frames with `seq < before`, oldest first, and whether
 /// older ones exist.
 pub fn events_before(
@@ -146,17 +162,13 @@ pub fn events_before(
     before: u64,
     limit: u32,
 ) -> Result<(Vec<(u64, String)>, bool)> {
-    let mut stmt = conn.prepare(
+    let rows = query(
+        conn,
         "SELECT seq, frame FROM events WHERE session_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        params![id, clamp(before), limit + 1],
+        seq_frame,
     )?;
-    let mut out = stmt
-        .query_map(
-            params![id, before.min(i64::MAX as u64) as i64, limit + 1],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-        )?
-        .collect::<rusqlite::Result<Vec<(u64, String)>>>()?;
-    let more = out.len() > limit as usize;
-    out.truncate(limit as usize);
+    let (mut out, more) = split_more(rows, limit);
     out.reverse();
     Ok((out, more))
 }
@@ -169,16 +181,44 @@ pub fn events(
     to: u64,
     limit: u32,
 ) -> Result<Vec<(u64, String)>> {
-    let mut stmt = conn.prepare(
+    query(
+        conn,
         "SELECT seq, frame FROM events WHERE session_id = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
-    )?;
-    let out = stmt
-        .query_map(
-            params![id, from as i64, to.min(i64::MAX as u64) as i64, limit],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-        )?
-        .collect::<rusqlite::Result<Vec<(u64, String)>>>()?;
-    Ok(out)
+        params![id, clamp(from), clamp(to), limit],
+        seq_frame,
+    )
+}
+
+/// Every row of a query, mapped; the statement stays cached for the next
+/// call (lists and replays run the same few queries again and again).
+fn query<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params, map)?
+        .collect::<rusqlite::Result<Vec<T>>>()?;
+    Ok(rows)
+}
+
+/// A page read with one row more than `limit`: the page, and whether more
+/// rows were there.
+fn split_more<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    (rows, more)
+}
+
+fn seq_frame(r: &rusqlite::Row<'_>) -> rusqlite::Result<(u64, String)> {
+    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+}
+
+/// A seq as SQLite's signed integer (`u64::MAX` means "no bound").
+fn clamp(seq: u64) -> i64 {
+    seq.min(i64::MAX as u64) as i64
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -225,18 +265,20 @@ pub fn audit_list(
             decided_by: r.get(6)?,
         })
     };
-    let sql = "SELECT id, ts, session_id, tool, input_summary, decision, decided_by FROM audit";
-    let rows = match session_id {
-        Some(id) => conn
-            .prepare(&format!(
-                "{sql} WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2"
-            ))?
-            .query_map(params![id, limit], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        None => conn
-            .prepare(&format!("{sql} ORDER BY id DESC LIMIT ?1"))?
-            .query_map(params![limit], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-    };
-    Ok(rows)
+    const SQL: &str =
+        "SELECT id, ts, session_id, tool, input_summary, decision, decided_by FROM audit";
+    match session_id {
+        Some(id) => query(
+            conn,
+            &format!("{SQL} WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![id, limit],
+            map,
+        ),
+        None => query(
+            conn,
+            &format!("{SQL} ORDER BY id DESC LIMIT ?1"),
+            params![limit],
+            map,
+        ),
+    }
 }

@@ -52,11 +52,13 @@ impl SessionManager {
             loop {
                 hourly.tick().await;
                 match me.apply_retention().await {
-                    Ok(r) if r.aged_out + r.over_size > 0 => tracing::info!(
+                    Ok(r) if r.changed() => tracing::info!(
+                        compacted = r.compacted,
                         aged_out = r.aged_out,
                         over_size = r.over_size,
                         sessions = r.sessions.len(),
                         pages_freed = r.pages_freed,
+                        vacuumed = r.vacuumed,
                         "event-log retention compacted session history"
                     ),
                     Ok(_) => {}

@@ -40,6 +40,8 @@ export interface SessionMeta {
   state: string;
   lastSeq: number;
   isActive: boolean;
+  /** Retention compacted or dropped part of its older history. */
+  historyCompacted: boolean;
 }
 
 export type TaskStatus = "todo" | "in_progress" | "blocked" | "review" | "done";

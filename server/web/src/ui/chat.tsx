@@ -12,6 +12,8 @@ const PAGE = 300;
 const WINDOW = 25;
 
 const loading = new Map<string, Promise<void>>();
+/** Sessions whose meta said retention compacted their older history. */
+const compacted = new Set<string>();
 
 /** The last page of a session's history, then live frames from there on. */
 export function openSession(id: string): Promise<void> {
@@ -32,6 +34,7 @@ export function openSession(id: string): Promise<void> {
       t.state = meta.state;
     }
     t.title = meta.title || firstLine(meta.summary || "");
+    if (meta.historyCompacted) compacted.add(id);
     const page = await api<EventPage>(routes.eventsBefore(id, meta.lastSeq + 1, PAGE));
     for (const f of page.events) t.apply(f, false);
     t.firstSeq = page.hasMore ? (page.events[0]?.seq ?? 1) : 1;
@@ -97,6 +100,7 @@ export function Chat({ id }: { id: string }) {
   const pending = [...t.pending.values()];
   const st = stateLabel(t.state, pending.length);
   const running = t.state === "running" || t.state === "requires_action";
+  const isCompacted = compacted.has(id) || app.sessions.some((s) => s.id === id && s.historyCompacted);
 
   return (
     <div class="chat">
@@ -118,6 +122,12 @@ export function Chat({ id }: { id: string }) {
         <div class="banner" role="status">
           Reconnecting…
         </div>
+      )}
+      {isCompacted && (
+        <p class="banner compacted" role="note">
+          Older history was compacted to stay within the retention limits: streaming details are gone, and the oldest
+          messages may be too.
+        </p>
       )}
       {error && (
         <div class="msg error" role="alert">
