@@ -30,12 +30,7 @@ fn git_init(dir: &std::path::Path) {
 fn dev_mode_runs_with_generated_secrets() {
     let _port = PORT_3100.lock().unwrap_or_else(|p| p.into_inner());
     let dir = open_tempdir();
-    assert!(Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(dir.path())
-        .status()
-        .unwrap()
-        .success());
+    git_init(dir.path());
     let addr: std::net::SocketAddr = "127.0.0.1:3100".parse().unwrap();
 
     let dev = start_dev(dir.path());

@@ -1053,6 +1053,56 @@ fn agents_cannot_approve_their_own_work() {
     );
 }
 
+/// The positive control of the override tests above and below: a
+/// `.mitzo.json` override is really read, and narrows a tier (Write,
+/// auto-allowed in agent mode, then needs the owner). Without this, those
+/// tests would pass with the file never loaded.
+#[test]
+fn a_repo_override_narrows_a_tier_and_without_it_the_call_runs_unasked() {
+    if !landlock_or_skip("a_repo_override_narrows_a_tier_and_without_it_the_call_runs_unasked") {
+        return;
+    }
+    let s = start("");
+    let mut ws = s.ws();
+    let asked_or_ran = |id: String| {
+        move |f: &Value| {
+            f["sessionId"] == id.as_str()
+                && (f["type"] == "permission_request" || f["type"] == "tool_result")
+        }
+    };
+
+    // Control: no override; agent mode runs Write without asking.
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Write:control.txt", "mode": "agent"}));
+    let control = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = ws.wait_for("Write's outcome", asked_or_ran(control));
+    assert_eq!(
+        first["type"], "tool_result",
+        "Write is auto-allowed in agent mode: {first}"
+    );
+
+    // The override makes Write elevated: now the owner is asked.
+    std::fs::write(
+        s.repo.join(".mitzo.json"),
+        r#"{"toolTierOverrides": {"Write": "elevated"}}"#,
+    )
+    .unwrap();
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Write:narrowed.txt", "mode": "agent"}));
+    let narrowed = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = ws.wait_for("Write's outcome", asked_or_ran(narrowed));
+    assert_eq!(
+        second["type"], "permission_request",
+        "the override was not applied: {second}"
+    );
+    assert_eq!(second["toolName"], "Write");
+    assert_eq!(second["tier"], "elevated");
+}
+
 #[test]
 fn repo_overrides_never_widen_agent_mode() {
     if !landlock_or_skip("repo_overrides_never_widen_agent_mode") {
