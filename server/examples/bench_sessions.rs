@@ -372,7 +372,9 @@ fn main() {
         }
     }
     println!();
-    println!("steady state of the multi-session runs: events emitted once every session was streaming");
+    println!(
+        "steady state of the multi-session runs: events emitted once every session was streaming"
+    );
     for (name, m, f) in &runs {
         if m.sessions == 1 {
             continue;
