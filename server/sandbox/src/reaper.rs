@@ -259,6 +259,7 @@ pub fn run(args: ReaperArgs) -> i32 {
 fn forwarder(listener: TcpListener, to: &std::path::Path) -> ! {
     for conn in listener.incoming() {
         let Ok(tcp) = conn else { continue };
+        let _ = tcp.set_nodelay(true);
         let to = to.to_path_buf();
         std::thread::spawn(move || {
             let Ok(unix) = std::os::unix::net::UnixStream::connect(&to) else {
@@ -268,16 +269,34 @@ fn forwarder(listener: TcpListener, to: &std::path::Path) -> ! {
                 return;
             };
             let up = std::thread::spawn(move || {
-                let _ = std::io::copy(&mut tcp_r, &mut unix_w);
+                relay(&mut tcp_r, &mut unix_w);
                 let _ = unix_w.shutdown(std::net::Shutdown::Write);
             });
             let (mut unix_r, mut tcp_w) = (unix, tcp);
-            let _ = std::io::copy(&mut unix_r, &mut tcp_w);
+            relay(&mut unix_r, &mut tcp_w);
             let _ = tcp_w.shutdown(std::net::Shutdown::Write);
             let _ = up.join();
         });
     }
     std::process::exit(0)
+}
+
+/// Copy until end of input or an error, with a buffer large enough that a
+/// download costs few system calls per MiB (`io::copy` uses 8 KiB).
+fn relay(from: &mut impl std::io::Read, to: &mut impl std::io::Write) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Whether this process has any child, live or zombie.
