@@ -129,14 +129,16 @@ pub fn run(args: ReaperArgs) -> i32 {
     }
 
     // Built here, installed in the agent only (the forwarder, forked above,
-    // needs a Unix socket per connection).
-    let no_unix = if args.no_unix_sockets {
-        match super::seccomp::build_no_unix_sockets_filter() {
-            Ok(p) => Some(p),
-            Err(e) => return fail("building the agent's Unix-socket filter", e),
+    // needs a Unix socket per connection). Where the kernel has no seccomp
+    // (mitzod then runs agents only under sandbox.landlock = "best-effort")
+    // there is nothing to stack them on.
+    let agent_filters = if super::seccomp::probe().is_ok() {
+        match super::seccomp::build_agent_filters(args.no_unix_sockets) {
+            Ok(p) => p,
+            Err(e) => return fail("building the agent's own seccomp filters", e),
         }
     } else {
-        None
+        Vec::new()
     };
 
     let Some((program, rest)) = args.command.split_first() else {
@@ -173,7 +175,7 @@ pub fn run(args: ReaperArgs) -> i32 {
                 rs.restrict_self()
                     .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
             }
-            if let Some(p) = &no_unix {
+            for p in &agent_filters {
                 super::seccomp::apply_in_child(p)?;
             }
             Ok(())
