@@ -748,13 +748,13 @@ fn string_map(obj: &Bound<'_, PyAny>, nulls: bool) -> PyResult<Value> {
     Ok(v)
 }
 
-/// A mitzod session id: `YYYY-MM-DD-<12 hex>`, today's date in UTC.
+/// A mitzod session id for today (UTC), in the server's own format
+/// (`mitzo_protocol::session_id`).
 fn new_session_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let mut bytes = [0u8; 6];
     if getrandom(&mut bytes).is_err() {
         // Time and pid are unique enough for a worktree name.
@@ -765,27 +765,12 @@ fn new_session_id() -> String {
             ^ u128::from(std::process::id());
         bytes.copy_from_slice(&n.to_le_bytes()[..6]);
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{y:04}-{m:02}-{d:02}-{hex}")
+    mitzo_protocol::session_id::format((secs / 86_400) as i64, bytes)
 }
 
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
-}
-
-/// Days since 1970-01-01 → (year, month, day) (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Where discovery would look for a token file, in order, without reading

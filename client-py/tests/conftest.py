@@ -45,6 +45,14 @@ os.execvp(sys.argv[2], sys.argv[2:])
 """
 
 
+def skip_unless_required(why: str, require: str = "MITZO_REQUIRE_ROOT_TESTS") -> None:
+    """Skip with `why`, or fail when `require` is 1 (CI sets it): what CI
+    runs must not skip silently."""
+    if os.environ.get(require) == "1":
+        pytest.fail(f"{why}, and {require}=1 makes that a failure")
+    pytest.skip(why)
+
+
 def _find_binary() -> str:
     env = os.environ.get("MITZO_BIN")
     if env:
@@ -251,6 +259,28 @@ def shared_tmp() -> Iterator[Path]:
     d = make_shared_tmpdir("mitzo-py-x-")
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def repos_server(server_factory: Any, shared_tmp: Path) -> tuple[Mitzod, Path, Path]:
+    """A started server with two repos (`repo_path` and `[repos] other`) and
+    the fake agent: the API and contract tests' common ground."""
+    repo = git_repo(shared_tmp / "repo")
+    other = git_repo(shared_tmp / "other")
+    agent = write_fake_agent(shared_tmp)
+    home = shared_tmp / "agent-home"
+    home.mkdir()
+    chown_to_service_user(home)
+    server = server_factory(
+        f'repo_path = "{repo}"\n'
+        f'repos = {{ other = "{other}" }}\n'
+        "[agent]\n"
+        f'command = "{agent}"\n'
+        f'home = "{home}"\n'
+        "[sandbox]\n"
+        'landlock = "best-effort"\n'
+    )
+    return server, repo, other
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from mitzo_client import AuthError, Client, MitzoError, NotFoundError
 
-from conftest import Mitzod, chown_to_service_user, git_repo, wait_for_file, write_fake_agent
+from conftest import Mitzod, wait_for_file
 
 
 def tasks_of(listing: Any) -> list[dict[str, Any]]:
@@ -30,23 +30,8 @@ class Env:
 
 
 @pytest.fixture
-def env(server_factory: Callable[..., Mitzod], shared_tmp: Path) -> Env:
-    repo = git_repo(shared_tmp / "repo")
-    other = git_repo(shared_tmp / "other")
-    agent = write_fake_agent(shared_tmp)
-    home = shared_tmp / "agent-home"
-    home.mkdir()
-    chown_to_service_user(home)
-    server = server_factory(
-        f'repo_path = "{repo}"\n'
-        f'repos = {{ other = "{other}" }}\n'
-        "[agent]\n"
-        f'command = "{agent}"\n'
-        f'home = "{home}"\n'
-        "[sandbox]\n"
-        'landlock = "best-effort"\n'
-    )
-    return Env(server, repo, other)
+def env(repos_server: tuple[Mitzod, Path, Path]) -> Env:
+    return Env(*repos_server)
 
 
 def new_session(c: Client, **kw: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Optional
 
 import pytest
 
-from conftest import Mitzod, free_port
+from conftest import Mitzod, free_port, skip_unless_required
 
 MITZO = str(Path(sys.executable).parent / "mitzo")
 
@@ -68,7 +68,7 @@ def test_unreachable_exits_3() -> None:
 
 def test_no_token_exits_3(tmp_path: Path) -> None:
     if Path("/var/lib/mitzo/internal-token").exists():
-        pytest.skip("this machine has a system token file")
+        skip_unless_required("this machine has a system token file")
     out = run("task", "status")
     assert out.returncode == 3
     assert "MITZO_TOKEN_FILE" in out.stderr
@@ -95,7 +95,7 @@ def test_token_path(server: Mitzod, tmp_path: Path, clean_client_env: Path) -> N
 
 def test_token_path_nothing_found_exits_3(tmp_path: Path) -> None:
     if Path("/var/lib/mitzo/internal-token").exists():
-        pytest.skip("this machine has a system token file")
+        skip_unless_required("this machine has a system token file")
     out = run("token", "path", env={"MITZO_TOKEN_FILE": str(tmp_path / "missing")})
     assert out.returncode == 3
     assert str(tmp_path / "missing") in out.stderr

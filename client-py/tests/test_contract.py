@@ -16,7 +16,7 @@ import pytest
 import mitzo_client
 from mitzo_client import BadRequestError, Client, MitzoError, types
 
-from conftest import Mitzod, chown_to_service_user, git_repo, write_fake_agent
+from conftest import Mitzod
 
 if sys.version_info >= (3, 11):
     from typing import NotRequired, Required
@@ -111,23 +111,8 @@ class Recorder:
 
 
 @pytest.fixture
-def setup(server_factory: Callable[..., Mitzod], shared_tmp: Path) -> tuple[Mitzod, Path, Path]:
-    repo = git_repo(shared_tmp / "repo")
-    other = git_repo(shared_tmp / "other")
-    agent = write_fake_agent(shared_tmp)
-    home = shared_tmp / "agent-home"
-    home.mkdir()
-    chown_to_service_user(home)
-    server = server_factory(
-        f'repo_path = "{repo}"\n'
-        f'repos = {{ other = "{other}" }}\n'
-        "[agent]\n"
-        f'command = "{agent}"\n'
-        f'home = "{home}"\n'
-        "[sandbox]\n"
-        'landlock = "best-effort"\n'
-    )
-    return server, repo, other
+def setup(repos_server: tuple[Mitzod, Path, Path]) -> tuple[Mitzod, Path, Path]:
+    return repos_server
 
 
 def test_every_method_with_every_parameter(setup: tuple[Mitzod, Path, Path]) -> None:

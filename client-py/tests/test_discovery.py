@@ -19,7 +19,7 @@ from mitzo_client import (
     token_file_candidates,
 )
 
-from conftest import IS_ROOT, Mitzod
+from conftest import IS_ROOT, Mitzod, skip_unless_required
 
 SYSTEM_TOKEN = Path("/var/lib/mitzo/internal-token")
 
@@ -89,9 +89,9 @@ def test_token_from_home_dir(server: Mitzod, clean_client_env: Path) -> None:
 
 def test_token_from_system_state_dir(server: Mitzod) -> None:
     if SYSTEM_TOKEN.exists() or SYSTEM_TOKEN.parent.exists():
-        pytest.skip("/var/lib/mitzo exists on this machine; not touching it")
+        skip_unless_required("/var/lib/mitzo exists on this machine; not touching it")
     if not IS_ROOT:
-        pytest.skip("needs root to create /var/lib/mitzo")
+        skip_unless_required("needs root to create /var/lib/mitzo")
     try:
         copy_token(server, SYSTEM_TOKEN)
         c = Client(url=server.url)
@@ -126,7 +126,7 @@ def test_nothing_found_lists_every_place(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_client_env: Path
 ) -> None:
     if SYSTEM_TOKEN.exists():
-        pytest.skip("this machine has a system token file")
+        skip_unless_required("this machine has a system token file")
     monkeypatch.setenv("MITZO_TOKEN_FILE", str(tmp_path / "missing"))
     with pytest.raises(TokenNotFoundError) as e:
         Client()

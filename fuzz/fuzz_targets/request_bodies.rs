@@ -13,11 +13,7 @@ use mitzod::tasks::{self, CreateTask, PatchTask, SetBody, SignalBody};
 use rusqlite::Connection;
 
 thread_local! {
-    static DB: RefCell<Connection> = RefCell::new({
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(tasks::MIGRATION).unwrap();
-        c
-    });
+    static DB: RefCell<Connection> = RefCell::new(mitzo_testkit::memory_db());
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -27,9 +23,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(expected.map_or(true, |e| e.len() as u64 <= mitzod::files::MAX_FILE_BYTES));
         }
     }
-    if let Ok(cfg) = RepoConfig::parse(data) {
-        assert!(cfg.validate().is_ok());
-    }
+    // parse() validates what it accepts; the point here is that it never panics.
+    let _ = RepoConfig::parse(data);
     DB.with(|db| {
         let mut c = db.borrow_mut();
         if let Ok(body) = serde_json::from_slice::<CreateTask>(data) {

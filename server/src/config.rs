@@ -570,30 +570,31 @@ impl<'de> Deserialize<'de> for PublicUrl {
 
 impl PublicUrl {
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(format!("must start with http:// or https://, got {s:?}"));
+        let u = url::Url::parse(s).map_err(|e| format!("not a URL ({e}): {s:?}"))?;
+        let https = match u.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(format!("must start with http:// or https://, got {s:?}")),
         };
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() || authority.contains('@') {
+        let host = match u.host_str() {
+            Some(h) if !h.is_empty() => h.to_ascii_lowercase(),
+            _ => return Err(format!("needs a host and no user info, got {s:?}")),
+        };
+        if !u.username().is_empty() || u.password().is_some() {
             return Err(format!("needs a host and no user info, got {s:?}"));
         }
         Ok(PublicUrl {
             https,
-            host: host_without_port(authority).to_ascii_lowercase(),
-            origin: format!(
-                "{}://{}",
-                if https { "https" } else { "http" },
-                authority.to_ascii_lowercase()
-            ),
+            host,
+            // What a browser sends as `Origin` (a default port left out).
+            origin: u.origin().ascii_serialization(),
         })
     }
 }
 
 /// `host[:port]` or `[v6]:port` → host part, brackets kept for IPv6.
+/// Hand-written, not `url`: a `Host` header is an authority, and parsing it
+/// as `http://{host}/` would read `user@host` as a host with user info.
 pub fn host_without_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return match authority.find(']') {

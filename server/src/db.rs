@@ -28,6 +28,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_history_compacted.sql"),
 ];
 
+/// Bring `conn`'s schema to the newest version, one migration per
+/// transaction; refuses a database newer than this mitzod.
+pub fn migrate(conn: &mut Connection) -> Result<(), StartupError> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StartupError::StateDir(format!(
+            "database schema version {version} is newer than this mitzod knows ({}); refusing to downgrade",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
@@ -55,19 +74,7 @@ impl Db {
         // FULL: an acknowledged write survives a crash of the process or box.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > MIGRATIONS.len() {
-            return Err(StartupError::StateDir(format!(
-                "database schema version {version} is newer than this mitzod knows ({}); refusing to downgrade",
-                MIGRATIONS.len()
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
-        }
+        migrate(&mut conn)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             health: Arc::default(),

@@ -206,44 +206,22 @@ fn add_model_access(
     Ok(())
 }
 
-/// The TCP port of an http(s) URL.
+/// The TCP port of an http(s) URL (its scheme's default when it names none).
 pub fn url_port(url: &str) -> Option<u16> {
-    let (default, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (443, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (80, r)
-    } else {
-        return None;
-    };
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit('@').next()?;
-    if authority.is_empty() {
+    let u = url::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") || !u.host_str().is_some_and(|h| !h.is_empty()) {
         return None;
     }
-    let host = crate::config::host_without_port(authority);
-    if !host.starts_with('[') && host.contains(':') {
-        return None;
-    }
-    match authority[host.len()..].strip_prefix(':') {
-        Some(p) => p.parse().ok().filter(|p| *p != 0),
-        None => Some(default),
-    }
+    u.port_or_known_default().filter(|p| *p != 0)
 }
 
 /// `agent.command` resolved the way sessions resolve it (PATH, or absolute).
 pub fn find_agent(command: &str) -> Option<PathBuf> {
     let path = Path::new(command);
     if path.is_absolute() || command.contains('/') {
-        return is_executable(path).then(|| path.to_path_buf());
+        return crate::program::is_executable(path).then(|| path.to_path_buf());
     }
-    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&search)
-        .map(|d| d.join(command))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+    crate::program::on_path(command)
 }
 
 /// One line about the agent: which program, and whether it was found.

@@ -99,6 +99,7 @@ pub fn errno_error(e: Errno, shown: &str) -> Error {
 }
 
 /// Syntactic checks on a caller-named relative path before the kernel sees it.
+/// In bytes, not characters (see `crate::text`): the kernel's limits count bytes.
 pub fn check_path_text(path: &str) -> Result<()> {
     if path.len() > MAX_PATH_BYTES {
         return Err(Error::Invalid(format!(

@@ -88,10 +88,7 @@ pub struct Git {
 impl Git {
     /// Find `git` on `PATH`.
     pub fn new(landlock: Enforcement) -> Result<Git> {
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-        let git = std::env::split_paths(&path)
-            .map(|d| d.join("git"))
-            .find(|p| p.is_file())
+        let git = crate::program::on_path("git")
             .ok_or_else(|| Error::Unavailable("git not found on PATH".into()))?;
         Git::with_binary(&git, landlock)
     }

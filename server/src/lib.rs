@@ -19,12 +19,14 @@ pub mod memory;
 pub mod ntfy;
 pub mod permissions;
 pub mod privileges;
+pub mod program;
 pub mod repo_config;
 pub mod secret;
 pub mod sessions;
 pub mod state;
 pub mod systemd;
 pub mod tasks;
+pub mod text;
 pub mod worktree;
 
 pub use error::{Error, Result};

@@ -181,13 +181,11 @@ pub fn notify_stopping(status: &str) {
     ]);
 }
 
-/// Half of `WATCHDOG_USEC`, when the watchdog is on for this process.
+/// Half of `WATCHDOG_USEC`, when the watchdog is on for this process
+/// (`WATCHDOG_PID` names it, as systemd sets it).
 pub fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.parse::<u32>().ok()? != std::process::id() {
-            return None;
-        }
-    }
-    (usec > 0).then(|| Duration::from_micros(usec / 2))
+    let mut usec = 0;
+    // `false`: leave the environment alone (other threads may read it).
+    let on = sd_notify::watchdog_enabled(false, &mut usec);
+    (on && usec > 0).then(|| Duration::from_micros(usec / 2))
 }

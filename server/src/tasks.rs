@@ -5,10 +5,12 @@
 //! transaction, returning the events to publish once it has committed.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Deserializer, Serialize};
+
+use mitzo_protocol::now_ms;
 
 use crate::auth::Caller;
 use crate::error::{Error, Result};
@@ -244,15 +246,7 @@ pub struct SignalBody {
 // ---------- validation ----------
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.chars().count() > max {
-        return Err(Error::Invalid(format!(
-            "{field}: longer than {max} characters"
-        )));
-    }
-    if value.contains('\0') {
-        return Err(Error::Invalid(format!("{field}: contains a NUL character")));
-    }
-    Ok(())
+    crate::text::check(field, value, max, crate::text::Controls::AllButNul)
 }
 
 fn check_title(title: &str) -> Result<()> {
@@ -484,13 +478,6 @@ impl SignalBody {
 
 const COLUMNS: &str =
     "id, title, description, status, priority, session_id, artifacts, created_at, updated_at";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
@@ -954,8 +941,8 @@ mod tests {
     use super::*;
 
     fn conn() -> Connection {
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(crate::db::MIGRATIONS[1]).unwrap();
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut c).unwrap();
         c
     }
 

@@ -16,6 +16,7 @@ use rand::RngCore;
 use crate::config::{Config, SessionConfig, WorktreeCleanup};
 use crate::error::{Error, Result};
 use crate::git::Git;
+use mitzo_protocol::session_id;
 
 const WORKTREES_DIR: &str = ".mitzo/checkouts";
 
@@ -29,50 +30,19 @@ pub fn new_session_id_at(now: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() / 86_400)
         .unwrap_or(0);
-    let (y, m, d) = civil_from_days(days as i64);
     let mut bytes = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!("{y:04}-{m:02}-{d:02}-{}", hex::encode(bytes))
+    session_id::format(days as i64, bytes)
 }
 
 /// `YYYY-MM-DD-<12 lowercase hex>` with a real date; anything else (`..`,
 /// `/`, other lengths) is refused. Returns the id's day as days since epoch.
 pub fn validate_session_id(id: &str) -> Result<i64> {
-    let bad = || {
+    session_id::day_of(id).ok_or_else(|| {
         Error::Invalid(format!(
             "invalid session id {id:?}: expected YYYY-MM-DD-<12 hex digits>"
         ))
-    };
-    let b = id.as_bytes();
-    if b.len() != 23 || b[4] != b'-' || b[7] != b'-' || b[10] != b'-' {
-        return Err(bad());
-    }
-    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = id.get(r)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
-    let (y, m, d) = (
-        digits(0..4).ok_or_else(bad)?,
-        digits(5..7).ok_or_else(bad)?,
-        digits(8..10).ok_or_else(bad)?,
-    );
-    if !id[11..]
-        .bytes()
-        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    {
-        return Err(bad());
-    }
-    let days = days_from_civil(y, m, d);
-    if !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-        || civil_from_days(days) != (y, m as u32, d as u32)
-    {
-        return Err(bad());
-    }
-    Ok(days)
+    })
 }
 
 pub fn branch_name(id: &str) -> String {
@@ -81,30 +51,6 @@ pub fn branch_name(id: &str) -> String {
 
 pub fn worktree_path(repo: &Path, id: &str) -> PathBuf {
     repo.join(WORKTREES_DIR).join(id)
-}
-
-/// Days since 1970-01-01 → (year, month, day) (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// The repo's top level, canonical; an error when it is missing or not the

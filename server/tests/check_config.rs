@@ -56,12 +56,7 @@ fn append(s: &TestServer, toml: &str) {
 
 fn git_repo(path: &Path) {
     std::fs::create_dir_all(path).unwrap();
-    assert!(Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(path)
-        .status()
-        .unwrap()
-        .success());
+    git(path, &["init", "-q"]);
 }
 
 fn chown(path: &Path, uid: u32) {

@@ -37,7 +37,7 @@ fn policy(dir: &Path) -> Policy {
 
 fn containment(cgroup_base: Option<PathBuf>, limits: Limits) -> ContainmentConfig {
     ContainmentConfig {
-        reaper: sandbox_common::mitzod_bin(),
+        reaper: sandbox_common::mitzod_bin().into(),
         cgroup_base,
         limits,
         grace: Duration::from_millis(300),
@@ -209,7 +209,7 @@ fn the_reaper_ends_its_tree_when_mitzod_dies() {
     // A stand-in for mitzod: a shell that starts the reaper and waits.
     let script = format!(
         "{bin} reaper --parent $$ --grace-ms 200 -- /bin/sh -c {inner} & wait",
-        bin = sandbox_common::mitzod_bin().display(),
+        bin = sandbox_common::mitzod_bin(),
         inner = sh_single(DOUBLE_FORK),
     );
     let mut parent = std::process::Command::new("/bin/sh")

@@ -3,97 +3,38 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
+use common::dev::{serve_dev, DevServer};
 use common::*;
-
-struct Dev {
-    child: std::process::Child,
-    stderr_lines: Vec<String>,
-}
 
 /// Every --dev server binds 127.0.0.1:3100: one at a time.
 static PORT_3100: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn start_dev(dir: &std::path::Path) -> Dev {
-    start_dev_with(dir, &[], &[])
+fn start_dev(dir: &std::path::Path) -> DevServer {
+    serve_dev(dir, &[], &[], None)
 }
 
 /// `serve --dev` with more arguments and environment; returns once it
 /// serves, with every stderr line up to then.
-fn start_dev_with(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
-    let mut cmd = Command::new(mitzod_bin());
-    cmd.args(["serve", "--dev"])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("LISTEN_FDS")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("mitzod --dev exited: {lines:#?}");
-        }
-        let done = line.contains("serving on");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    // Keep draining so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in reader.lines() {});
-    Dev {
-        child,
-        stderr_lines: lines,
-    }
+fn start_dev_with(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> DevServer {
+    serve_dev(dir, args, env, None)
 }
 
 fn git_init(dir: &std::path::Path) {
-    assert!(Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(dir)
-        .status()
-        .unwrap()
-        .success());
-}
-
-fn stop(mut dev: Dev) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(dev.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = wait_timeout(&mut dev.child, Duration::from_secs(15)).expect("stops");
-    assert!(status.success(), "{status}: {:#?}", dev.stderr_lines);
+    git(dir, &["init", "-q"]);
 }
 
 #[test]
 fn dev_mode_runs_with_generated_secrets() {
     let _port = PORT_3100.lock().unwrap_or_else(|p| p.into_inner());
     let dir = open_tempdir();
-    assert!(Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(dir.path())
-        .status()
-        .unwrap()
-        .success());
+    git_init(dir.path());
     let addr: std::net::SocketAddr = "127.0.0.1:3100".parse().unwrap();
 
     let dev = start_dev(dir.path());
-    let text = dev.stderr_lines.join("");
+    let text = dev.lines.join("");
     let phrase = text
         .lines()
         .find_map(|l| {
@@ -144,14 +85,14 @@ fn dev_mode_runs_with_generated_secrets() {
         )
     };
     assert_eq!(login(&phrase).status, 200);
-    stop(dev);
+    dev.stop();
 
     // Second run: same secrets, passphrase not printed again.
     let dev = start_dev(dir.path());
-    assert!(!dev.stderr_lines.join("").contains("shown once"));
+    assert!(!dev.lines.join("").contains("shown once"));
     assert_eq!(login(&phrase).status, 200);
     assert_eq!(login("not it").status, 401);
-    stop(dev);
+    dev.stop();
 }
 
 #[test]
@@ -171,7 +112,7 @@ fn dev_mode_takes_a_config_file_and_the_environment_over_its_defaults() {
         &["--config", config.to_str().unwrap()],
         &[("MITZOD_AGENT__COMMAND", "/nonexistent/agent")],
     );
-    let text = dev.stderr_lines.join("");
+    let text = dev.lines.join("");
     assert!(
         text.contains(&format!("listening on http://127.0.0.1:{port}/")),
         "{text}"
@@ -184,7 +125,7 @@ fn dev_mode_takes_a_config_file_and_the_environment_over_its_defaults() {
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").status, 200);
     // Still the dev state and secrets.
     assert!(dir.path().join(".mitzo-dev/passphrase-hash").exists());
-    stop(dev);
+    dev.stop();
 
     let dev = start_dev_with(
         dir.path(),
@@ -194,13 +135,13 @@ fn dev_mode_takes_a_config_file_and_the_environment_over_its_defaults() {
             ("MITZOD_AGENT__COMMAND", "/usr/bin/env"),
         ],
     );
-    let text = dev.stderr_lines.join("");
+    let text = dev.lines.join("");
     assert!(
         text.contains("agent: `/usr/bin/env` found at /usr/bin/env"),
         "{text}"
     );
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").status, 200);
-    stop(dev);
+    dev.stop();
 }
 
 #[test]
@@ -240,7 +181,7 @@ fn dev_mode_passes_the_model_api_and_allows_its_port() {
             ("ANTHROPIC_API_KEY", "sk-dev-test-key-not-logged"),
         ],
     );
-    let text = dev.stderr_lines.join("");
+    let text = dev.lines.join("");
     assert!(
         text.contains(
             "ANTHROPIC_BASE_URL=http://127.0.0.1:45678 (agents may connect to port 45678)"
@@ -252,7 +193,7 @@ fn dev_mode_passes_the_model_api_and_allows_its_port() {
         "{text}"
     );
     assert!(!text.contains("sk-dev-test-key-not-logged"), "{text}");
-    stop(dev);
+    dev.stop();
 }
 
 #[test]
@@ -268,7 +209,7 @@ fn dev_mode_as_root_in_a_root_owned_repo_says_so_before_serving() {
         &[],
         &[("MITZOD_LISTEN", &format!("[\"127.0.0.1:{port}\"]"))],
     );
-    let text = dev.stderr_lines.join("");
+    let text = dev.lines.join("");
     let warned = text
         .find("sessions need a git repo that nobody owns")
         .unwrap_or_else(|| panic!("{text}"));
@@ -276,7 +217,7 @@ fn dev_mode_as_root_in_a_root_owned_repo_says_so_before_serving() {
     assert!(warned < serving, "said before serving: {text}");
     assert!(text.contains("is owned by root"), "{text}");
     assert!(text.contains("MITZOD_USER"), "{text}");
-    stop(dev);
+    dev.stop();
 
     // Control: the same repo owned by the user it drops to: no warning.
     let status = Command::new("chown")
@@ -290,10 +231,10 @@ fn dev_mode_as_root_in_a_root_owned_repo_says_so_before_serving() {
         &[],
         &[("MITZOD_LISTEN", &format!("[\"127.0.0.1:{port}\"]"))],
     );
-    let text = dev.stderr_lines.join("");
+    let text = dev.lines.join("");
     assert!(text.contains("serving as user nobody"), "{text}");
     assert!(!text.contains("sessions need a git repo"), "{text}");
-    stop(dev);
+    dev.stop();
 }
 
 #[test]
@@ -317,5 +258,5 @@ fn dev_state_dir_under_an_unreachable_path_still_works_as_root() {
         b"",
     );
     assert_eq!(r.status, 200);
-    stop(dev);
+    dev.stop();
 }

@@ -200,11 +200,7 @@ fn real_claude_streams_text_in_deltas() {
     let s = start_real(&claude, &api, "", |_| Vec::new());
     let mut ws = s.ws();
     let said = "the quick brown fox jumps over the lazy dog";
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": format!("TEXT: {said}")}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session(&format!("TEXT: {said}")).id;
     let mut streamed = String::new();
     let mut deltas = 0;
     let end = loop {
@@ -266,11 +262,7 @@ fn real_claude_question_round_trip() {
     let s = start_real(&claude, &api, "", |_| Vec::new());
     let mut ws = s.ws();
     let question = "Which colour should the button be?";
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": format!("ASK: {question}")}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session(&format!("ASK: {question}")).id;
     let q = ws.wait_type("question_request");
     assert_eq!(q["questions"][0]["question"], question, "{q}");
     assert_eq!(q["questions"][0]["options"][1]["label"], "Blue");

@@ -15,41 +15,13 @@ mod common;
 mod e2e_support;
 mod sessions_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::dev::{serve_dev, DevServer};
 use common::*;
 use e2e_support::*;
 use serde_json::{json, Value};
-use sessions_support::*;
-
-fn chown_to_nobody(path: &Path) {
-    if is_root() {
-        let ok = Command::new("chown")
-            .args(["-R", "nobody:"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(["-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A project to work on, with one commit.
 fn project(dir: &Path) -> PathBuf {
@@ -62,55 +34,11 @@ fn project(dir: &Path) -> PathBuf {
     repo
 }
 
-struct Dev {
-    child: Child,
-    lines: Vec<String>,
-    log: PathBuf,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `mitzod serve --dev` in `dir` with `env`, once it serves.
-fn serve_dev(dir: &Path, env: &[(String, String)]) -> Dev {
-    let mut cmd = Command::new(mitzod_bin());
-    cmd.args(["serve", "--dev"])
-        .current_dir(dir)
-        .env_remove("LISTEN_FDS")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("serve --dev exited: {lines:#?}");
-        }
-        let done = line.contains("serving on");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    // The rest of the log, for a failure's message.
-    let log = dir.join(".mitzo-dev/serve.log");
-    let mut out = std::fs::File::create(&log).unwrap();
-    std::thread::spawn(move || {
-        for line in reader.lines().map_while(Result::ok) {
-            let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes());
-        }
-    });
-    Dev { child, lines, log }
+/// `mitzod serve --dev` in `dir` with `env`, once it serves; the rest of
+/// its log goes to `.mitzo-dev/serve.log`, for a failure's message.
+fn start_dev(dir: &Path, env: &[(String, String)]) -> DevServer {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    serve_dev(dir, &[], &env, Some(dir.join(".mitzo-dev/serve.log")))
 }
 
 #[test]
@@ -122,7 +50,7 @@ fn real_claude_readme_first_session() {
     let dir = open_tempdir();
     let repo = project(dir.path());
     // As root the README says: the repo must belong to the user --dev serves as.
-    chown_to_nobody(&repo);
+    git::chown_to_service_user(&repo);
     let port = free_port();
     let modules = e2e_dir().join("node_modules").canonicalize().unwrap();
     let env: Vec<(String, String)> = vec![
@@ -142,7 +70,7 @@ fn real_claude_readme_first_session() {
         ),
         ("MITZOD_LISTEN".into(), format!("[\"127.0.0.1:{port}\"]")),
     ];
-    let dev = serve_dev(&repo, &env);
+    let dev = start_dev(&repo, &env);
     let said = dev.lines.join("");
     assert!(
         said.contains(&format!("agent: `{}` found", claude.display())),
@@ -177,7 +105,11 @@ fn real_claude_readme_first_session() {
     let wt = PathBuf::from(created["worktrees"]["primary"]["path"].as_str().unwrap());
     let req = ws.wait_for("permission_request", |f| {
         if f["type"] == "session_error" || f["type"] == "error" {
-            let log = std::fs::read_to_string(&dev.log).unwrap_or_default();
+            let log = dev
+                .log
+                .as_ref()
+                .and_then(|l| std::fs::read_to_string(l).ok())
+                .unwrap_or_default();
             panic!("{f}\nlog:\n{log}");
         }
         f["type"] == "permission_request"
@@ -253,7 +185,7 @@ fn real_claude_worktree_hooks() {
     let repo = project(server.dir.path());
     std::fs::create_dir(repo.join(".claude")).unwrap();
     std::fs::write(repo.join(".claude/settings.json"), README_HOOKS).unwrap();
-    chown_to_nobody(&repo);
+    git::chown_to_service_user(&repo);
     let text = std::fs::read_to_string(&server.config).unwrap();
     std::fs::write(
         &server.config,

@@ -211,7 +211,7 @@ fn isolated_agent_reaches_only_listed_hosts_through_the_proxy() {
         ..Policy::default()
     };
     let c = ContainmentConfig {
-        reaper: sandbox_common::mitzod_bin(),
+        reaper: sandbox_common::mitzod_bin().into(),
         grace: Duration::from_millis(200),
         ..Default::default()
     };

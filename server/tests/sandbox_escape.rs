@@ -155,6 +155,11 @@ struct Row {
     absent: Option<PathBuf>,
     /// Undo the control run's effect.
     cleanup: Option<PathBuf>,
+    /// A file the control run changes: put back as it was after it.
+    restore: Option<PathBuf>,
+    /// The control runs this instead of the row's script: for a denial that
+    /// is not Landlock's, the same act without that protection.
+    control_script: Option<String>,
 }
 
 fn row(name: &'static str, script: String, expect: Expect) -> Row {
@@ -166,6 +171,8 @@ fn row(name: &'static str, script: String, expect: Expect) -> Row {
         control_landlock: false,
         absent: None,
         cleanup: None,
+        restore: None,
+        control_script: None,
     }
 }
 
@@ -184,6 +191,20 @@ impl Row {
     }
     fn cleanup(mut self, p: PathBuf) -> Self {
         self.cleanup = Some(p);
+        self
+    }
+    /// A denied attempt to create `p`: it must not exist after the sandboxed
+    /// run, and what the control run made there is removed.
+    fn creates(self, p: PathBuf) -> Self {
+        self.absent(p.clone()).cleanup(p)
+    }
+    fn restore(mut self, p: PathBuf) -> Self {
+        self.restore = Some(p);
+        self
+    }
+    fn control_with(mut self, script: String) -> Self {
+        self.control = true;
+        self.control_script = Some(script);
         self
     }
 }
@@ -238,21 +259,20 @@ fn escape_table() {
         // and nothing git or the owner would later run outside the sandbox.
         row("write the main checkout of the repo", format!("echo x > {}", q(&main_out)), Expect::Denied)
             .control()
-            .absent(main_out.clone())
-            .cleanup(main_out.clone()),
+            .creates(main_out.clone()),
         row("plant .git/hooks/post-commit", format!("echo 'touch /tmp/pwn' > {}", q(&hook)), Expect::Denied)
             .control()
-            .absent(hook.clone())
-            .cleanup(hook.clone()),
+            .creates(hook.clone()),
         row(
             "set core.fsmonitor in .git/config",
             format!("cd {} && git config core.fsmonitor 'touch /tmp/pwn'", q(&fx.repo)),
             Expect::Denied,
-        ),
+        )
+        .control()
+        .restore(fx.repo.join(".git/config")),
         row("write the repo's .mitzo.json", format!("echo {{}} > {}/.mitzo.json", q(&fx.repo)), Expect::Denied)
             .control()
-            .absent(fx.repo.join(".mitzo.json"))
-            .cleanup(fx.repo.join(".mitzo.json")),
+            .creates(fx.repo.join(".mitzo.json")),
         row(
             "git add + commit inside the worktree",
             format!(
@@ -265,24 +285,19 @@ fn escape_table() {
         row("write the agent home", "echo ok > \"$HOME/x\"".into(), Expect::Allowed),
         row("write /tmp", format!("echo x > {}", q(&tmp_out)), Expect::Denied)
             .control()
-            .absent(tmp_out.clone())
-            .cleanup(tmp_out.clone()),
+            .creates(tmp_out.clone()),
         row("write the owner's home (fixture)", format!("echo x > {}/pwn", q(&fx.owner_home)), Expect::Denied)
             .control()
-            .absent(fx.owner_home.join("pwn"))
-            .cleanup(fx.owner_home.join("pwn")),
+            .creates(fx.owner_home.join("pwn")),
         row("write the real $HOME", format!("echo x > {}", q(&real_home)), Expect::Denied)
             .control()
-            .absent(real_home.clone())
-            .cleanup(real_home.clone()),
+            .creates(real_home.clone()),
         row("write /etc", format!("echo x > {}", q(&etc_out)), Expect::Denied)
             .control()
-            .absent(etc_out.clone())
-            .cleanup(etc_out.clone()),
+            .creates(etc_out.clone()),
         row("write the state dir", format!("echo x > {}/pwn", q(&fx.state)), Expect::Denied)
             .control()
-            .absent(fx.state.join("pwn"))
-            .cleanup(fx.state.join("pwn")),
+            .creates(fx.state.join("pwn")),
         row("read <state>/internal-token", format!("cat {}/internal-token", q(&fx.state)), Expect::Denied).control(),
         row("read the SQLite file", format!("cat {}/mitzod.sqlite", q(&fx.state)), Expect::Denied).control(),
         row("list the state dir", format!("ls {}", q(&fx.state)), Expect::Denied).control(),
@@ -306,15 +321,22 @@ fn escape_table() {
             format!("ln {}/notes {}/hl", q(&fx.owner_home), q(&fx.wt)),
             Expect::Denied,
         )
-        .absent(fx.wt.join("hl")),
+        .control()
+        .creates(fx.wt.join("hl")),
         row(
             "rename a worktree file to outside",
             format!("mv {}/to-move {}/moved", q(&fx.wt), q(&fx.owner_home)),
             Expect::Denied,
         )
-        .absent(fx.owner_home.join("moved")),
-        row("read /proc/<mitzod>/environ", format!("cat /proc/{me}/environ"), Expect::Denied),
-        row("read /proc/<mitzod>/mem", format!("exec 3</proc/{me}/mem"), Expect::Denied),
+        .control()
+        .creates(fx.owner_home.join("moved")),
+        // These two are denied by mitzod being non-dumpable, not by
+        // Landlock: each control makes the same read of a dumpable same-uid
+        // process, which succeeds.
+        row("read /proc/<mitzod>/environ", format!("cat /proc/{me}/environ"), Expect::Denied)
+            .control_with(format!("cat /proc/{sib}/environ >/dev/null")),
+        row("read /proc/<mitzod>/mem", format!("exec 3</proc/{me}/mem"), Expect::Denied)
+            .control_with(format!("exec 3</proc/{sib}/mem")),
         row(
             "read /proc/<outside dumpable process>/mem",
             format!("exec 3</proc/{sib}/mem"),
@@ -355,8 +377,12 @@ fn escape_table() {
             }
         }
         if r.control {
+            let saved = r.restore.as_ref().map(|p| (p, std::fs::read(p).unwrap()));
             // The control of the rename row would move the file; use a copy.
-            let script = r.script.replace("/to-move ", "/to-move-ctl ");
+            let script = match &r.control_script {
+                Some(s) => s.clone(),
+                None => r.script.replace("/to-move ", "/to-move-ctl "),
+            };
             let out = control_sh(&script).current_dir(&fx.repo).output().unwrap();
             if !out.status.success() {
                 failures.push(format!(
@@ -367,6 +393,9 @@ fn escape_table() {
             }
             if let Some(p) = &r.cleanup {
                 remove(p);
+            }
+            if let Some((p, before)) = saved {
+                std::fs::write(p, before).unwrap();
             }
         }
         std::fs::write(&link_target, "orig\n").unwrap();

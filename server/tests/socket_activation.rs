@@ -56,7 +56,8 @@ impl Notify {
 }
 
 /// Spawn mitzod with `fds` placed at 3, 4, ... and LISTEN_* set as systemd
-/// would. `sh` sets LISTEN_PID to its own pid, which `exec` hands to mitzod.
+/// would. `sh` sets LISTEN_PID and WATCHDOG_PID to its own pid, which `exec`
+/// hands to mitzod.
 fn spawn_activated(
     server: &TestServer,
     fds: &[RawFd],
@@ -67,7 +68,7 @@ fn spawn_activated(
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(format!(
-            "LISTEN_PID=$$ exec {} serve --config {}",
+            "LISTEN_PID=$$ WATCHDOG_PID=$$ exec {} serve --config {}",
             mitzod_bin(),
             server.config.display()
         ))

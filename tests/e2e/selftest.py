@@ -4,7 +4,8 @@ and server/tests/fixtures/fake_agent.py, including a check that the fake agent's
 the real CLI's field names.
 
     python3 tests/e2e/selftest.py            # unittest; the real-CLI tests are skipped when
-                                             # tests/e2e/node_modules is not installed (npm ci)
+                                             # tests/e2e/node_modules is not installed (npm ci),
+                                             # and fail instead when MITZO_REQUIRE_E2E=1 (CI)
 
 Standard library only. About 15 s with the real CLI installed.
 """
@@ -25,6 +26,8 @@ from drive_claude import Driver, base_command, claude_path, offline_env, start_f
 FAKE_AGENT = os.path.join(HERE, "..", "..", "server", "tests", "fixtures", "fake_agent.py")
 SCENARIOS = os.path.join(HERE, "scripts", "scenarios.json")
 HAVE_CLI = os.path.exists(claude_path()) and os.path.getsize(os.path.realpath(claude_path())) > 1_000_000
+# CI sets MITZO_REQUIRE_E2E=1: a missing CLI is then a failure, not a skip.
+REQUIRE_CLI = os.environ.get("MITZO_REQUIRE_E2E") == "1"
 
 
 def converse(d, prompts, decision="allow", timeout=30, interrupt_on=None):
@@ -151,10 +154,15 @@ class FakeAgentTests(Base):
         self.assertEqual(of(msgs, "result")[0]["result"], "b")
 
 
-@unittest.skipUnless(HAVE_CLI, "real CLI not installed (cd tests/e2e && npm ci)")
+@unittest.skipUnless(HAVE_CLI or REQUIRE_CLI, "real CLI not installed (cd tests/e2e && npm ci)")
 class RealCliTests(Base):
     @classmethod
     def setUpClass(cls):
+        if not HAVE_CLI:
+            raise AssertionError(
+                "MITZO_REQUIRE_E2E=1 but the real CLI is not installed at %s (cd tests/e2e && npm ci)"
+                % claude_path()
+            )
         cls.rec_dir = tempfile.mkdtemp(prefix="e2e-rec-")
         cls.record = os.path.join(cls.rec_dir, "requests.jsonl")
         cls.fake, cls.base_url = start_fake(SCENARIOS, cls.record)

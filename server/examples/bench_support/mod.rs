@@ -10,37 +10,17 @@ use std::time::{Duration, Instant};
 
 pub const PASSPHRASE: &str = "bench passphrase";
 
-/// `MITZO_BIN`, else the release `mitzod` next to this example.
-pub fn mitzod_bin() -> PathBuf {
-    let bin = std::env::var("MITZO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let exe = std::env::current_exe().expect("current exe");
-            exe.parent()
-                .and_then(|p| p.parent())
-                .expect("target dir")
-                .join("mitzod")
-        });
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --release -p mitzod",
-        bin.display()
-    );
-    bin
-}
+pub use mitzo_testkit::is_root;
 
-pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
+/// `MITZO_BIN`, else the `mitzod` next to this example (the test kit's
+/// lookup; `cargo build --release -p mitzod` first).
+pub fn mitzod_bin() -> PathBuf {
+    PathBuf::from(mitzo_testkit::mitzod_bin())
 }
 
 /// A temp dir under /tmp, 0755: run as root, the server drops to `nobody`.
 pub fn open_tempdir(prefix: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    mitzo_testkit::open_tempdir_prefixed(prefix)
 }
 
 pub fn machine() -> String {

@@ -641,6 +641,7 @@ pub fn now_ms() -> i64 {
 }
 
 mod client;
+pub mod session_id;
 mod typescript;
 
 pub use client::*;

@@ -1,6 +1,5 @@
 //! Claude Code's command line and environment for one session.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -131,10 +130,7 @@ pub fn program(cmd: &str) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path.to_path_buf());
     }
-    let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
-    std::env::split_paths(&search)
-        .map(|d| d.join(cmd))
-        .find(|p| p.is_file())
+    crate::program::on_path(cmd)
         .ok_or_else(|| Error::Unavailable(format!("agent.command {cmd:?} not found on PATH")))
 }
 

@@ -213,11 +213,15 @@ fn cap_title(s: &str) -> String {
 /// An owner-given title: 1..=MAX_TITLE characters after trimming.
 pub fn validate_title(title: &str) -> Result<String> {
     let t = title.trim();
-    if t.is_empty() || t.chars().count() > MAX_TITLE || t.chars().any(char::is_control) {
-        return Err(Error::Invalid(format!(
+    let bad = || {
+        Error::Invalid(format!(
             "title must be 1..={MAX_TITLE} characters without control characters"
-        )));
+        ))
+    };
+    if t.is_empty() {
+        return Err(bad());
     }
+    crate::text::check("title", t, MAX_TITLE, crate::text::Controls::None).map_err(|_| bad())?;
     Ok(t.to_string())
 }
 

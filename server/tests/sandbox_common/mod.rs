@@ -1,58 +1,18 @@
 //! Shared fixtures for the sandbox and worktree integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
+
+pub use mitzo_testkit::{git, init_repo, landlock_or_skip, mitzod_bin};
 
 /// Tests that spawn, kill or reap processes run one at a time: a subreaper
 /// test process reaps and kills by parent pid.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// True when Landlock is usable. Otherwise: skip with a message, or panic
-/// when `MITZO_REQUIRE_LANDLOCK=1` (CI).
-pub fn landlock_or_skip(test: &str) -> bool {
-    let probe = mitzo_sandbox::landlock_abi();
-    if probe.supported() {
-        return true;
-    }
-    if std::env::var("MITZO_REQUIRE_LANDLOCK").as_deref() == Ok("1") {
-        panic!("{test}: Landlock is required (MITZO_REQUIRE_LANDLOCK=1) but {probe}");
-    }
-    eprintln!("SKIPPED {test}: {probe}");
-    false
-}
-
-pub fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?} in {}", dir.display());
-}
-
-/// A repo with one commit.
-pub fn init_repo(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    git(dir, &["init", "-q"]);
-    std::fs::write(dir.join("README"), "hello\n").unwrap();
-    git(dir, &["add", "README"]);
-    git(dir, &["commit", "-qm", "init"]);
 }
 
 /// A command whose child has no capabilities, like a sandboxed one, but no
@@ -69,10 +29,6 @@ pub fn control_sh(script: &str) -> Command {
         });
     }
     c
-}
-
-pub fn mitzod_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mitzod"))
 }
 
 /// Whether `pid` is still a live (non-zombie) process.

@@ -1,77 +1,17 @@
 //! Session test harness: a git repo the service user owns, the fake agent
 //! (or the real Claude Code CLI) as `agent.command`, and a WebSocket client.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
 
-use crate::common::*;
-
-/// Landlock is needed for agents (`sandbox.landlock = "required"`): skip
-/// without it, unless `MITZO_REQUIRE_LANDLOCK=1`.
-pub fn landlock_or_skip(test: &str) -> bool {
-    if mitzo_sandbox::landlock_abi().supported() {
-        return true;
-    }
-    if std::env::var("MITZO_REQUIRE_LANDLOCK").is_ok_and(|v| v == "1") {
-        panic!("{test} needs Landlock and MITZO_REQUIRE_LANDLOCK=1 is set");
-    }
-    eprintln!("SKIP {test}: Landlock unavailable");
-    false
-}
-
-fn chown_to_service_user(path: &Path) {
-    if is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "nobody:"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-/// A repo with one commit, owned by the user mitzod serves as.
-pub fn make_repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q"]);
-    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
-    git(&["add", "README.md"]);
-    git(&["commit", "-qm", "init"]);
-    chown_to_service_user(&repo);
-    repo
-}
+pub use crate::common::*;
 
 /// The fake agent, copied next to a wrapper so the sandbox's read-exec
 /// grant on the agent's install dir covers both.
@@ -179,70 +119,6 @@ impl SessionServer {
         );
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["entries"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-pub struct Ws {
-    pub socket: WebSocket<TcpStream>,
-    /// Frames read but not yet consumed by a `wait_for`.
-    pub seen: Vec<Value>,
-}
-
-impl Ws {
-    pub fn connect(port: u16, jwt: &str) -> Ws {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut req = format!("ws://127.0.0.1:{port}/ws/chat")
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("Authorization", format!("Bearer {jwt}").parse().unwrap());
-        let (socket, _) = tungstenite::client(req, stream).expect("websocket handshake");
-        let mut ws = Ws {
-            socket,
-            seen: Vec::new(),
-        };
-        let welcome = ws.next();
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        assert!(welcome["connectionId"].is_string());
-        ws
-    }
-
-    pub fn send(&mut self, frame: Value) {
-        self.socket.send(Message::text(frame.to_string())).unwrap();
-    }
-
-    /// The next frame from the socket.
-    pub fn next(&mut self) -> Value {
-        loop {
-            match self.socket.read().expect("websocket read") {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-                Message::Close(c) => panic!("websocket closed: {c:?}"),
-                _ => continue,
-            }
-        }
-    }
-
-    /// Read until a frame matches; every frame read is kept in `seen`.
-    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(pos) = self.seen.iter().position(&pred) {
-            return self.seen.remove(pos);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "no {what}; saw {:#?}", self.seen);
-            let f = self.next();
-            if pred(&f) {
-                return f;
-            }
-            self.seen.push(f);
-        }
-    }
-
-    pub fn wait_type(&mut self, kind: &str) -> Value {
-        self.wait_for(kind, |f| f["type"] == kind)
     }
 }
 

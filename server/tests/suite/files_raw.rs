@@ -4,8 +4,8 @@
 //! the JSON read. The traversal suite (`files_traversal`) runs every attack
 //! against these routes too.
 
-mod common;
-mod files_support;
+use crate::common;
+use crate::files_support;
 
 use std::os::unix::fs::symlink;
 

@@ -2,8 +2,8 @@
 //! credential `anthropic-api-key`, read before the privilege drop and given
 //! to each agent as `ANTHROPIC_API_KEY` in its environment only, never logged.
 
-mod common;
-mod sessions_support;
+use crate::common;
+use crate::sessions_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -2,8 +2,8 @@
 //! speaks Claude Code's stream-json protocol: REST, WebSocket, the
 //! permission broker, crashes, reconnects, ntfy, restarts and idle exit.
 
-mod common;
-mod sessions_support;
+use crate::common;
+use crate::sessions_support;
 
 use std::time::Duration;
 
@@ -312,11 +312,7 @@ fn permission_times_out_to_deny() {
     }
     let s = start("[permissions]\ntimeout_secs = 1\n");
     let mut ws = s.ws();
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Bash:echo late > late.txt"}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session("tool:Bash:echo late > late.txt").id;
     let req = ws.wait_type("permission_request");
     let timeout = ws.wait_type("permission_timeout");
     assert_eq!(timeout["permId"], req["permId"]);
@@ -338,11 +334,7 @@ fn crash_garbage_huge_and_unsupported_are_events_not_failures() {
     }
     let s = start("");
     let mut ws = s.ws();
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": "garbage"}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session("garbage").id;
     let err = ws.wait_type("error");
     assert!(err["error"].as_str().unwrap().contains("not JSON"), "{err}");
     let events = s.wait_event(&id, |e| e["type"] == "result");
@@ -503,11 +495,7 @@ fn reconnect_replays_exactly_the_missed_events() {
     }
     let s = start("[session]\nbuffer_events = 50\n");
     let mut ws = s.ws();
-    ws.send(json!({"type": "send", "sessionId": null, "prompt": "blocks:100"}));
-    let id = ws.wait_type("session_created")["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = ws.new_session("blocks:100").id;
     // Read a little, then drop the connection mid-stream.
     let mut last = 0;
     while last < 20 {
@@ -1063,6 +1051,56 @@ fn agents_cannot_approve_their_own_work() {
             .status,
         200
     );
+}
+
+/// The positive control of the override tests above and below: a
+/// `.mitzo.json` override is really read, and narrows a tier (Write,
+/// auto-allowed in agent mode, then needs the owner). Without this, those
+/// tests would pass with the file never loaded.
+#[test]
+fn a_repo_override_narrows_a_tier_and_without_it_the_call_runs_unasked() {
+    if !landlock_or_skip("a_repo_override_narrows_a_tier_and_without_it_the_call_runs_unasked") {
+        return;
+    }
+    let s = start("");
+    let mut ws = s.ws();
+    let asked_or_ran = |id: String| {
+        move |f: &Value| {
+            f["sessionId"] == id.as_str()
+                && (f["type"] == "permission_request" || f["type"] == "tool_result")
+        }
+    };
+
+    // Control: no override; agent mode runs Write without asking.
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Write:control.txt", "mode": "agent"}));
+    let control = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = ws.wait_for("Write's outcome", asked_or_ran(control));
+    assert_eq!(
+        first["type"], "tool_result",
+        "Write is auto-allowed in agent mode: {first}"
+    );
+
+    // The override makes Write elevated: now the owner is asked.
+    std::fs::write(
+        s.repo.join(".mitzo.json"),
+        r#"{"toolTierOverrides": {"Write": "elevated"}}"#,
+    )
+    .unwrap();
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "tool:Write:narrowed.txt", "mode": "agent"}));
+    let narrowed = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = ws.wait_for("Write's outcome", asked_or_ran(narrowed));
+    assert_eq!(
+        second["type"], "permission_request",
+        "the override was not applied: {second}"
+    );
+    assert_eq!(second["toolName"], "Write");
+    assert_eq!(second["tier"], "elevated");
 }
 
 #[test]

@@ -3,8 +3,7 @@
 //! with exactly the transcript of a client that watched the whole time (no
 //! gap, no duplicated text), while deltas are never stored one by one.
 
-mod common;
-mod sessions_support;
+use crate::sessions_support;
 
 use std::collections::BTreeMap;
 

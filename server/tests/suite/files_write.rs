@@ -1,8 +1,8 @@
 //! Reads, listings and compare-and-swap writes through the running server,
 //! plus the roots, `.mitzo.json` and repo routes.
 
-mod common;
-mod files_support;
+use crate::common;
+use crate::files_support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 

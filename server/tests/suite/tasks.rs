@@ -2,7 +2,7 @@
 //! signals, concurrency without lost updates, and a `kill -9` in the
 //! middle of a burst of writes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! Every credential kind against every route that exists, the login rate
 //! limit, the browser checks, and what never reaches a log line.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv4Addr;
 

@@ -6,8 +6,7 @@
 //! remains still replays (REST and a WebSocket resume by lastSeq), pages
 //! backwards and carries on.
 
-mod common;
-mod sessions_support;
+use crate::sessions_support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Titles, repos and the session list: what the web app's list shows.
 
-mod common;
-mod sessions_support;
+use crate::common;
+use crate::sessions_support;
 
 use common::*;
 use serde_json::{json, Value};

@@ -3,8 +3,8 @@
 //! The secret outside is readable and writable by the server's user, so
 //! only the resolver keeps it out.
 
-mod common;
-mod files_support;
+use crate::common;
+use crate::files_support;
 
 use std::os::unix::fs::symlink;
 use std::sync::atomic::{AtomicBool, Ordering};

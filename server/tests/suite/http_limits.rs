@@ -2,7 +2,7 @@
 //! `/healthz`, a connection that sends no complete request head is closed,
 //! and what hyper answers by itself.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
