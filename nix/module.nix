@@ -318,6 +318,25 @@ in
                     `anthropic-api-key` ({option}`services.mitzo.credentials`).
                   '';
                 };
+                network = mkOption {
+                  type = types.nullOr (
+                    types.enum [
+                      "proxy"
+                      "none"
+                      "ports"
+                    ]
+                  );
+                  default = null;
+                  defaultText = lib.literalMD "mitzod's default, `\"proxy\"`";
+                  description = ''
+                    How agents reach the network: `"proxy"` (each agent in user
+                    and network namespaces of its own, reaching only
+                    `allowed_hosts` through mitzod's proxy; the unit allows
+                    exactly `RestrictNamespaces=user net` for this), `"none"`
+                    (no network at all) or `"ports"` (the host's network,
+                    Landlock's TCP port rules: `allowed_connect_ports`).
+                  '';
+                };
               };
             };
           };

@@ -97,19 +97,76 @@ pub struct Transport {
     /// A fresh connection for every non-idempotent call, so that it is never
     /// written to a kept-alive socket the server may be closing.
     fresh: ureq::Agent,
+    /// The proxy from the environment, if any (see [`proxy_from_env`]).
+    proxy: Option<String>,
     header: Header,
     source: Source,
     token: RwLock<TokenState>,
 }
 
-fn build_agent(idle: usize, timeout: Duration, ua: &str) -> ureq::Agent {
-    ureq::AgentBuilder::new()
+fn build_agent(idle: usize, timeout: Duration, ua: &str, proxy: Option<&str>) -> ureq::Agent {
+    let mut b = ureq::AgentBuilder::new()
         .timeout_connect(timeout)
         .max_idle_connections(idle)
         .max_idle_connections_per_host(idle)
         .redirects(0)
-        .user_agent(ua)
-        .build()
+        .user_agent(ua);
+    if let Some(p) = proxy.and_then(|p| ureq::Proxy::new(p).ok()) {
+        b = b.proxy(p);
+    }
+    b.build()
+}
+
+/// The proxy for `base` from the environment: `https_proxy`/`HTTPS_PROXY`
+/// for https, `http_proxy`/`HTTP_PROXY` for http, else
+/// `all_proxy`/`ALL_PROXY`; none when `no_proxy`/`NO_PROXY` names the host
+/// (a name or a domain suffix, `*` for all). Inside an agent's network
+/// namespace (`agent.network = "proxy"`) this is the only way to mitzod.
+pub fn proxy_from_env(base: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .filter_map(|n| env(n))
+            .find(|v| !v.trim().is_empty())
+    };
+    let (https, rest) = if let Some(r) = base.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = base.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return None;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(r) = authority.strip_prefix('[') {
+        r.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    }
+    .to_ascii_lowercase();
+    if let Some(no) = get(&["no_proxy", "NO_PROXY"]) {
+        for entry in no.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if entry == "*" {
+                return None;
+            }
+            let e = entry.trim_start_matches('.').to_ascii_lowercase();
+            let e = e.rsplit_once(':').map_or(e.as_str(), |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    e.as_str()
+                }
+            });
+            if host == e || host.ends_with(&format!(".{e}")) {
+                return None;
+            }
+        }
+    }
+    let specific = if https {
+        get(&["https_proxy", "HTTPS_PROXY"])
+    } else {
+        get(&["http_proxy", "HTTP_PROXY"])
+    };
+    specific.or_else(|| get(&["all_proxy", "ALL_PROXY"]))
 }
 
 /// Walk an error's sources for the io::Error that caused it.
@@ -149,12 +206,14 @@ fn parse_retry_after(v: Option<&str>) -> Option<f64> {
 impl Transport {
     pub fn new(base: &str, timeout: Duration, found: discovery::Found) -> Transport {
         let ua = format!("mitzo_client/{}", env!("CARGO_PKG_VERSION"));
+        let proxy = proxy_from_env(base, &|k| std::env::var(k).ok());
         Transport {
             base: base.trim_end_matches('/').to_string(),
             timeout,
-            pooled: RwLock::new(build_agent(4, timeout, &ua)),
+            pooled: RwLock::new(build_agent(4, timeout, &ua, proxy.as_deref())),
             closed: AtomicBool::new(false),
-            fresh: build_agent(0, timeout, &ua),
+            fresh: build_agent(0, timeout, &ua, proxy.as_deref()),
+            proxy,
             ua,
             header: found.header,
             source: found.source,
@@ -165,7 +224,7 @@ impl Transport {
     /// Drop the kept-alive connections; later calls fail with `Closed`.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let empty = build_agent(0, self.timeout, &self.ua);
+        let empty = build_agent(0, self.timeout, &self.ua, self.proxy.as_deref());
         match self.pooled.write() {
             Ok(mut g) => *g = empty,
             Err(p) => *p.into_inner() = empty,
@@ -381,6 +440,43 @@ mod tests {
         assert_eq!(segment("../x"), "%2E%2E%2Fx");
         assert_eq!(segment(".."), "%2E%2E");
         assert_eq!(segment("a?b#c d"), "a%3Fb%23c%20d");
+    }
+
+    #[test]
+    fn proxy_comes_from_the_environment_unless_no_proxy_names_the_host() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        const P: &str = "http://127.0.0.1:3128";
+        let agent = env(&[("HTTP_PROXY", P), ("HTTPS_PROXY", P), ("NO_PROXY", "")]);
+        assert_eq!(
+            proxy_from_env("http://127.0.0.1:3100", &agent).as_deref(),
+            Some(P)
+        );
+        assert_eq!(
+            proxy_from_env("https://box.example", &agent).as_deref(),
+            Some(P)
+        );
+        let none = env(&[]);
+        assert_eq!(proxy_from_env("http://127.0.0.1:3100", &none), None);
+        let bypass = env(&[
+            ("http_proxy", P),
+            ("no_proxy", "localhost,.example.com,127.0.0.1:9"),
+        ]);
+        assert_eq!(proxy_from_env("http://127.0.0.1:3100", &bypass), None);
+        assert_eq!(proxy_from_env("http://a.example.com/x", &bypass), None);
+        assert_eq!(
+            proxy_from_env("http://example.org", &bypass).as_deref(),
+            Some(P)
+        );
+        let all = env(&[("ALL_PROXY", P), ("NO_PROXY", "*")]);
+        assert_eq!(proxy_from_env("http://x", &all), None);
+        assert_eq!(proxy_from_env("unix:/run/mitzo.sock", &agent), None);
     }
 
     #[test]

@@ -9,7 +9,14 @@
 
 use std::process::{Command, Stdio};
 
-const BENCHES: &[&str] = &["daemon", "files", "sandbox_spawn", "sessions", "scale"];
+const BENCHES: &[&str] = &[
+    "daemon",
+    "files",
+    "sandbox_spawn",
+    "sessions",
+    "scale",
+    "proxy",
+];
 
 fn main() {
     let here = std::env::current_exe().expect("current exe");

@@ -157,6 +157,24 @@ pub fn run(config: &Config, file_only: bool) -> Report {
         }
     }
 
+    // The agent's network: namespaces (as the service user) for proxy/none.
+    if config.agent.network.isolated() {
+        if let Err(why) = mitzod::sandbox::netns::probe() {
+            r.problems.push(format!(
+                "{}: key `agent.network`: {:?} needs unprivileged user and network namespaces, and {why}; \
+                 every session would be refused. Allow them (systemd: RestrictNamespaces=user net), \
+                 or set agent.network = \"ports\"",
+                origin("agent.network"),
+                config.agent.network.as_str()
+            ));
+        }
+    } else if config.agent.allowed_hosts != mitzod::config::AgentConfig::default().allowed_hosts {
+        r.notes.push(format!(
+            "agent.allowed_hosts is set but agent.network = \"ports\" ({}): the list is not used",
+            origin("agent.network")
+        ));
+    }
+
     // The agent: only sessions need it, and sessions need a repo.
     if repos.is_empty() {
         r.notes

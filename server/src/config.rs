@@ -172,6 +172,175 @@ pub struct AgentConfig {
     /// effect.
     #[serde(default)]
     pub setting_sources: Vec<String>,
+    /// How the agent reaches the network: through mitzod's allow-listing
+    /// proxy from a network namespace of its own (the default), not at all,
+    /// or directly to `allowed_connect_ports` (Landlock's TCP port rules).
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// With `network = "proxy"`: the hosts the agent may reach by name.
+    /// The host of `ANTHROPIC_BASE_URL` (when the agent gets one) and
+    /// mitzod itself are always added.
+    #[serde(default = "default_allowed_hosts")]
+    pub allowed_hosts: Vec<HostEntry>,
+}
+
+/// `agent.network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// New user and network namespaces with loopback only; a forwarder
+    /// inside relays `HTTPS_PROXY` to mitzod's per-session proxy.
+    #[default]
+    Proxy,
+    /// New user and network namespaces with loopback only, nothing else.
+    None,
+    /// The host's network, limited by Landlock to `allowed_connect_ports`.
+    Ports,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Proxy => "proxy",
+            NetworkMode::None => "none",
+            NetworkMode::Ports => "ports",
+        }
+    }
+
+    /// Whether the agent gets a network namespace of its own.
+    pub fn isolated(self) -> bool {
+        self != NetworkMode::Ports
+    }
+}
+
+/// One entry of `agent.allowed_hosts`: `"host"` (port 443), `"host:port"`,
+/// or a table `{ host, port = 443, address = "IP", private = false }`.
+/// `address` pins the name to that address (mitzod does not resolve it);
+/// a pinned or `private = true` entry may reach a private, loopback or
+/// link-local address, any other is refused there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub host: String,
+    pub port: u16,
+    pub address: Option<std::net::IpAddr>,
+    pub private: bool,
+}
+
+impl HostEntry {
+    /// Parse the string form: `host` or `host:port` (`[v6]:port`).
+    pub fn parse(s: &str) -> std::result::Result<HostEntry, String> {
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("unclosed `[` in {s:?}"))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h.to_string(), parse_port(p, s)?),
+                None if after.is_empty() => (h.to_string(), 443),
+                None => return Err(format!("expected [IPv6]:port, got {s:?}")),
+            }
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => (h.to_string(), parse_port(p, s)?),
+                Some(_) => return Err(format!("write an IPv6 address in brackets: {s:?}")),
+                None => (s.to_string(), 443),
+            }
+        };
+        let e = HostEntry {
+            host: host.to_ascii_lowercase(),
+            port,
+            address: None,
+            private: false,
+        };
+        e.validate()?;
+        Ok(e)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let h = &self.host;
+        if h.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(());
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if h.is_empty() || h.len() > 253 || !h.split('.').all(label_ok) {
+            return Err(format!(
+                "{h:?} is not a host name (letters, digits, `-`, dots; no wildcards, no scheme)"
+            ));
+        }
+        if self.port == 0 {
+            return Err(format!("{h}: port 0"));
+        }
+        Ok(())
+    }
+}
+
+fn parse_port(p: &str, whole: &str) -> std::result::Result<u16, String> {
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("bad port in {whole:?}")),
+    }
+}
+
+impl<'de> Deserialize<'de> for HostEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            host: String,
+            #[serde(default = "default_https_port")]
+            port: u16,
+            #[serde(default)]
+            address: Option<std::net::IpAddr>,
+            #[serde(default)]
+            private: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Str(String),
+            Table(Table),
+        }
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected \"host\", \"host:port\" or { host = \"…\", port = 443, address = \"IP\", private = false }",
+            )
+        })?;
+        match raw {
+            Raw::Str(s) => HostEntry::parse(&s).map_err(serde::de::Error::custom),
+            Raw::Table(t) => {
+                let e = HostEntry {
+                    host: t.host.to_ascii_lowercase(),
+                    port: t.port,
+                    address: t.address,
+                    private: t.private || t.address.is_some(),
+                };
+                e.validate().map_err(serde::de::Error::custom)?;
+                Ok(e)
+            }
+        }
+    }
+}
+
+fn default_https_port() -> u16 {
+    443
+}
+
+/// The model API Claude Code talks to when no `ANTHROPIC_BASE_URL` is set.
+pub const DEFAULT_MODEL_HOST: &str = "api.anthropic.com";
+
+fn default_allowed_hosts() -> Vec<HostEntry> {
+    vec![HostEntry {
+        host: DEFAULT_MODEL_HOST.into(),
+        port: 443,
+        address: None,
+        private: false,
+    }]
 }
 
 impl AgentConfig {
@@ -197,6 +366,8 @@ impl Default for AgentConfig {
             api_key_file: None,
             api_key: None,
             setting_sources: Vec::new(),
+            network: NetworkMode::default(),
+            allowed_hosts: default_allowed_hosts(),
         }
     }
 }
@@ -872,6 +1043,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn network_defaults_to_the_proxy_and_the_model_api() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!(c.agent.network, NetworkMode::Proxy);
+        assert_eq!(c.agent.allowed_hosts.len(), 1);
+        assert_eq!(c.agent.allowed_hosts[0].host, "api.anthropic.com");
+        assert_eq!(c.agent.allowed_hosts[0].port, 443);
+        assert!(!c.agent.allowed_hosts[0].private);
+    }
+
+    #[test]
+    fn allowed_hosts_take_strings_and_tables() {
+        let c = load_str(
+            "[agent]\nnetwork = \"proxy\"\nallowed_hosts = [\"API.example.com\", \"git.example:8443\", \"[2001:db8::1]:80\", \
+             { host = \"model.test\", port = 8080, address = \"127.0.0.1\" }, { host = \"intra.example\", private = true }]\n",
+            &[],
+        )
+        .unwrap();
+        let h = &c.agent.allowed_hosts;
+        assert_eq!((h[0].host.as_str(), h[0].port), ("api.example.com", 443));
+        assert_eq!((h[1].host.as_str(), h[1].port), ("git.example", 8443));
+        assert_eq!((h[2].host.as_str(), h[2].port), ("2001:db8::1", 80));
+        assert_eq!(h[3].address, Some("127.0.0.1".parse().unwrap()));
+        assert!(h[3].private, "a pinned address is private on purpose");
+        assert!(h[4].private && h[4].address.is_none() && h[4].port == 443);
+        for (bad, what) in [
+            ("\"*.example.com\"", "wildcard"),
+            ("\"https://x.example\"", "scheme"),
+            ("\"x.example:0\"", "port 0"),
+            ("\"x.example:99999\"", "port range"),
+            (
+                "{ host = \"x.example\", address = \"not-an-ip\" }",
+                "address",
+            ),
+            ("{ host = \"x.example\", colour = 1 }", "unknown key"),
+        ] {
+            let err = load_str(&format!("[agent]\nallowed_hosts = [{bad}]\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("agent.allowed_hosts"), "{what}: {err}");
+        }
+        let err = load_str("[agent]\nnetwork = \"open\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agent.network"), "{err}");
+        let c = load_str("", &[("MITZOD_AGENT__NETWORK", "ports")]).unwrap();
+        assert_eq!(c.agent.network, NetworkMode::Ports);
     }
 
     #[test]

@@ -83,6 +83,9 @@ enum Command {
         /// PORT=SOCKET: relay loopback PORT to the proxy's Unix SOCKET.
         #[arg(long)]
         forward: Option<String>,
+        /// The agent may not create Unix sockets (a network of its own).
+        #[arg(long)]
+        no_unix_sockets: bool,
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
             ruleset_fd,
             grace_ms,
             forward,
+            no_unix_sockets,
             command,
         } => {
             let forward = forward.and_then(|f| {
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
                 ruleset_fd,
                 grace: std::time::Duration::from_millis(grace_ms),
                 forward,
+                no_unix_sockets,
                 command,
             });
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
@@ -244,6 +249,28 @@ fn serve(
                 "{landlock}; agents will run UNSANDBOXED (sandbox.landlock = \"best-effort\")"
             ),
         }
+    }
+    if config.agent.network.isolated() {
+        match mitzod::sandbox::netns::probe() {
+            Ok(()) => tracing::info!(
+                "agent.network = {:?}: each agent gets user and network namespaces of its own{}",
+                config.agent.network.as_str(),
+                if config.agent.network == config::NetworkMode::Proxy {
+                    ", reaching only agent.allowed_hosts through mitzod's proxy"
+                } else {
+                    ", with no network"
+                }
+            ),
+            Err(why) => tracing::error!(
+                "agent.network = {:?} but {why}; agents will not start (set agent.network = \"ports\" to use Landlock's TCP port rules instead)",
+                config.agent.network.as_str()
+            ),
+        }
+    } else {
+        tracing::info!(
+            "agent.network = \"ports\": agents use the host's network, limited to TCP ports {:?}",
+            config.agent.allowed_connect_ports
+        );
     }
     // Orphans of agents are reparented to us, so they can be found and killed.
     if let Err(e) = mitzo_sandbox::set_child_subreaper() {

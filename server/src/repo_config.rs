@@ -67,6 +67,11 @@ pub struct RepoConfig {
     pub tool_tier_overrides: BTreeMap<String, ToolTier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<bool>,
+    /// With `agent.network = "proxy"`: keep only these of the operator's
+    /// `agent.allowed_hosts` (`host` or `host:port`). Narrows, never
+    /// widens: a host the operator did not list is not added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 fn cap(field: &str, value: &str, max: usize) -> Result<(), String> {
@@ -130,6 +135,13 @@ impl RepoConfig {
         count("venvPaths", self.venv_paths.len())?;
         for (i, v) in self.venv_paths.iter().enumerate() {
             cap(&format!("venvPaths[{i}]"), v, files::MAX_PATH_BYTES)?;
+        }
+        if let Some(hosts) = &self.allowed_hosts {
+            count("allowedHosts", hosts.len())?;
+            for (i, h) in hosts.iter().enumerate() {
+                crate::config::HostEntry::parse(h)
+                    .map_err(|e| format!("allowedHosts[{i}]: {e}"))?;
+            }
         }
         count("toolTierOverrides", self.tool_tier_overrides.len())?;
         for k in self.tool_tier_overrides.keys() {
@@ -265,6 +277,10 @@ mod tests {
         assert!(e.contains("run"), "{e}");
         let e = RepoConfig::parse(br#"{"toolTierOverrides":{"Bash":"root"}}"#).unwrap_err();
         assert!(e.contains("toolTierOverrides"), "{e}");
+        let c = RepoConfig::parse(br#"{"allowedHosts":["github.com","pypi.org:443"]}"#).unwrap();
+        assert_eq!(c.allowed_hosts.unwrap().len(), 2);
+        let e = RepoConfig::parse(br#"{"allowedHosts":["*.github.com"]}"#).unwrap_err();
+        assert!(e.contains("allowedHosts[0]"), "{e}");
         assert!(RepoConfig::parse(b"{").is_err());
         let long = format!(
             r#"{{"roots":[{{"label":"{}","path":"x"}}]}}"#,

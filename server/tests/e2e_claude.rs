@@ -517,3 +517,83 @@ fn real_claude_every_tool_call_reaches_the_broker() {
         "{rows:?}"
     );
 }
+
+/// The real CLI in its own network namespace (`agent.network = "proxy"`):
+/// it reaches the model through the forwarder and mitzod's proxy, by a
+/// name the operator pinned to loopback on purpose, and its Bash `curl`
+/// to a host not listed waits for the owner and is refused; both are in
+/// the audit log.
+#[test]
+fn real_claude_reaches_the_model_through_the_proxy_and_nothing_unlisted() {
+    let Some(claude) =
+        claude_or_skip("real_claude_reaches_the_model_through_the_proxy_and_nothing_unlisted")
+    else {
+        return;
+    };
+    if let Err(why) = mitzo_sandbox::netns::probe() {
+        if std::env::var("MITZO_REQUIRE_E2E").is_ok_and(|v| v == "1") {
+            panic!("user and network namespaces are needed: {why}");
+        }
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let api = fake_api();
+    let api_port = api.port;
+    let s = start_real(&claude, &api, "", move |_| {
+        vec![
+            ("MITZOD_AGENT__NETWORK".into(), "proxy".into()),
+            (
+                "ANTHROPIC_BASE_URL".into(),
+                format!("http://model.test:{api_port}"),
+            ),
+            (
+                "MITZOD_AGENT__ALLOWED_HOSTS".into(),
+                format!(
+                    "[{{ host = \"model.test\", port = {api_port}, address = \"127.0.0.1\" }}]"
+                ),
+            ),
+        ]
+    });
+    let mut ws = s.ws();
+    ws.send(json!({"type": "send", "sessionId": null, "prompt": "RUN: curl -s --max-time 30 http://unlisted.test:9/; echo curl-done"}));
+    let id = ws.wait_type("session_created")["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let req = ws.wait_type("permission_request");
+    assert_eq!(req["toolName"], "Bash", "{req}");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "once"}));
+    let net = ws.wait_type("network_request");
+    assert_eq!(net["host"], "unlisted.test", "{net}");
+    assert_eq!(net["port"], 9, "{net}");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": net["permId"], "decision": "deny"}));
+    let result = ws.wait_type("tool_result");
+    let text = result["result"].to_string();
+    assert!(text.contains("curl-done"), "{result}");
+    assert!(text.contains("not on the allow-list"), "{result}");
+    ws.wait_type("result");
+
+    let audit = s.audit(&id);
+    let network: Vec<(String, String)> = audit
+        .iter()
+        .filter(|a| a["tool"] == "Network")
+        .map(|a| {
+            (
+                a["inputSummary"].as_str().unwrap_or("").to_string(),
+                a["decision"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        network.iter().any(|(s, d)| s
+            .starts_with(&format!("model.test:{api_port} via 127.0.0.1:{api_port}"))
+            && d == "allow"),
+        "the model was reached through the proxy: {network:?}"
+    );
+    assert!(
+        network
+            .iter()
+            .any(|(s, d)| s.starts_with("unlisted.test:9 refused") && d == "deny"),
+        "{network:?}"
+    );
+}

@@ -50,6 +50,7 @@ fn host(h: &str, private_ok: bool) -> AllowedHost {
         host: h.into(),
         port: None,
         private_ok,
+        address: None,
     }
 }
 
@@ -73,7 +74,15 @@ fn proxy(
         rt.block_on(async move {
             let l = tokio::net::UnixListener::bind(&p).unwrap();
             let _ = ready_tx.send(());
-            serve(l, Arc::new(ProxyPolicy { allowed }), tx).await;
+            serve(
+                l,
+                Arc::new(ProxyPolicy {
+                    allowed,
+                    ..Default::default()
+                }),
+                tx,
+            )
+            .await;
         })
     });
     ready_rx
@@ -268,4 +277,63 @@ fn isolated_agent_reaches_only_listed_hosts_through_the_proxy() {
         "unlisted host: {out} {err}"
     );
     assert!(!next_event(&mut rx).allowed);
+}
+
+/// A session's proxy answers only processes that descend from the
+/// session's reaper: a connection from anywhere else is closed unanswered
+/// and reported. Control: the same request from a process of the tree is
+/// answered.
+#[test]
+fn a_session_proxy_answers_only_its_own_processes() {
+    let port = upstream();
+    let request = format!("GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let ask = |root: i32| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.sock");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        let (_root_tx, root_rx) = tokio::sync::watch::channel(root);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let l = tokio::net::UnixListener::bind(&p).unwrap();
+                let _ = ready_tx.send(());
+                let policy = ProxyPolicy {
+                    allowed: vec![host("localhost", true)],
+                    peer_root: Some(root_rx),
+                    ..Default::default()
+                };
+                serve(l, Arc::new(policy), tx).await;
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = s.write_all(request.as_bytes());
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        (answer, next_event(&mut rx))
+    };
+    // Control: this test process is the root of its own tree.
+    let (answer, ev) = ask(std::process::id() as i32);
+    assert!(answer.contains("upstream says hi"), "{answer}");
+    assert!(ev.allowed, "{ev:?}");
+    // Rooted at another process (a child of ours): we are not below it.
+    let mut other = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let (answer, ev) = ask(other.id() as i32);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(answer.is_empty(), "answered a stranger: {answer}");
+    assert!(
+        !ev.allowed && ev.detail.contains("outside the session"),
+        "{ev:?}"
+    );
 }

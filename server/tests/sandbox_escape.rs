@@ -680,6 +680,16 @@ fn network_namespace_rows() {
     let allowed_port = fx.allowed_listener.local_addr().unwrap().port();
     let unix_path = fx.wt.join("outside.sock");
     let _unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+    // A UDP echo server on the host's loopback: "reached" means the echo
+    // came back, not only that a datagram left.
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            let _ = echo.send_to(&buf[..n], from);
+        }
+    });
     let run = |script: &str, isolated: bool| {
         let mut c = SandboxedCommand::new("/bin/sh", &fx.policy, fx.env.clone())
             .unwrap()
@@ -703,6 +713,11 @@ fn network_namespace_rows() {
         (
             "UDP datagram to the system resolver (DNS)",
             py(&format!("udp_to {} 53", resolver())),
+            Expect::Denied,
+        ),
+        (
+            "UDP to an echo server on the host's loopback, echo back",
+            py(&format!("udp_echo {echo_port}")),
             Expect::Denied,
         ),
         (

@@ -252,6 +252,9 @@ try {
         await sheet.getByRole("heading", { name: "Run a command" }).waitFor();
         await sheet.locator(".summary", { hasText: "$ echo tool-output-123" }).waitFor();
         await sheet.getByText(/expires in/).waitFor();
+        // The tool's description repeats the title: shown once.
+        const sheetText = await sheet.innerText();
+        assert.equal(sheetText.split("Run a command").length - 1, 1, sheetText);
         await shot(w, "chat-approval");
         // The README's picture, refreshed on request only.
         if (kind === "phone" && process.env.WEB_UPDATE_SCREENSHOT === "1") {
@@ -263,6 +266,24 @@ try {
         await page.locator(".tool .badge.ok").first().waitFor();
         await waitIdle(page);
         await shot(w, "chat-tool");
+      });
+
+      await test(tn("a network request for a host not listed, shown like a tool call and denied"), async () => {
+        const host = `net-${kind}.test`;
+        await send(page, `tool:Bash:curl -s --max-time 30 http://${host}:9/; echo curl-done`);
+        const sheet = page.getByRole("dialog");
+        await sheet.getByRole("heading", { name: "Run a command" }).waitFor({ timeout: T });
+        await sheet.getByRole("button", { name: "Allow once" }).click();
+        const net = page.getByRole("dialog", { name: `Reach ${host}:9` });
+        await net.waitFor({ timeout: T });
+        await net.locator(".summary", { hasText: "not on this session's allow-list" }).waitFor();
+        await net.getByRole("button", { name: "Allow this host for this session" }).waitFor();
+        await axe(w, "network approval");
+        await net.getByRole("button", { name: "Deny…" }).click();
+        await net.getByRole("button", { name: "Deny", exact: true }).click();
+        await page.locator(".tool", { hasText: "curl-done" }).locator(".out", { hasText: "not on the allow-list" }).waitFor({ timeout: T });
+        await page.locator(".note", { hasText: `Network: ${host}:9 refused` }).waitFor({ timeout: T });
+        await waitIdle(page);
       });
 
       await test(tn("an approval with a diff, denied with a reason the agent receives"), async () => {

@@ -532,6 +532,24 @@ pub enum ServerEvent {
     PermissionTimeout {
         perm_id: String,
     },
+    /// The agent (with `agent.network = "proxy"`) tries to reach a host
+    /// that is not on its allow-list; the connection waits for the owner,
+    /// who answers with `permission_response` (`allow`: this connection,
+    /// `allow_session`: this host and port for the rest of the session,
+    /// `deny`). Followed by `permission_resolved` with tool name `Network`.
+    NetworkRequest {
+        perm_id: String,
+        host: String,
+        port: u16,
+        #[ts(type = "number")]
+        expires_at: i64,
+    },
+    /// mitzod's proxy refused one of the agent's connections.
+    NetworkRefused {
+        host: String,
+        port: u16,
+        reason: String,
+    },
 }
 
 impl ServerEvent {
@@ -563,6 +581,8 @@ impl ServerEvent {
             ServerEvent::QuestionRequest { .. } => "question_request",
             ServerEvent::PermissionResolved { .. } => "permission_resolved",
             ServerEvent::PermissionTimeout { .. } => "permission_timeout",
+            ServerEvent::NetworkRequest { .. } => "network_request",
+            ServerEvent::NetworkRefused { .. } => "network_refused",
         }
     }
 

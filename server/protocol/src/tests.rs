@@ -51,6 +51,17 @@ fn kind_matches_the_serialised_tag() {
             perm_id: "p".into(),
         },
         ServerEvent::TitleChanged { title: "t".into() },
+        ServerEvent::NetworkRequest {
+            perm_id: "p".into(),
+            host: "h.example".into(),
+            port: 443,
+            expires_at: 1,
+        },
+        ServerEvent::NetworkRefused {
+            host: "h.example".into(),
+            port: 443,
+            reason: "r".into(),
+        },
         ServerEvent::SessionStateChanged {
             state: SessionState::RequiresAction,
         },

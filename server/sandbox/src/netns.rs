@@ -102,6 +102,13 @@ fn write_file(path: &CString, data: &[u8]) -> io::Result<()> {
 pub(crate) fn enter_in_child(spec: &NetnsSpec) -> io::Result<()> {
     // SAFETY: system calls with pre-built arguments or stack structures.
     unsafe {
+        // mitzod is not dumpable, and neither is this fork of it: its
+        // /proc/self files then belong to root and the maps cannot be
+        // written. The exec that follows makes the child dumpable anyway
+        // (and the reaper turns that off again).
+        if libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
         if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -48,6 +48,10 @@ pub struct ReaperArgs {
     /// In a network namespace of its own: a loopback TCP port to listen on
     /// and the Unix socket of mitzod's proxy to relay each connection to.
     pub forward: Option<(u16, PathBuf)>,
+    /// The agent may not create Unix sockets (`socketpair` excepted): set
+    /// for an agent in a network namespace of its own, whose only way out
+    /// must be the forwarder (which keeps them).
+    pub no_unix_sockets: bool,
     pub command: Vec<OsString>,
 }
 
@@ -124,6 +128,17 @@ pub fn run(args: ReaperArgs) -> i32 {
         }
     }
 
+    // Built here, installed in the agent only (the forwarder, forked above,
+    // needs a Unix socket per connection).
+    let no_unix = if args.no_unix_sockets {
+        match super::seccomp::build_no_unix_sockets_filter() {
+            Ok(p) => Some(p),
+            Err(e) => return fail("building the agent's Unix-socket filter", e),
+        }
+    } else {
+        None
+    };
+
     let Some((program, rest)) = args.command.split_first() else {
         return fail("usage", "no command after `--`");
     };
@@ -157,6 +172,9 @@ pub fn run(args: ReaperArgs) -> i32 {
             if let Some(rs) = nested.take() {
                 rs.restrict_self()
                     .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
+            }
+            if let Some(p) = &no_unix {
+                super::seccomp::apply_in_child(p)?;
             }
             Ok(())
         });

@@ -141,6 +141,32 @@ pub fn build_filter() -> Result<BpfProgram> {
     Ok(with_x32_guard(program))
 }
 
+/// A second filter, stacked on [`build_filter`] for an agent in a network
+/// namespace of its own: `socket(AF_UNIX, ...)` fails too (`socketpair`
+/// still works, for pipes between its own processes). Unix sockets by path
+/// are not bound to a network namespace, and Landlock governs connecting
+/// to them only from ABI 9: without this, an agent could reach any socket
+/// whose path it can name (a container runtime's, a bus, another
+/// session's proxy).
+pub fn build_no_unix_sockets_filter() -> Result<BpfProgram> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    rules.insert(
+        libc::SYS_socket,
+        vec![rule(vec![cond(0, Op::Eq, libc::AF_UNIX as u64)?])?],
+    );
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        target_arch()?,
+    )
+    .map_err(|e| Error::Sandbox(format!("seccomp filter: {e}")))?;
+    let program: BpfProgram = filter
+        .try_into()
+        .map_err(|e| Error::Sandbox(format!("compiling the seccomp filter: {e}")))?;
+    Ok(program)
+}
+
 /// On x86_64, x32 system calls carry the same audit arch with bit 30 set in
 /// the number, so a filter matching plain numbers would not see them:
 /// refuse every such call before the compiled program runs.

@@ -231,6 +231,9 @@ impl SandboxedCommand {
         if let Some(fd) = &ruleset_fd {
             cmd.arg("--ruleset-fd").arg(fd.as_raw_fd().to_string());
         }
+        if self.netns.is_some() {
+            cmd.arg("--no-unix-sockets");
+        }
         if let Some((port, path)) = &contained.forward {
             let mut f = std::ffi::OsString::from(format!("{port}="));
             f.push(path);

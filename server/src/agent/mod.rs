@@ -6,5 +6,5 @@ pub mod launch;
 pub mod process;
 pub mod protocol;
 
-pub use process::{AgentExit, AgentProcess, SpawnSpec};
+pub use process::{AgentExit, AgentNetwork, AgentProcess, SpawnSpec};
 pub use protocol::Incoming;

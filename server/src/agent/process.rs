@@ -27,6 +27,20 @@ pub struct SpawnSpec {
     pub cwd: PathBuf,
     pub policy: Policy,
     pub env: Vec<(OsString, OsString)>,
+    pub network: AgentNetwork,
+}
+
+/// Which network the agent gets (`agent.network`).
+#[derive(Debug, Clone, Default)]
+pub enum AgentNetwork {
+    /// The host's (Landlock's port rules apply).
+    #[default]
+    Host,
+    /// A network namespace of its own with loopback only.
+    Isolated,
+    /// Loopback only, and a forwarder on
+    /// [`crate::egress::FORWARD_PORT`] to this proxy socket.
+    Proxy(PathBuf),
 }
 
 #[derive(Debug)]
@@ -71,10 +85,19 @@ impl AgentProcess {
             .find(|(k, _)| k == "MITZO_SESSION_ID")
             .map(|(_, v)| v.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let cmd = SandboxedCommand::new(&spec.program, &spec.policy, spec.env)?
+        let mut cmd = SandboxedCommand::new(&spec.program, &spec.policy, spec.env)?
             .args(&spec.args)
             .current_dir(&spec.cwd)
             .contained(&session)?;
+        match &spec.network {
+            AgentNetwork::Host => {}
+            AgentNetwork::Isolated => cmd = cmd.isolate_network()?,
+            AgentNetwork::Proxy(socket) => {
+                cmd = cmd
+                    .isolate_network()?
+                    .forward_to_proxy(crate::egress::FORWARD_PORT, socket)?
+            }
+        }
         // The protocol runs over socket pairs, not pipes: a process in the
         // agent's sandbox can open a pipe through /proc/<agent>/fd/N and
         // write protocol lines into it, but a socket cannot be opened that

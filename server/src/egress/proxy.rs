@@ -1,5 +1,6 @@
 //! An allow-listing HTTP proxy on a Unix socket, for agents whose network
-//! namespace has no way out but this socket (see [`super::netns`]).
+//! namespace has no way out but this socket (see
+//! [`crate::sandbox::netns`]).
 //!
 //! It speaks `CONNECT host:port` (TLS tunnels) and absolute-form plain HTTP
 //! (`GET http://host/path`). A host is reached only when it is on the list,
@@ -8,16 +9,26 @@
 //! list entry says that host lives there on purpose. An IP literal is
 //! reached only when the literal itself is listed. Every connection, allowed
 //! or refused, is reported as a [`ProxyEvent`] (host, port, decision, bytes).
+//!
+//! A session's proxy also answers only its own processes (the peer of each
+//! connection must descend from the session's reaper), takes hosts the
+//! owner allowed for the session, and may ask the owner about a host that
+//! is not listed while the connection waits.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Longest request head accepted (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
+/// How long a request head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One entry of the allow-list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,19 +40,98 @@ pub struct AllowedHost {
     /// The host is meant to resolve to a private or loopback address (the
     /// model API of a test, mitzod itself).
     pub private_ok: bool,
+    /// Reach this address instead of resolving the name.
+    pub address: Option<IpAddr>,
 }
 
-#[derive(Debug, Clone, Default)]
+impl AllowedHost {
+    fn matches(&self, host: &str, port: u16) -> bool {
+        self.host.eq_ignore_ascii_case(host) && self.port.map_or(true, |p| p == port)
+    }
+}
+
+/// Asks the owner whether `host:port` may be reached; `None`: no.
+pub type Asker = Arc<
+    dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = Option<AllowedHost>> + Send>> + Send + Sync,
+>;
+
+#[derive(Clone, Default)]
 pub struct ProxyPolicy {
+    /// The operator's list (narrowed by the repo's `.mitzo.json`).
     pub allowed: Vec<AllowedHost>,
+    /// Hosts the owner allowed for this session ("always for this session").
+    pub granted: Arc<RwLock<Vec<AllowedHost>>>,
+    /// Asked about a host on neither list; without it, such a host is
+    /// refused at once.
+    pub ask: Option<Asker>,
+    /// The pid every peer must descend from (the session's reaper), once
+    /// known (0 until then); `None`: any peer (tests, benchmarks).
+    pub peer_root: Option<watch::Receiver<i32>>,
+}
+
+impl std::fmt::Debug for ProxyPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyPolicy")
+            .field("allowed", &self.allowed)
+            .field("granted", &self.granted)
+            .field("ask", &self.ask.is_some())
+            .field("peer_root", &self.peer_root.as_ref().map(|r| *r.borrow()))
+            .finish()
+    }
 }
 
 impl ProxyPolicy {
-    fn entry(&self, host: &str, port: u16) -> Option<&AllowedHost> {
-        self.allowed
-            .iter()
-            .find(|a| a.host.eq_ignore_ascii_case(host) && a.port.map_or(true, |p| p == port))
+    fn entry(&self, host: &str, port: u16) -> Option<AllowedHost> {
+        if let Some(a) = self.allowed.iter().find(|a| a.matches(host, port)) {
+            return Some(a.clone());
+        }
+        let granted = self.granted.read().unwrap_or_else(|p| p.into_inner());
+        granted.iter().find(|a| a.matches(host, port)).cloned()
     }
+}
+
+/// How long a connection waits for the session's reaper pid to be known.
+const PEER_WAIT: Duration = Duration::from_secs(10);
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields after
+    // the last `)` are fixed.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is `root` or one of its descendants.
+pub fn descends_from(pid: i32, root: i32) -> bool {
+    let mut cur = pid;
+    for _ in 0..256 {
+        if cur == root {
+            return true;
+        }
+        if cur <= 1 {
+            return false;
+        }
+        match parent_of(cur) {
+            Some(p) => cur = p,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Whether the peer of `stream` belongs to the session.
+async fn peer_allowed(stream: &UnixStream, root: &Option<watch::Receiver<i32>>) -> bool {
+    let Some(rx) = root else { return true };
+    let mut rx = rx.clone();
+    let root = match tokio::time::timeout(PEER_WAIT, rx.wait_for(|p| *p != 0)).await {
+        Ok(Ok(p)) => *p,
+        _ => return false,
+    };
+    let Some(pid) = stream.peer_cred().ok().and_then(|c| c.pid()) else {
+        return false;
+    };
+    descends_from(pid, root)
 }
 
 /// What happened to one proxied connection.
@@ -55,6 +145,8 @@ pub struct ProxyEvent {
     /// Bytes from the agent to the host, and back.
     pub up: u64,
     pub down: u64,
+    /// The host was not listed and the owner was asked.
+    pub asked: bool,
 }
 
 /// Addresses an agent must not reach by way of a listed public name.
@@ -98,6 +190,20 @@ pub async fn serve(
         let policy = policy.clone();
         let events = events.clone();
         tokio::spawn(async move {
+            if !peer_allowed(&stream, &policy.peer_root).await {
+                // Another session's process (or a stranger) found the socket:
+                // it gets nothing, not even an answer.
+                let _ = events.send(ProxyEvent {
+                    host: String::new(),
+                    port: 0,
+                    allowed: false,
+                    detail: "a process outside the session connected to its proxy".into(),
+                    up: 0,
+                    down: 0,
+                    asked: false,
+                });
+                return;
+            }
             if let Some(ev) = handle(stream, &policy).await {
                 let _ = events.send(ev);
             }
@@ -179,10 +285,11 @@ fn parse(head: Vec<u8>, rest: Vec<u8>) -> Option<Request> {
         return None;
     }
     let (host, port) = split_host_port(authority, 80)?;
-    let mut upstream = format!("{method} {path} {version}\r\n{headers}").into_bytes();
-    if !upstream.ends_with(b"\r\n\r\n") {
-        upstream.extend_from_slice(b"\r\n");
-    }
+    // One request per connection: the next request on a kept-alive
+    // connection could name another host, and would not be decided.
+    let mut upstream = format!("{method} {path} {version}\r\n").into_bytes();
+    upstream.extend_from_slice(&end_to_end_headers(headers));
+    upstream.extend_from_slice(b"Connection: close\r\n\r\n");
     Some(Request {
         connect: false,
         host,
@@ -192,18 +299,102 @@ fn parse(head: Vec<u8>, rest: Vec<u8>) -> Option<Request> {
     })
 }
 
+/// The header lines of `headers` (each ending in CRLF) without the
+/// hop-by-hop ones, which are the proxy's to set.
+fn end_to_end_headers(headers: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len());
+    for line in headers.split("\r\n").filter(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if [
+            "connection",
+            "proxy-connection",
+            "keep-alive",
+            "proxy-authorization",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Relay a plain-HTTP response, its head rewritten to close the
+/// connection after it; the bytes sent to the client.
+async fn relay_response<R, W>(from: &mut R, to: &mut W) -> u64
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let end = loop {
+        match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                // No complete head: pass on what came.
+                let _ = to.write_all(&buf).await;
+                return buf.len() as u64;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if buf.len() > MAX_HEAD {
+            return 0;
+        }
+    };
+    let rest = buf.split_off(end + 4);
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head.as_str(), ""));
+    let mut out = format!("{status}\r\n").into_bytes();
+    out.extend_from_slice(&end_to_end_headers(headers));
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&rest);
+    if to.write_all(&out).await.is_err() {
+        return 0;
+    }
+    let mut sent = out.len() as u64;
+    if let Ok(n) = tokio::io::copy(from, to).await {
+        sent += n;
+    }
+    sent
+}
+
 /// Decide and resolve: the address to connect to, or why not.
-async fn decide(policy: &ProxyPolicy, host: &str, port: u16) -> Result<SocketAddr, String> {
-    if host.is_empty() || host.len() > 253 {
+async fn decide(
+    policy: &ProxyPolicy,
+    host: &str,
+    port: u16,
+    asked: &mut bool,
+) -> Result<SocketAddr, String> {
+    if host.is_empty() || host.len() > 253 || host.bytes().any(|b| b <= b' ' || b == b'/') {
         return Err("malformed host".into());
     }
-    let Some(entry) = policy.entry(host, port) else {
-        return Err(format!("{host}:{port} is not on the allow-list"));
+    let entry = match policy.entry(host, port) {
+        Some(e) => e,
+        None => match &policy.ask {
+            Some(ask) => {
+                *asked = true;
+                match ask(host.to_ascii_lowercase(), port).await {
+                    Some(e) => e,
+                    None => {
+                        return Err(format!(
+                            "{host}:{port} is not on the allow-list (not allowed by the owner)"
+                        ))
+                    }
+                }
+            }
+            None => return Err(format!("{host}:{port} is not on the allow-list")),
+        },
     };
     let literal = host.parse::<IpAddr>().ok();
-    let addrs: Vec<SocketAddr> = match literal {
-        Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = match (entry.address, literal) {
+        (Some(ip), _) | (None, Some(ip)) => vec![SocketAddr::new(ip, port)],
+        (None, None) => tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .collect(),
@@ -234,7 +425,10 @@ async fn refuse(stream: &mut UnixStream, why: &str) {
 }
 
 async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEvent> {
-    let (head, rest) = read_head(&mut stream).await?;
+    // A client that never finishes its request head does not hold a task.
+    let (head, rest) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream))
+        .await
+        .ok()??;
     let Some(req) = parse(head, rest) else {
         refuse(&mut stream, "malformed request").await;
         return None;
@@ -246,8 +440,9 @@ async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEve
         detail: String::new(),
         up: 0,
         down: 0,
+        asked: false,
     };
-    let addr = match decide(policy, &req.host, req.port).await {
+    let addr = match decide(policy, &req.host, req.port, &mut ev.asked).await {
         Ok(a) => a,
         Err(why) => {
             refuse(&mut stream, &why).await;
@@ -281,9 +476,28 @@ async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEve
         return Some(ev);
     }
     ev.up = (req.head.len() + req.rest.len()) as u64;
-    if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
-        ev.up += up;
-        ev.down += down;
+    if req.connect {
+        if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+            ev.up += up;
+            ev.down += down;
+        }
+        return Some(ev);
+    }
+    // Plain HTTP: the body goes up while the response comes down; the
+    // connection ends with the response.
+    let (mut cr, mut cw) = stream.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let up_task = tokio::spawn(async move {
+        let n = tokio::io::copy(&mut cr, &mut uw).await.unwrap_or(0);
+        let _ = uw.shutdown().await;
+        n
+    });
+    ev.down = relay_response(&mut ur, &mut cw).await;
+    let _ = cw.shutdown().await;
+    // The client may keep its side open after the response: its request
+    // is complete by then, whatever it still holds.
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), up_task).await {
+        ev.up += n;
     }
     Some(ev)
 }
@@ -329,7 +543,16 @@ mod tests {
         assert!(r
             .head
             .starts_with(b"GET /a?b HTTP/1.1\r\nHost: h.example\r\n"));
-        assert!(r.head.ends_with(b"\r\n\r\n"));
+        assert!(r.head.ends_with(b"\r\nConnection: close\r\n\r\n"));
+        let r = parse(
+            b"GET http://h.example/ HTTP/1.1\r\nHost: h\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\nProxy-Authorization: x\r\n\r\n".to_vec(),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            r.head,
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".to_vec()
+        );
         assert!(parse(b"GET /relative HTTP/1.1\r\n\r\n".to_vec(), vec![]).is_none());
         assert!(parse(b"GET http://u@h/ HTTP/1.1\r\n\r\n".to_vec(), vec![]).is_none());
     }

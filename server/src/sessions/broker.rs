@@ -20,7 +20,7 @@ use crate::protocol::{DecidedBy, Outcome, Question, ServerEvent, SessionState};
 use crate::repo_config::ToolTier;
 
 /// Pending permissions one session may have at once; more are denied.
-const MAX_PENDING: usize = 32;
+pub(crate) const MAX_PENDING: usize = 32;
 /// The tool through which the agent asks the owner questions.
 pub const ASK_TOOL: &str = "AskUserQuestion";
 
@@ -244,7 +244,11 @@ impl SessionManager {
         }
     }
 
-    fn add_pending(&self, session: &Session, pending: Pending) -> (String, i64, Duration) {
+    pub(crate) fn add_pending(
+        &self,
+        session: &Session,
+        pending: Pending,
+    ) -> (String, i64, Duration) {
         let perm_id = hex::encode(rand::random::<[u8; 16]>());
         let timeout = Duration::from_secs(self.deps.config.permissions.timeout_secs);
         let expires_at = now_ms() + timeout.as_millis() as i64;
@@ -253,7 +257,12 @@ impl SessionManager {
     }
 
     /// The session now waits for the owner: state, watchers, timers.
-    fn waiting(self: &Arc<Self>, session: &Arc<Session>, perm_id: String, timeout: Duration) {
+    pub(crate) fn waiting(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        perm_id: String,
+        timeout: Duration,
+    ) {
         session.set_state(SessionState::RequiresAction);
         self.changed(session);
         let me = self.clone();

@@ -235,7 +235,10 @@ impl SessionManager {
         }
         // A question may be denied (by the owner or the timeout), not allowed.
         let pending = self.take_pending(session, perm_id, true, decision == Decision::Deny)?;
-        if decision == Decision::AllowSession {
+        let network = matches!(pending.kind, PendingKind::Network);
+        if network {
+            self.decide_network(session, perm_id, &pending, decision, by);
+        } else if decision == Decision::AllowSession {
             session.lock().always.insert(pending.tool.clone());
         }
         let reason = match (by, message) {
@@ -243,9 +246,11 @@ impl SessionManager {
             (DecidedBy::Timeout, _) => "no decision before the permission timed out".into(),
             _ => "denied by the owner".into(),
         };
+        // A network request's answer went to its connection, not the agent.
         let response = match decision {
-            Decision::Allow | Decision::AllowSession => protocol::allow(&pending.input),
-            Decision::Deny => protocol::deny(&reason),
+            _ if network => None,
+            Decision::Allow | Decision::AllowSession => Some(protocol::allow(&pending.input)),
+            Decision::Deny => Some(protocol::deny(&reason)),
         };
         self.finish(
             session,
@@ -317,7 +322,7 @@ impl SessionManager {
             session,
             perm_id,
             &pending,
-            protocol::allow(&updated),
+            Some(protocol::allow(&updated)),
             Outcome::Answered,
             DecidedBy::Owner,
             None,
@@ -334,7 +339,7 @@ impl SessionManager {
         session: &Arc<Session>,
         perm_id: &str,
         pending: &Pending,
-        response: Value,
+        response: Option<Value>,
         outcome: Outcome,
         by: DecidedBy,
         message: Option<String>,
@@ -355,11 +360,12 @@ impl SessionManager {
         });
         // Running again before the agent hears the answer: its next events
         // (and its `result`, which means idle) must come after this.
-        if remaining == 0 && agent.is_some() {
+        if remaining == 0 && agent.is_some() && session.row().state == SessionState::RequiresAction
+        {
             session.set_state(SessionState::Running);
         }
         self.changed(session);
-        if let Some(agent) = agent {
+        if let (Some(agent), Some(response)) = (agent, response) {
             agent.send(&protocol::control_success(&pending.request_id, response));
         }
         self.audit(

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use super::translate::{Out, Translator};
 use super::{is_agent_session_id, title_from_prompt, Pending, Session, SessionManager};
 use crate::agent::process::AgentEvent;
-use crate::agent::{launch, protocol, AgentExit, AgentProcess, Incoming, SpawnSpec};
+use crate::agent::{launch, protocol, AgentExit, AgentNetwork, AgentProcess, Incoming, SpawnSpec};
+use crate::config::NetworkMode;
 use crate::error::{Error, Result};
 use crate::protocol::{DecidedBy, Mode, ServerEvent, SessionState};
 use crate::sandbox::AgentPolicyInputs;
@@ -138,6 +139,7 @@ impl SessionManager {
         };
         self.withdraw_pending(session, pending, DecidedBy::SessionEnd)
             .await;
+        self.end_egress(session);
         self.clean_up_after_agent(session).await;
         true
     }
@@ -157,6 +159,12 @@ impl SessionManager {
             )
         };
         let config = &self.deps.config;
+        let network = config.agent.network;
+        // Fail closed: no namespaces, no agent (never the host's network
+        // instead).
+        if network.isolated() {
+            crate::sandbox::netns::probe().map_err(|why| network_unavailable(network, &why))?;
+        }
         let program = launch::program(&config.agent.command)?;
         let state_dir = std::fs::canonicalize(&self.deps.state_dir)
             .unwrap_or_else(|_| self.deps.state_dir.clone());
@@ -167,7 +175,7 @@ impl SessionManager {
             .mode(0o700)
             .create(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let policy = crate::sandbox::agent_policy(&AgentPolicyInputs {
+        let mut policy = crate::sandbox::agent_policy(&AgentPolicyInputs {
             repo: &session.repo,
             worktrees: std::slice::from_ref(&session.cwd),
             // Isolated: the worktree only; in the repo itself: the repo.
@@ -181,6 +189,12 @@ impl SessionManager {
             agent: config.agent.grants(),
             landlock: super::registry::landlock_mode(config),
         })?;
+        // In a namespace of its own the only TCP peer is the forwarder.
+        match network {
+            NetworkMode::Proxy => policy.connect_tcp = vec![crate::egress::FORWARD_PORT],
+            NetworkMode::None => policy.connect_tcp.clear(),
+            NetworkMode::Ports => {}
+        }
         let token = self.deps.session_tokens.issue(&session.id);
         let mut session_env = launch::session_env(
             &home,
@@ -193,11 +207,27 @@ impl SessionManager {
         if let Some(key) = &config.agent.api_key {
             session_env.push(("ANTHROPIC_API_KEY".into(), key.expose_str().to_string()));
         }
+        session_env.extend(crate::egress::proxy_env(network));
         let env = crate::sandbox::build_env(
             std::env::vars_os(),
             &config.agent.env_passthrough,
             &session_env,
         );
+        let egress = match network {
+            NetworkMode::Proxy => match self.start_egress(session, &env) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    self.deps.session_tokens.revoke(&session.id);
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        let agent_network = match (&egress, network) {
+            (Some(e), _) => AgentNetwork::Proxy(e.socket.clone()),
+            (None, NetworkMode::Ports) => AgentNetwork::Host,
+            (None, _) => AgentNetwork::Isolated,
+        };
         let args = launch::args(&launch::Launch {
             mode,
             model: model.as_deref(),
@@ -211,9 +241,16 @@ impl SessionManager {
             cwd: session.cwd.clone(),
             policy,
             env,
+            network: agent_network,
         };
         let agent = match AgentProcess::spawn(spec, tx) {
-            Ok(a) => Arc::new(a),
+            Ok(a) => {
+                if let Some(e) = &egress {
+                    e.set_peer_root(a.pid);
+                }
+                session.lock().net.egress = egress;
+                Arc::new(a)
+            }
             Err(e) => {
                 self.deps.session_tokens.revoke(&session.id);
                 return Err(e);
@@ -285,6 +322,7 @@ impl SessionManager {
         self.deps.session_tokens.revoke(&session.id);
         self.withdraw_pending(session, pending, DecidedBy::AgentExit)
             .await;
+        self.end_egress(session);
         let clean = exit.code == Some(0) && state == SessionState::Idle;
         if !clean {
             let tail = exit.stderr_tail.trim();
@@ -403,6 +441,17 @@ impl SessionManager {
         while stopping.join_next().await.is_some() {}
         self.writer.flush().await;
     }
+}
+
+/// Why an agent with an isolated network cannot start here.
+fn network_unavailable(mode: NetworkMode, why: &str) -> Error {
+    Error::Unavailable(format!(
+        "agent.network = \"{}\" needs a network namespace of the agent's own, and {why}. \
+         Allow unprivileged user and network namespaces (kernel: user.max_user_namespaces > 0; \
+         systemd: RestrictNamespaces=user net), or set agent.network = \"ports\" to give agents \
+         the host's network limited to agent.allowed_connect_ports",
+        mode.as_str()
+    ))
 }
 
 /// Carry out what the translation produced.

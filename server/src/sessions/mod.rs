@@ -46,6 +46,7 @@ pub mod broker;
 pub mod decisions;
 pub mod events;
 pub mod lifecycle;
+pub mod network;
 pub mod registry;
 pub mod replay;
 pub mod retention;
@@ -80,6 +81,8 @@ pub const MAX_TITLE: usize = 120;
 pub(crate) enum PendingKind {
     Permission,
     Question,
+    /// A connection to a host not on the allow-list (`network = "proxy"`).
+    Network,
 }
 
 pub(crate) struct Pending {
@@ -99,6 +102,8 @@ pub(crate) struct Inner {
     pub pending: HashMap<String, Pending>,
     pub watchers: usize,
     pub detached_since: Option<Instant>,
+    /// The network side of the running agent (see [`crate::egress`]).
+    pub net: network::SessionNet,
 }
 
 pub struct Session {

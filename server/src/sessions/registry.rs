@@ -251,6 +251,7 @@ impl SessionManager {
                 pending: HashMap::new(),
                 watchers: 0,
                 detached_since: Some(Instant::now()),
+                net: Default::default(),
             }),
             lifecycle: tokio::sync::Mutex::new(()),
         }

@@ -70,6 +70,44 @@ def udp_to(host, port):
     socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (host, int(port)))
 
 
+def udp_echo(port):
+    """A datagram to a UDP echo server on 127.0.0.1, and its echo back."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(b"ping", ("127.0.0.1", int(port)))
+    if s.recvfrom(64)[0] != b"ping":
+        fail("no echo")
+
+
+def _dns_query():
+    # A query for `.` NS: any resolver answers it without leaving the host.
+    return b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x01"
+
+
+def dns_udp(server):
+    """A DNS query over UDP to `server`, and an answer with our id."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(_dns_query(), (server, 53))
+    if s.recvfrom(4096)[0][:2] != b"\x12\x34":
+        fail("no DNS answer")
+
+
+def dns_tcp(server):
+    """The same query over TCP (RES_OPTIONS=use-vc)."""
+    q = _dns_query()
+    s = socket.create_connection((server, 53), timeout=5)
+    s.sendall(len(q).to_bytes(2, "big") + q)
+    if s.recv(4096)[2:4] != b"\x12\x34":
+        fail("no DNS answer")
+
+
+def raw_ping():
+    """A raw ICMP socket, and an echo request to 127.0.0.1 through it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.sendto(b"\x08\x00\xf7\xff\x00\x00\x00\x00", ("127.0.0.1", 0))
+
+
 def unix_connect(path):
     socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(path)
 

@@ -105,7 +105,7 @@ expiresAt: number, } | { "type": "question_request", permId: string, questions: 
 /**
  * A question's answers (question text → chosen label(s)).
  */
-answers?: { [key in string]?: string }, } | { "type": "permission_timeout", permId: string, };
+answers?: { [key in string]?: string }, } | { "type": "permission_timeout", permId: string, } | { "type": "network_request", permId: string, host: string, port: number, expiresAt: number, } | { "type": "network_refused", host: string, port: number, reason: string, };
 
 export type ServerFrame = { 
 /**
@@ -155,7 +155,7 @@ expiresAt: number, } | { "type": "question_request", permId: string, questions: 
 /**
  * A question's answers (question text → chosen label(s)).
  */
-answers?: { [key in string]?: string }, } | { "type": "permission_timeout", permId: string, });
+answers?: { [key in string]?: string }, } | { "type": "permission_timeout", permId: string, } | { "type": "network_request", permId: string, host: string, port: number, expiresAt: number, } | { "type": "network_refused", host: string, port: number, reason: string, });
 
 export type ReconnectEntry = { sessionId: string, lastSeq: number, };
 

@@ -57,6 +57,8 @@ export interface PendingPermission {
   summary?: string;
   diff?: string | null;
   questions?: Question[];
+  /** A network request: the host and port the agent wants to reach. */
+  network?: { host: string; port: number };
 }
 
 // Frames that change what the rest of the app shows (lists, approval tray).
@@ -66,6 +68,7 @@ const META_FRAMES = new Set<string>([
   "question_request",
   "permission_resolved",
   "permission_timeout",
+  "network_request",
   "session_state_changed",
   "session_updated",
   "result",
@@ -288,6 +291,21 @@ export class Transcript extends Observable {
           expiresAt: f.expiresAt || 0,
           questions: f.questions,
         });
+        break;
+      case "network_request":
+        this.pending.set(f.permId, {
+          sessionId: this.id,
+          permId: f.permId,
+          toolName: "Network",
+          toolInput: { host: f.host, port: f.port },
+          expiresAt: f.expiresAt,
+          title: `Reach ${f.host}:${f.port}`,
+          summary: "The agent wants to connect to a host that is not on its allow-list. The connection waits for your answer.",
+          network: { host: f.host, port: f.port },
+        });
+        break;
+      case "network_refused":
+        this.push({ kind: "note", key: key("nr"), text: `Network: ${f.host}:${f.port} refused (${f.reason})` });
         break;
       case "permission_resolved":
         if (f.permId) this.pending.delete(f.permId);

@@ -25,7 +25,15 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
   const [denying, setDenying] = useState(false);
   const [busy, setBusy] = useState(false);
   if (p.questions) return <QuestionSheet p={p} />;
-  const brief = toolBrief(p.toolName, p.toolInput);
+  const net = p.network;
+  const brief = net ? "" : toolBrief(p.toolName, p.toolInput);
+  // A tool's own description often repeats the title ("Run a command"):
+  // on a phone every line counts, so a summary line equal to it goes.
+  const title = p.title || `${p.toolName} wants to run`;
+  const summary = (p.summary || "")
+    .split("\n")
+    .filter((l) => l.trim().toLowerCase() !== title.trim().toLowerCase())
+    .join("\n");
   const diff = p.diff || inputDiff(p.toolName, p.toolInput);
   const decide = (choice: "once" | "session" | "deny") => {
     setBusy(true);
@@ -40,15 +48,30 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
   return (
     <div class="sheet" role="dialog" aria-modal="false" aria-labelledby={`perm-${p.permId}`}>
       <header>
-        <h2 id={`perm-${p.permId}`}>{p.title || `${p.toolName} wants to run`}</h2>
+        <h2 id={`perm-${p.permId}`}>{title}</h2>
         <Countdown until={p.expiresAt} />
       </header>
-      {p.summary ? <p class="summary">{p.summary}</p> : brief && p.toolName !== "Bash" ? <p class="summary"><code>{brief}</code></p> : null}
-      {diff ? <Diff text={diff} /> : p.toolName === "Bash" && !p.summary ? <pre class="cmd">$ {brief}</pre> : null}
-      <details class="raw">
-        <summary>Raw input</summary>
-        <pre>{JSON.stringify(p.toolInput, null, 2)}</pre>
-      </details>
+      {net ? (
+        <p class="summary">
+          <code>
+            {net.host}:{net.port}
+          </code>{" "}
+          is not on this session's allow-list. The connection waits for your answer; “for this session” never allows it for another session.
+        </p>
+      ) : summary ? (
+        <p class="summary">{summary}</p>
+      ) : brief && p.toolName !== "Bash" ? (
+        <p class="summary">
+          <code>{brief}</code>
+        </p>
+      ) : null}
+      {diff ? <Diff text={diff} /> : p.toolName === "Bash" && !summary ? <pre class="cmd">$ {brief}</pre> : null}
+      {net ? null : (
+        <details class="raw">
+          <summary>Raw input</summary>
+          <pre>{JSON.stringify(p.toolInput, null, 2)}</pre>
+        </details>
+      )}
       {denying ? (
         <div class="deny-form">
           <label for={`reason-${p.permId}`}>Reason (optional)</label>
@@ -65,10 +88,10 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
       ) : (
         <div class="actions">
           <button type="button" class="primary" disabled={busy} onClick={() => decide("once")}>
-            Allow once
+            {net ? "Allow this connection" : "Allow once"}
           </button>
           <button type="button" disabled={busy} onClick={() => decide("session")}>
-            Allow for this session
+            {net ? "Allow this host for this session" : "Allow for this session"}
           </button>
           <button type="button" class="danger" disabled={busy} onClick={() => setDenying(true)}>
             Deny…
