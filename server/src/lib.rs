@@ -31,11 +31,6 @@ pub mod worktree;
 
 pub use error::{Error, Result};
 
-// The protocol and the sandbox are crates of their own (server/protocol,
-// server/sandbox); these names keep `crate::protocol::...` paths working.
-pub use mitzo_protocol as protocol;
-pub use mitzo_sandbox as sandbox;
-
 /// Crash points for tests (debug builds only): with
 /// `MITZO_TEST_FAILPOINT=<name>` the process aborts at that point, as a
 /// `kill -9` would stop it.

@@ -251,7 +251,7 @@ fn serve(
         }
     }
     if config.agent.network.isolated() {
-        match mitzod::sandbox::netns::probe() {
+        match mitzo_sandbox::netns::probe() {
             Ok(()) => tracing::info!(
                 "agent.network = {:?}: each agent gets user and network namespaces of its own{}",
                 config.agent.network.as_str(),

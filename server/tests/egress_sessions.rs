@@ -44,7 +44,7 @@ fn netns_or_skip(test: &str) -> bool {
     if !landlock_or_skip(test) {
         return false;
     }
-    if let Err(why) = mitzod::sandbox::netns::probe() {
+    if let Err(why) = mitzo_sandbox::netns::probe() {
         if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
             panic!("{test}: {why}");
         }

@@ -61,7 +61,7 @@ impl OpenBody {
 async fn repos(
     State(state): State<AppState>,
     _a: Authed<scope::Internal>,
-) -> Json<Vec<crate::protocol::RepoInfo>> {
+) -> Json<Vec<mitzo_protocol::RepoInfo>> {
     Json(state.sessions.repos())
 }
 

@@ -16,7 +16,7 @@ use super::translate::clip;
 use super::{Pending, PendingKind, Session, SessionManager};
 use crate::agent::protocol;
 use crate::permissions::{self, Tier, Verdict};
-use crate::protocol::{DecidedBy, Outcome, Question, ServerEvent, SessionState};
+use mitzo_protocol::{DecidedBy, Outcome, Question, ServerEvent, SessionState};
 
 /// Pending permissions one session may have at once; more are denied.
 pub(crate) const MAX_PENDING: usize = 32;

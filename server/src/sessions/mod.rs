@@ -65,10 +65,10 @@ use crate::auth::session_tokens::SessionTokens;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
-pub use crate::protocol::{DecidedBy, Decision, Mode, SessionState};
 use crate::repo_config::RepoConfigs;
 use crate::secret::Secret;
 use events::{now_ms, EventLog};
+pub use mitzo_protocol::{DecidedBy, Decision, Mode, SessionState};
 pub use registry::SessionManager;
 use store::SessionRow;
 
@@ -150,7 +150,7 @@ impl Session {
             inner.row.clone()
         };
         self.log
-            .publish(crate::protocol::ServerEvent::SessionStateChanged { state });
+            .publish(mitzo_protocol::ServerEvent::SessionStateChanged { state });
         self.log.save_row(row);
         true
     }

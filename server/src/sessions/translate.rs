@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::protocol::{BlockType, DeltaType, ServerEvent};
+use mitzo_protocol::{BlockType, DeltaType, ServerEvent};
 
 /// Longest string of agent output kept in one event: events are held in
 /// memory (ring, broadcast, outboxes), so their size is bounded in bytes,
