@@ -27,6 +27,7 @@
 //!
 //! Needs Landlock (the agents run sandboxed). As root the server drops to
 //! `nobody`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
 
 mod bench_support;
 

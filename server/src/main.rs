@@ -1,6 +1,7 @@
 //! `mitzod`: the command line. Start-up order matters and is spelled out in
 //! `serve`: inherited fds, config, secrets, state dir, privilege drop, and
 //! only then the runtime.
+#![allow(unsafe_code)] // the terminal echo switch for the passphrase prompt
 
 mod check;
 

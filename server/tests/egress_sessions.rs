@@ -2,6 +2,7 @@
 //! default): the fake agent's Bash tool runs curl and python inside the
 //! session's network namespace; what it reaches goes through the session's
 //! own proxy, is audited, and hosts not listed wait for the owner.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 mod sessions_support;
