@@ -41,19 +41,19 @@
 //! 4. `EventLog`'s ring (inside `events`): a leaf; publishing never takes
 //!    another lock. `resolved` (recently decided ids) is also a leaf.
 
-pub mod approval;
-pub mod broker;
-pub mod decisions;
-pub mod events;
-pub mod lifecycle;
-pub mod network;
-pub mod registry;
-pub mod replay;
+pub(crate) mod approval;
+pub(crate) mod broker;
+pub(crate) mod decisions;
+pub(crate) mod events;
+pub(crate) mod lifecycle;
+pub(crate) mod network;
+pub(crate) mod registry;
+pub(crate) mod replay;
 pub mod retention;
 pub mod store;
-pub mod supervisor;
-pub mod translate;
-pub mod writer;
+pub(crate) mod supervisor;
+pub(crate) mod translate;
+pub(crate) mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

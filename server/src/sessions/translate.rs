@@ -80,11 +80,6 @@ impl Translator {
         Translator::default()
     }
 
-    /// A block or message is being streamed now.
-    pub fn is_open(&self) -> bool {
-        self.current.is_some()
-    }
-
     /// One `stream_event` line.
     pub fn stream_event(&mut self, v: &Value) -> Vec<Out> {
         let mut out = Vec::new();
