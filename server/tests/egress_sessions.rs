@@ -2,6 +2,7 @@
 //! default): the fake agent's Bash tool runs curl and python inside the
 //! session's network namespace; what it reaches goes through the session's
 //! own proxy, is audited, and hosts not listed wait for the owner.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 mod sessions_support;
@@ -44,7 +45,7 @@ fn netns_or_skip(test: &str) -> bool {
     if !landlock_or_skip(test) {
         return false;
     }
-    if let Err(why) = mitzod::sandbox::netns::probe() {
+    if let Err(why) = mitzo_sandbox::netns::probe() {
         if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
             panic!("{test}: {why}");
         }

@@ -19,6 +19,7 @@
 //!    agent did (same code, or the same signal).
 //!
 //! It holds no secret of mitzod's and no fd but the agent's stdio.
+#![allow(unsafe_code)] // prctl, fork/exec and signals of the per-session reaper
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, TcpListener};

@@ -8,6 +8,7 @@
 //! hands the finished buffer to the kernel, which copies it, so nothing is
 //! allocated between fork and exec. A refused call fails with EPERM rather
 //! than killing the caller, so tools report an error and go on.
+#![allow(unsafe_code)] // installing the compiled filter with prctl/seccomp
 
 use std::collections::BTreeMap;
 use std::io;

@@ -1,6 +1,6 @@
 //! An allow-listing HTTP proxy on a Unix socket, for agents whose network
 //! namespace has no way out but this socket (see
-//! [`crate::sandbox::netns`]).
+//! [`mitzo_sandbox::netns`]).
 //!
 //! It speaks `CONNECT host:port` (TLS tunnels) and absolute-form plain HTTP
 //! (`GET http://host/path`). A host is reached only when it is on the list,
