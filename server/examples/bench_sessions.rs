@@ -233,6 +233,30 @@ impl RunResult {
     }
 
     /// Median time from send (or spawn) to a session's first message.
+    /// Latencies of the events emitted once every session was streaming:
+    /// the steady state, without the queue while the agents start.
+    fn steady_latencies(&self) -> Vec<u64> {
+        let all_started = self
+            .stats
+            .iter()
+            .filter_map(|s| s.stamps_ns.iter().min().copied())
+            .max()
+            .unwrap_or(0);
+        let mut v: Vec<u64> = self
+            .stats
+            .iter()
+            .flat_map(|s| {
+                s.stamps_ns
+                    .iter()
+                    .zip(&s.latencies_ns)
+                    .filter(|(stamp, _)| **stamp >= all_started)
+                    .map(|(_, l)| *l)
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     fn first_event_ms(&self) -> f64 {
         let mut v: Vec<f64> = self
             .stats
@@ -345,6 +369,36 @@ fn main() {
             println!(
                 "{name:<26} mitzod CPU {:.1}% of one core over the run",
                 cpu * 100.0
+            );
+        }
+    }
+    println!();
+    println!(
+        "steady state of the multi-session runs: events emitted once every session was streaming"
+    );
+    for (name, m, f) in &runs {
+        if m.sessions == 1 {
+            continue;
+        }
+        let (lm, lf) = (m.steady_latencies(), f.steady_latencies());
+        let added_ms = (percentile(&lm, 99.0) - percentile(&lf, 99.0)) / 1000.0;
+        println!(
+            "{:<26} {} of {} events: median {:.0} µs  p99 {:.0} µs   floor median {:.0} µs  p99 {:.0} µs   p99 added {added_ms:.2} ms",
+            name,
+            lm.len(),
+            m.received(),
+            percentile(&lm, 50.0),
+            percentile(&lm, 99.0),
+            percentile(&lf, 50.0),
+            percentile(&lf, 99.0),
+        );
+        if m.pace_us > 0 {
+            bench_support::result(
+                &format!("relay: {name}, steady p99 added"),
+                &format!("{:.2} ms", percentile(&lm, 99.0) / 1000.0),
+                &format!("bare pipe {:.2} ms", percentile(&lf, 99.0) / 1000.0),
+                &format!("+{added_ms:.2} ms"),
+                "≤ 1 ms added",
             );
         }
     }

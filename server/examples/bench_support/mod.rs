@@ -18,9 +18,16 @@ pub fn mitzod_bin() -> PathBuf {
     PathBuf::from(mitzo_testkit::mitzod_bin())
 }
 
-/// A temp dir under /tmp, 0755: run as root, the server drops to `nobody`.
+/// A temp dir under `BENCH_TMPDIR` (default /tmp; e.g. /dev/shm to take
+/// the disk's fsyncs out), 0755: run as root, the server drops to `nobody`.
 pub fn open_tempdir(prefix: &str) -> tempfile::TempDir {
-    mitzo_testkit::open_tempdir_prefixed(prefix)
+    let base = std::env::var("BENCH_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }
 
 pub fn machine() -> String {

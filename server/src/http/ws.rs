@@ -30,6 +30,8 @@ const OUTBOX: usize = 4096;
 const MAX_WATCHES: usize = 200;
 const CREDENTIAL_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws/chat", get(upgrade))
@@ -92,12 +94,20 @@ async fn connection(state: AppState, socket: WebSocket, credential: Credential) 
     // may wait for room in it without ever waiting on itself.
     let writer = tokio::spawn(async move {
         while let Some(frame) = outbox.recv().await {
-            // A client that stops reading (a suspended phone) is dropped
-            // rather than kept attached forever.
-            let sent = tokio::time::timeout(
-                SEND_TIMEOUT,
-                sink.send(Message::Text(frame.to_string().into())),
-            )
+            // Frames already waiting go out with one flush (a replay, a
+            // burst); a lone frame is flushed at once. A client that stops
+            // reading (a suspended phone) is dropped rather than kept
+            // attached forever.
+            let sent = tokio::time::timeout(SEND_TIMEOUT, async {
+                sink.feed(Message::Text(frame.to_string().into())).await?;
+                for _ in 1..WRITE_BATCH {
+                    let Ok(next) = outbox.try_recv() else {
+                        break;
+                    };
+                    sink.feed(Message::Text(next.to_string().into())).await?;
+                }
+                sink.flush().await
+            })
             .await;
             if !matches!(sent, Ok(Ok(()))) {
                 break;
