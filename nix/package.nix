@@ -28,6 +28,8 @@ rustPlatform.buildRustPackage {
     fileset = fs.unions [
       ../Cargo.toml
       ../Cargo.lock
+      # unwrap/expect allowed in tests (the workspace lints deny them elsewhere).
+      ../clippy.toml
       (fs.difference ../server (fs.maybeMissing ../server/web/node_modules))
       ../client-py/Cargo.toml
       ../client-py/src

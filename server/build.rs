@@ -1,6 +1,7 @@
 // Records the commit for `GET /api/version` ("unknown" outside a git
 // checkout, e.g. a Nix build, unless MITZO_BUILD_COMMIT is set by the
 // packager), and builds the owner's web app into the binary.
+#![allow(clippy::expect_used)] // a build script fails by panicking, with the message
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -6,6 +6,7 @@
 //!
 //! Runs the benchmark programs next to this one (`BENCH_ONLY=daemon,files`
 //! picks some); `MITZO_BIN` is passed on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
 
 use std::process::{Command, Stdio};
 

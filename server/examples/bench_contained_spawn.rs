@@ -2,6 +2,7 @@
 //! per-session reaper (`mitzod reaper`, one extra exec and the tree
 //! clean-up). Needs the mitzod binary: `cargo build -p mitzod` first, then
 //! `cargo run -p mitzod --example bench_contained_spawn [path/to/mitzod]`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

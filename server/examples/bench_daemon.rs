@@ -10,6 +10,7 @@
 //!
 //! Uses `MITZO_BIN` or the `mitzod` next to this example's target dir;
 //! `BENCH_COLD_STARTS` sets n (default 30 per server).
+#![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)] // a benchmark fails by panicking; raw fds and pre_exec set-ups
 
 mod bench_support;
 

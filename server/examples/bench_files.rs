@@ -7,6 +7,7 @@
 //!   nice -n 10 target/release/examples/bench_files
 //!
 //! Uses `MITZO_BIN` or the `mitzod` next to this example's target dir.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
 
 mod bench_support;
 

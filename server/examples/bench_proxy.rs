@@ -12,6 +12,7 @@
 //!
 //! Uses `MITZO_BIN` (the reaper, which runs the forwarder) or the
 //! `mitzod` next to this example. Needs unprivileged user namespaces.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
 
 mod bench_support;
 

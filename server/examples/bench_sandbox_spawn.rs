@@ -7,6 +7,7 @@
 //!   nice -n 10 target/release/examples/bench_sandbox_spawn
 //!
 //! Uses `MITZO_BIN` (the reaper) or the `mitzod` next to this example.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
 
 mod bench_support;
 

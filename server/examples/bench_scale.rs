@@ -27,6 +27,7 @@
 //!
 //! Needs Landlock (the agents run sandboxed). As root the server drops to
 //! `nobody`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
 
 mod bench_support;
 
@@ -37,10 +38,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mitzod::db::Db;
-use mitzod::protocol::{
+use mitzo_protocol::{
     BlockType, DecidedBy, Mode, Outcome, ServerEvent, ServerFrame, SessionState, Tier,
 };
+use mitzod::db::Db;
 use mitzod::sessions::store::{self, SessionRow};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
@@ -60,7 +61,7 @@ const FAKE_AGENT: &str = include_str!("../tests/fixtures/fake_agent.py");
 
 fn main() {
     let bin = mitzod_bin();
-    let abi = mitzod::sandbox::landlock_abi();
+    let abi = mitzo_sandbox::landlock_abi();
     assert!(
         abi.supported(),
         "Landlock is needed: the agents run under the real sandbox ({abi})"
@@ -348,7 +349,7 @@ fn main() {
 /// 100 sessions of 10,000 events each, through the store API.
 fn seed(db_path: &Path, repo: &Path) -> Vec<String> {
     let db = Db::open(db_path).expect("open the database");
-    let now = mitzod::protocol::now_ms();
+    let now = mitzo_protocol::now_ms();
     let mut ids = Vec::new();
     for s in 0..SESSIONS {
         let id = format!("2026-01-01-{s:012x}");

@@ -27,6 +27,7 @@
 //! timeout), `BENCH_ISOLATION=1` (a git worktree per session; default off, so
 //! setup time is not mixed into the streaming numbers), `BENCH_DUMP=dir` (one
 //! CSV per run: session, emit stamp and latency of every message, in ns).
+#![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)] // a benchmark fails by panicking; raw fds and pre_exec set-ups
 
 mod bench_support;
 

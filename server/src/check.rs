@@ -159,7 +159,7 @@ pub fn run(config: &Config, file_only: bool) -> Report {
 
     // The agent's network: namespaces (as the service user) for proxy/none.
     if config.agent.network.isolated() {
-        if let Err(why) = mitzod::sandbox::netns::probe() {
+        if let Err(why) = mitzo_sandbox::netns::probe() {
             r.problems.push(format!(
                 "{}: key `agent.network`: {:?} needs unprivileged user and network namespaces, and {why}; \
                  every session would be refused. Allow them (systemd: RestrictNamespaces=user net), \

@@ -216,12 +216,12 @@ mod tests {
         let db = Db::open(&path).unwrap();
         db.with(|c| {
             let a = crate::sessions::store::get(c, "a")?.unwrap();
-            assert_eq!(a.state, crate::protocol::SessionState::RequiresAction);
-            assert_eq!(a.mode, crate::protocol::Mode::Agent);
+            assert_eq!(a.state, mitzo_protocol::SessionState::RequiresAction);
+            assert_eq!(a.mode, mitzo_protocol::Mode::Agent);
             assert_eq!(a.title, "Old work");
             let b = crate::sessions::store::get(c, "b")?.unwrap();
-            assert_eq!(b.state, crate::protocol::SessionState::Interrupted);
-            assert_eq!(b.mode, crate::protocol::Mode::Ask);
+            assert_eq!(b.state, mitzo_protocol::SessionState::Interrupted);
+            assert_eq!(b.mode, mitzo_protocol::Mode::Ask);
             // The CHECK constraints hold from now on.
             assert!(c
                 .execute("UPDATE sessions SET state = 'exploded' WHERE id = 'a'", [])

@@ -16,6 +16,7 @@
 //! the root.
 //!
 //! All functions here block: call them from the blocking pool.
+#![allow(unsafe_code)] // openat2 and the dirfd-relative compare-and-swap write
 
 use std::ffi::{CStr, OsStr};
 use std::fs::File;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use crate::error::{Error, Result};
-use crate::sandbox::{system_read_exec_paths, Enforcement, Policy, SandboxedCommand, Scopes};
+use mitzo_sandbox::{system_read_exec_paths, Enforcement, Policy, SandboxedCommand, Scopes};
 
 /// Config that names programs git would run, each set to nothing.
 const HARDENING: &[(&str, &str)] = &[

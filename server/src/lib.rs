@@ -1,7 +1,7 @@
 //! mitzod: a hardened, self-hosted server for supervising coding-agent sessions.
 
-pub mod agent;
-pub mod app;
+pub(crate) mod agent;
+pub(crate) mod app;
 pub mod auth;
 pub mod config;
 pub mod credentials;
@@ -12,29 +12,24 @@ pub mod egress;
 pub mod error;
 pub mod files;
 pub mod git;
-pub mod health;
-pub mod http;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod logging;
 pub mod memory;
-pub mod ntfy;
-pub mod permissions;
+pub(crate) mod ntfy;
+pub(crate) mod permissions;
 pub mod privileges;
-pub mod program;
+pub(crate) mod program;
 pub mod repo_config;
 pub mod secret;
 pub mod sessions;
 pub mod state;
 pub mod systemd;
 pub mod tasks;
-pub mod text;
+pub(crate) mod text;
 pub mod worktree;
 
 pub use error::{Error, Result};
-
-// The protocol and the sandbox are crates of their own (server/protocol,
-// server/sandbox); these names keep `crate::protocol::...` paths working.
-pub use mitzo_protocol as protocol;
-pub use mitzo_sandbox as sandbox;
 
 /// Crash points for tests (debug builds only): with
 /// `MITZO_TEST_FAILPOINT=<name>` the process aborts at that point, as a

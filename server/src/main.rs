@@ -1,6 +1,7 @@
 //! `mitzod`: the command line. Start-up order matters and is spelled out in
 //! `serve`: inherited fds, config, secrets, state dir, privilege drop, and
 //! only then the runtime.
+#![allow(unsafe_code)] // the terminal echo switch for the passphrase prompt
 
 mod check;
 
@@ -251,7 +252,7 @@ fn serve(
         }
     }
     if config.agent.network.isolated() {
-        match mitzod::sandbox::netns::probe() {
+        match mitzo_sandbox::netns::probe() {
             Ok(()) => tracing::info!(
                 "agent.network = {:?}: each agent gets user and network namespaces of its own{}",
                 config.agent.network.as_str(),

@@ -2,6 +2,7 @@
 //! few malloc arenas (glibc makes one per thread that allocates, up to 8 per
 //! core, and each keeps its freed pages), and free memory handed back to
 //! the kernel once a burst is over.
+#![allow(unsafe_code)] // malloc_trim
 
 use std::time::Duration;
 

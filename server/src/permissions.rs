@@ -175,29 +175,6 @@ fn normalise(p: &Path) -> PathBuf {
     out
 }
 
-/// One-line summary of a tool input for the audit log.
-pub fn summarise(tool: &str, input: &serde_json::Value) -> String {
-    let key = match tool {
-        "Bash" => "command",
-        "Read" | "Write" | "Edit" | "MultiEdit" => "file_path",
-        "NotebookEdit" => "notebook_path",
-        "Glob" | "Grep" => "pattern",
-        "WebFetch" => "url",
-        "WebSearch" => "query",
-        _ => "",
-    };
-    let text = input
-        .get(key)
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| input.to_string());
-    let mut s: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        s.push('…');
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

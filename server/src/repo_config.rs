@@ -13,6 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use mitzo_protocol::Tier;
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
@@ -24,15 +25,6 @@ pub const MAX_BYTES: u64 = 256 * 1024;
 const MAX_ITEMS: usize = 200;
 const MAX_SHORT: usize = 200;
 const MAX_TEXT: usize = 20_000;
-
-/// A permission tier a tool can be moved to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ToolTier {
-    Safe,
-    Standard,
-    Elevated,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +56,8 @@ pub struct RepoConfig {
     #[serde(default)]
     pub venv_paths: Vec<String>,
     #[serde(default)]
-    pub tool_tier_overrides: BTreeMap<String, ToolTier>,
+    /// The tier a tool moves to (any but `unknown`); it can only narrow.
+    pub tool_tier_overrides: BTreeMap<String, Tier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<bool>,
     /// With `agent.network = "proxy"`: keep only these of the operator's
@@ -144,8 +137,13 @@ impl RepoConfig {
             }
         }
         count("toolTierOverrides", self.tool_tier_overrides.len())?;
-        for k in self.tool_tier_overrides.keys() {
+        for (k, tier) in &self.tool_tier_overrides {
             cap("toolTierOverrides key", k, MAX_SHORT)?;
+            if *tier == Tier::Unknown {
+                return Err(format!(
+                    "toolTierOverrides.{k}: expected safe, standard or elevated"
+                ));
+            }
         }
         Ok(())
     }
@@ -264,12 +262,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unknown_is_not_a_tier_a_tool_can_move_to() {
+        let err = RepoConfig::parse(br#"{"toolTierOverrides": {"Bash": "unknown"}}"#).unwrap_err();
+        assert!(err.contains("toolTierOverrides.Bash"), "{err}");
+        let ok = RepoConfig::parse(br#"{"toolTierOverrides": {"Bash": "elevated"}}"#).unwrap();
+        assert_eq!(ok.tool_tier_overrides["Bash"], Tier::Elevated);
+    }
+
+    #[test]
     fn strict_schema() {
         let ok = br#"{"quickActions":[{"label":"t","desc":"run tests","prompt":"cargo test"}],
             "roots":[{"label":"docs","path":"docs"}],"contextBlocks":{"a":"b.md"},
             "venvPaths":[".venv"],"toolTierOverrides":{"Bash":"elevated"},"isolation":false}"#;
         let c = RepoConfig::parse(ok).unwrap();
-        assert_eq!(c.tool_tier_overrides["Bash"], ToolTier::Elevated);
+        assert_eq!(c.tool_tier_overrides["Bash"], Tier::Elevated);
         assert_eq!(c.isolation, Some(false));
         let e =
             RepoConfig::parse(br#"{"quickActions":[{"label":"t","desc":"d","run":"rm -rf /"}]}"#)

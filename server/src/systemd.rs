@@ -2,6 +2,7 @@
 //!
 //! Everything here is silent without systemd: no `LISTEN_FDS` means we bind
 //! ourselves, no `NOTIFY_SOCKET` means notifications go nowhere.
+#![allow(unsafe_code)] // fds inherited from systemd (socket activation)
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! `mitzod check-config` finds what `serve`, or the first session, would
 //! refuse, each problem once and named with where its value came from;
 //! `hash-passphrase` asks twice without echo and refuses short passphrases.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! Anthropic Messages API on loopback, driven through mitzod's WebSocket.
 //!
 //! Skips when the CLI is not installed, unless `MITZO_REQUIRE_E2E=1` (CI).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 mod e2e_support;

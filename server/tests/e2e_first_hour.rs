@@ -10,6 +10,7 @@
 //!
 //! Skips when the CLI (or, for the hooks, the `mitzo` command) is missing,
 //! unless `MITZO_REQUIRE_E2E=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 mod e2e_support;

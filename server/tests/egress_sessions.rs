@@ -2,6 +2,7 @@
 //! default): the fake agent's Bash tool runs curl and python inside the
 //! session's network namespace; what it reaches goes through the session's
 //! own proxy, is audited, and hosts not listed wait for the owner.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 mod sessions_support;
@@ -44,7 +45,7 @@ fn netns_or_skip(test: &str) -> bool {
     if !landlock_or_skip(test) {
         return false;
     }
-    if let Err(why) = mitzod::sandbox::netns::probe() {
+    if let Err(why) = mitzo_sandbox::netns::probe() {
         if std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
             panic!("{test}: {why}");
         }
@@ -389,6 +390,16 @@ fn an_agent_has_no_way_out_but_its_proxy() {
             "raw_ping".to_string(),
             true,
         ),
+        (
+            "a Unix socket by path outside the sandbox",
+            format!("unix_connect {}", unix_path.display()),
+            true,
+        ),
+        (
+            "new user and network namespaces of its own (unshare)",
+            "new_netns".to_string(),
+            true,
+        ),
     ];
     let require = std::env::var("MITZO_REQUIRE_ROOT_TESTS").as_deref() == Ok("1");
     let mut tried = Vec::new();
@@ -433,6 +444,11 @@ fn an_agent_has_no_way_out_but_its_proxy() {
             "{name}: reached from the agent: {out}"
         );
         eprintln!("{name:<55} control reached, agent failed");
+    }
+    // The last two are refused by the agent's own seccomp filters (EPERM),
+    // not by a missing route.
+    for what in ["unix_connect", "new_netns"] {
+        assert!(out.contains(&format!("{what}: [Errno 1]")), "{what}: {out}");
     }
 }
 

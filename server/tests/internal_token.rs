@@ -1,5 +1,6 @@
 //! The persisted internal token: survives restarts, repairs what can be
 //! repaired, never leaves a truncated file.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

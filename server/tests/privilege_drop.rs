@@ -1,6 +1,7 @@
 //! The privilege drop, checked from outside through /proc, on the real
 //! kernel. Root-only tests fail instead of skipping under
 //! `MITZO_REQUIRE_ROOT_TESTS=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 

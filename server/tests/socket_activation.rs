@@ -1,6 +1,7 @@
 //! Socket activation and sd_notify, the way systemd does them: the listening
 //! socket arrives as fd 3 (and 4), `LISTEN_PID` names the process, and
 //! notifications go to a datagram socket the test owns.
+#![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)] // a test fails by panicking; raw fds and pre_exec set-ups
 
 mod common;
 

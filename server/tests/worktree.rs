@@ -1,4 +1,5 @@
 //! Session worktrees on real repos, through mitzod's confined git.
+#![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)] // a test fails by panicking; raw fds and pre_exec set-ups
 
 mod sandbox_common;
 

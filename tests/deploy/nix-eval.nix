@@ -213,6 +213,11 @@ in
           settings.repo_path = "/home/alice/src/project";
           settings.agent.extra_write_paths = [ "/srv/cache" ];
           settings.agent.extra_read_paths = [ "/home/alice/docs" ];
+          settings.agent.network = "proxy";
+          settings.agent.allowed_hosts = [
+            "api.anthropic.com"
+            "github.com:443"
+          ];
         };
       }
     ];
@@ -310,6 +315,16 @@ in
       expect = [
         "services.mitzo.settings.agent.extra_read_paths"
         "absolute path"
+      ];
+    };
+    networkUnknown = {
+      modules = [
+        enable
+        { services.mitzo.settings.agent.network = "open"; }
+      ];
+      expect = [
+        "services.mitzo.settings.agent.network"
+        "one of"
       ];
     };
     extraWriteRoot = {

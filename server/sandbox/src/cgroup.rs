@@ -7,6 +7,7 @@
 //! `trusted.delegate` / `user.delegate` extended attribute), or under a base
 //! a caller names explicitly (tests). Elsewhere there is no cgroup and the
 //! per-session reaper alone contains the tree.
+#![allow(unsafe_code)] // getxattr and the cgroup join between fork and exec
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};

@@ -1,5 +1,6 @@
 //! Landlock: probing the kernel, building the ruleset in the parent, and the
 //! one call the child makes before exec.
+#![allow(unsafe_code)] // the landlock syscalls the child makes before exec
 
 use std::fmt;
 use std::io;

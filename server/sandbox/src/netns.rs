@@ -9,6 +9,7 @@
 //! The user namespace maps the caller's uid and gid to themselves, so files
 //! keep their owners; inside it the process briefly holds capabilities
 //! (to write its maps and bring `lo` up), then drops them all.
+#![allow(unsafe_code)] // unshare, setns and fork for a network namespace
 
 use std::ffi::CString;
 use std::io;

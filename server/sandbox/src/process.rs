@@ -7,6 +7,7 @@
 //! calls `setsid` is reparented to it and stays in the tree. Signals go
 //! through pidfds opened while the start time still matched, so a reused pid
 //! is never signalled.
+#![allow(unsafe_code)] // pidfd, kill and waitid on the process tree
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;

@@ -19,6 +19,7 @@
 //!    agent did (same code, or the same signal).
 //!
 //! It holds no secret of mitzod's and no fd but the agent's stdio.
+#![allow(unsafe_code)] // prctl, fork/exec and signals of the per-session reaper
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, TcpListener};
@@ -129,14 +130,16 @@ pub fn run(args: ReaperArgs) -> i32 {
     }
 
     // Built here, installed in the agent only (the forwarder, forked above,
-    // needs a Unix socket per connection).
-    let no_unix = if args.no_unix_sockets {
-        match super::seccomp::build_no_unix_sockets_filter() {
-            Ok(p) => Some(p),
-            Err(e) => return fail("building the agent's Unix-socket filter", e),
+    // needs a Unix socket per connection). Where the kernel has no seccomp
+    // (mitzod then runs agents only under sandbox.landlock = "best-effort")
+    // there is nothing to stack them on.
+    let agent_filters = if super::seccomp::probe().is_ok() {
+        match super::seccomp::build_agent_filters(args.no_unix_sockets) {
+            Ok(p) => p,
+            Err(e) => return fail("building the agent's own seccomp filters", e),
         }
     } else {
-        None
+        Vec::new()
     };
 
     let Some((program, rest)) = args.command.split_first() else {
@@ -173,7 +176,7 @@ pub fn run(args: ReaperArgs) -> i32 {
                 rs.restrict_self()
                     .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
             }
-            if let Some(p) = &no_unix {
+            for p in &agent_filters {
                 super::seccomp::apply_in_child(p)?;
             }
             Ok(())
@@ -259,6 +262,7 @@ pub fn run(args: ReaperArgs) -> i32 {
 fn forwarder(listener: TcpListener, to: &std::path::Path) -> ! {
     for conn in listener.incoming() {
         let Ok(tcp) = conn else { continue };
+        let _ = tcp.set_nodelay(true);
         let to = to.to_path_buf();
         std::thread::spawn(move || {
             let Ok(unix) = std::os::unix::net::UnixStream::connect(&to) else {
@@ -268,16 +272,34 @@ fn forwarder(listener: TcpListener, to: &std::path::Path) -> ! {
                 return;
             };
             let up = std::thread::spawn(move || {
-                let _ = std::io::copy(&mut tcp_r, &mut unix_w);
+                relay(&mut tcp_r, &mut unix_w);
                 let _ = unix_w.shutdown(std::net::Shutdown::Write);
             });
             let (mut unix_r, mut tcp_w) = (unix, tcp);
-            let _ = std::io::copy(&mut unix_r, &mut tcp_w);
+            relay(&mut unix_r, &mut tcp_w);
             let _ = tcp_w.shutdown(std::net::Shutdown::Write);
             let _ = up.join();
         });
     }
     std::process::exit(0)
+}
+
+/// Copy until end of input or an error, with a buffer large enough that a
+/// download costs few system calls per MiB (`io::copy` uses 8 KiB).
+fn relay(from: &mut impl std::io::Read, to: &mut impl std::io::Write) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Whether this process has any child, live or zombie.

@@ -8,6 +8,7 @@
 //! hands the finished buffer to the kernel, which copies it, so nothing is
 //! allocated between fork and exec. A refused call fails with EPERM rather
 //! than killing the caller, so tools report an error and go on.
+#![allow(unsafe_code)] // installing the compiled filter with prctl/seccomp
 
 use std::collections::BTreeMap;
 use std::io;
@@ -141,30 +142,66 @@ pub fn build_filter() -> Result<BpfProgram> {
     Ok(with_x32_guard(program))
 }
 
-/// A second filter, stacked on [`build_filter`] for an agent in a network
-/// namespace of its own: `socket(AF_UNIX, ...)` fails too (`socketpair`
-/// still works, for pipes between its own processes). Unix sockets by path
-/// are not bound to a network namespace, and Landlock governs connecting
-/// to them only from ABI 9: without this, an agent could reach any socket
-/// whose path it can name (a container runtime's, a bus, another
-/// session's proxy).
-pub fn build_no_unix_sockets_filter() -> Result<BpfProgram> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    rules.insert(
-        libc::SYS_socket,
-        vec![rule(vec![cond(0, Op::Eq, libc::AF_UNIX as u64)?])?],
-    );
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        target_arch()?,
-    )
-    .map_err(|e| Error::Sandbox(format!("seccomp filter: {e}")))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|e| Error::Sandbox(format!("compiling the seccomp filter: {e}")))?;
-    Ok(program)
+/// The filters a reaper stacks on [`build_filter`] for its agent alone:
+///
+/// - no new namespaces: `unshare`, `clone` with a `CLONE_NEW*` flag and
+///   `setns` fail with EPERM, and `clone3` (whose flags a filter cannot
+///   read) with ENOSYS, so that libc falls back to `clone`. The unit allows
+///   user and network namespaces for the agents' own network; an agent
+///   must not make more (a user namespace of its own would hand it
+///   capabilities over new network namespaces, and so nftables and the
+///   rest of the kernel's network configuration code);
+/// - with `no_unix_sockets` (an agent in a network namespace of its own):
+///   `socket(AF_UNIX, ...)` fails too (`socketpair` still works, for pipes
+///   between its own processes). Unix sockets by path are not bound to a
+///   network namespace, and Landlock governs connecting to them only from
+///   ABI 9: without this, an agent could reach any socket whose path it can
+///   name (a container runtime's, a bus, another session's proxy).
+pub fn build_agent_filters(no_unix_sockets: bool) -> Result<Vec<BpfProgram>> {
+    let compile = |rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32| -> Result<BpfProgram> {
+        let filter = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno as u32),
+            target_arch()?,
+        )
+        .map_err(|e| Error::Sandbox(format!("seccomp filter: {e}")))?;
+        filter
+            .try_into()
+            .map_err(|e| Error::Sandbox(format!("compiling the seccomp filter: {e}")))
+    };
+    const NEW_NAMESPACES: [i32; 8] = [
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWCGROUP,
+        0x80, // CLONE_NEWTIME
+    ];
+    let flag_rules = || -> Result<Vec<SeccompRule>> {
+        NEW_NAMESPACES
+            .iter()
+            .map(|f| rule(vec![cond(0, Op::MaskedEq(*f as u64), *f as u64)?]))
+            .collect()
+    };
+    let mut eperm: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    eperm.insert(libc::SYS_unshare, flag_rules()?);
+    eperm.insert(libc::SYS_clone, flag_rules()?);
+    eperm.insert(libc::SYS_setns, Vec::new());
+    if no_unix_sockets {
+        eperm.insert(
+            libc::SYS_socket,
+            vec![rule(vec![cond(0, Op::Eq, libc::AF_UNIX as u64)?])?],
+        );
+    }
+    let mut enosys: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    enosys.insert(libc::SYS_clone3, Vec::new());
+    Ok(vec![
+        compile(eperm, libc::EPERM)?,
+        compile(enosys, libc::ENOSYS)?,
+    ])
 }
 
 /// On x86_64, x32 system calls carry the same audit arch with bit 30 set in

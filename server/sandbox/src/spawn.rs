@@ -1,4 +1,5 @@
 //! Spawning a process under a policy, through `std` or `tokio`.
+#![allow(unsafe_code)] // pre_exec: only async-signal-safe calls between fork and exec
 
 use std::ffi::{OsStr, OsString};
 use std::io;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::protocol::{parse_line, Incoming};
 use crate::error::{Error, Result};
-use crate::sandbox::{Policy, SandboxedCommand};
+use mitzo_sandbox::{Policy, SandboxedCommand};
 
 /// Longest stdout line accepted; longer ones are an error, not an allocation.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -193,7 +193,7 @@ impl AgentProcess {
     pub async fn terminate(&self) {
         let pid = self.pid;
         let _ = tokio::task::spawn_blocking(move || {
-            crate::sandbox::terminate_session(pid, TERM_GRACE, true)
+            mitzo_sandbox::terminate_session(pid, TERM_GRACE, true)
         })
         .await;
     }

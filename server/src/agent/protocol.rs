@@ -88,10 +88,6 @@ pub fn control_request(request_id: &str, request: Value) -> Value {
     json!({"type": "control_request", "request_id": request_id, "request": request})
 }
 
-pub fn initialize() -> Value {
-    json!({"subtype": "initialize", "hooks": null})
-}
-
 pub fn interrupt() -> Value {
     json!({"subtype": "interrupt"})
 }

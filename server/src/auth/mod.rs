@@ -3,11 +3,11 @@
 //! request's headers is HTTP's part (`http::credential`); the login flow
 //! (rate limit, argon2, the record of attempts) is [`login`].
 
-pub mod login;
-pub mod owner;
+pub(crate) mod login;
+pub(crate) mod owner;
 pub mod passphrase;
-pub mod rate_limit;
-pub mod session_tokens;
+pub(crate) mod rate_limit;
+pub(crate) mod session_tokens;
 
 use crate::app::AppState;
 use crate::error::Error;

@@ -1,5 +1,5 @@
 //! Egress by name: mitzod's allow-listing proxy, the only way out of an
-//! agent's network namespace (see [`crate::sandbox::netns`]).
+//! agent's network namespace (see [`mitzo_sandbox::netns`]).
 //!
 //! With `agent.network = "proxy"` each session's agent gets a proxy of its
 //! own ([`SessionEgress`]): a Unix socket in the state dir, served by

@@ -1,6 +1,6 @@
 //! An allow-listing HTTP proxy on a Unix socket, for agents whose network
 //! namespace has no way out but this socket (see
-//! [`crate::sandbox::netns`]).
+//! [`mitzo_sandbox::netns`]).
 //!
 //! It speaks `CONNECT host:port` (TLS tunnels) and absolute-form plain HTTP
 //! (`GET http://host/path`). A host is reached only when it is on the list,
@@ -27,6 +27,9 @@ use tokio::sync::{mpsc, watch};
 
 /// Longest request head accepted (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
+/// Relay buffer per direction: large enough that a download costs few
+/// system calls per MiB (tokio's default is 8 KiB).
+const COPY_BUF: usize = 256 * 1024;
 /// How long a request head may take to arrive.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -358,7 +361,8 @@ where
         return 0;
     }
     let mut sent = out.len() as u64;
-    if let Ok(n) = tokio::io::copy(from, to).await {
+    let mut from = tokio::io::BufReader::with_capacity(COPY_BUF, from);
+    if let Ok(n) = tokio::io::copy_buf(&mut from, to).await {
         sent += n;
     }
     sent
@@ -477,7 +481,10 @@ async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEve
     }
     ev.up = (req.head.len() + req.rest.len()) as u64;
     if req.connect {
-        if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+        if let Ok((up, down)) =
+            tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut upstream, COPY_BUF, COPY_BUF)
+                .await
+        {
             ev.up += up;
             ev.down += down;
         }
@@ -488,7 +495,8 @@ async fn handle(mut stream: UnixStream, policy: &ProxyPolicy) -> Option<ProxyEve
     let (mut cr, mut cw) = stream.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let up_task = tokio::spawn(async move {
-        let n = tokio::io::copy(&mut cr, &mut uw).await.unwrap_or(0);
+        let mut cr = tokio::io::BufReader::with_capacity(COPY_BUF, &mut cr);
+        let n = tokio::io::copy_buf(&mut cr, &mut uw).await.unwrap_or(0);
         let _ = uw.shutdown().await;
         n
     });

@@ -2,8 +2,8 @@
 //! the peer information each connection carries.
 
 mod auth;
-pub mod credential;
-pub mod error;
+pub(crate) mod credential;
+pub(crate) mod error;
 mod files;
 mod guard;
 mod json;

@@ -44,12 +44,24 @@ fn repo_list(state: &AppState) -> Vec<RepoEntry> {
         .collect()
 }
 
+impl OpenBody {
+    /// The session checkout this body names.
+    fn target(&self, state: &AppState) -> Result<SessionRepo> {
+        SessionRepo::resolve(
+            &state.config,
+            self.repo_name.as_deref(),
+            self.repo_path.as_deref(),
+            &self.session_id,
+        )
+    }
+}
+
 /// Every repo a session may run in (`repo_path` included), and which one
 /// a new session gets when it names none.
 async fn repos(
     State(state): State<AppState>,
     _a: Authed<scope::Internal>,
-) -> Json<Vec<crate::protocol::RepoInfo>> {
+) -> Json<Vec<mitzo_protocol::RepoInfo>> {
     Json(state.sessions.repos())
 }
 
@@ -69,12 +81,7 @@ async fn open(
     _a: Authed<scope::Internal>,
     JsonBody(body): JsonBody<OpenBody>,
 ) -> Result<Json<Value>> {
-    let target = SessionRepo::resolve(
-        &state.config,
-        body.repo_name.as_deref(),
-        body.repo_path.as_deref(),
-        &body.session_id,
-    )?;
+    let target = body.target(&state)?;
     blocking(move || {
         let (path, created) = target.open()?;
         let (repo_name, id) = (target.name, target.session_id);
@@ -97,12 +104,7 @@ async fn fetch(
     _a: Authed<scope::Internal>,
     JsonBody(body): JsonBody<OpenBody>,
 ) -> Result<Json<Value>> {
-    let target = SessionRepo::resolve(
-        &state.config,
-        body.repo_name.as_deref(),
-        body.repo_path.as_deref(),
-        &body.session_id,
-    )?;
+    let target = body.target(&state)?;
     blocking(move || {
         let (branch, commit) = target.fetch()?;
         tracing::info!(repo = %target.name, session = %target.session_id, "session branch fetched");

@@ -15,8 +15,8 @@ use super::json::JsonBody;
 use crate::app::AppState;
 use crate::auth::scope;
 use crate::error::{Error, Result};
-use crate::protocol::{Decision, Mode, SessionList, SessionPatch};
 use crate::sessions::{store, NewSession, Session, SessionManager};
+use mitzo_protocol::{Decision, Mode, SessionList, SessionPatch};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -20,10 +20,10 @@ use super::credential::Authed;
 use crate::app::AppState;
 use crate::auth::scope;
 use crate::error::{Error, Result};
-use crate::protocol::{
+use crate::sessions::{Session, MAX_PROMPT};
+use mitzo_protocol::{
     ClientFrame, ReconnectReport, ServerEvent, ServerFrame, Worktree, Worktrees, PROTOCOL_VERSION,
 };
-use crate::sessions::{Session, MAX_PROMPT};
 
 const MAX_FRAME: usize = MAX_PROMPT + 64 * 1024;
 const OUTBOX: usize = 4096;

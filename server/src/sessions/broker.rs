@@ -16,8 +16,7 @@ use super::translate::clip;
 use super::{Pending, PendingKind, Session, SessionManager};
 use crate::agent::protocol;
 use crate::permissions::{self, Tier, Verdict};
-use crate::protocol::{DecidedBy, Outcome, Question, ServerEvent, SessionState};
-use crate::repo_config::ToolTier;
+use mitzo_protocol::{DecidedBy, Outcome, Question, ServerEvent, SessionState};
 
 /// Pending permissions one session may have at once; more are denied.
 pub(crate) const MAX_PENDING: usize = 32;
@@ -169,17 +168,6 @@ impl SessionManager {
                 .await
                 .unwrap_or_default()
         };
-        let overrides = overrides
-            .into_iter()
-            .map(|(k, v)| {
-                let t = match v {
-                    ToolTier::Safe => Tier::Safe,
-                    ToolTier::Standard => Tier::Standard,
-                    ToolTier::Elevated => Tier::Elevated,
-                };
-                (k, t)
-            })
-            .collect();
         let (mode, always) = {
             let inner = session.lock();
             (inner.row.mode, inner.always.clone())

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{Pending, PendingKind, Session, SessionManager};
 use crate::agent::protocol;
 use crate::error::{Error, Result};
-use crate::protocol::{DecidedBy, Decision, Outcome, ServerEvent, SessionState};
+use mitzo_protocol::{DecidedBy, Decision, Outcome, ServerEvent, SessionState};
 
 const MAX_ANSWER: usize = 4000;
 

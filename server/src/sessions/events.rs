@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
 use super::writer::{EventRow, Writer};
-use crate::protocol::{BlockType, DeltaType, ServerEvent, ServerFrame};
+use mitzo_protocol::{BlockType, DeltaType, ServerEvent, ServerFrame};
 
-pub use crate::protocol::now_ms;
+pub use mitzo_protocol::now_ms;
 
 /// One server frame, serialised once and shared by every watcher. `seq`
 /// 0: a live-only frame (a delta, a snapshot, a notice).

@@ -15,8 +15,8 @@ use crate::agent::process::AgentEvent;
 use crate::agent::{launch, protocol, AgentExit, AgentNetwork, AgentProcess, Incoming, SpawnSpec};
 use crate::config::NetworkMode;
 use crate::error::{Error, Result};
-use crate::protocol::{DecidedBy, Mode, ServerEvent, SessionState};
-use crate::sandbox::AgentPolicyInputs;
+use mitzo_protocol::{DecidedBy, Mode, ServerEvent, SessionState};
+use mitzo_sandbox::AgentPolicyInputs;
 
 impl SessionManager {
     /// Send a prompt: start (or resume) the agent when it is not running.
@@ -163,7 +163,7 @@ impl SessionManager {
         // Fail closed: no namespaces, no agent (never the host's network
         // instead).
         if network.isolated() {
-            crate::sandbox::netns::probe().map_err(|why| network_unavailable(network, &why))?;
+            mitzo_sandbox::netns::probe().map_err(|why| network_unavailable(network, &why))?;
         }
         let program = launch::program(&config.agent.command)?;
         let state_dir = std::fs::canonicalize(&self.deps.state_dir)
@@ -175,7 +175,7 @@ impl SessionManager {
             .mode(0o700)
             .create(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let mut policy = crate::sandbox::agent_policy(&AgentPolicyInputs {
+        let mut policy = mitzo_sandbox::agent_policy(&AgentPolicyInputs {
             repo: &session.repo,
             worktrees: std::slice::from_ref(&session.cwd),
             // Isolated: the worktree only; in the repo itself: the repo.
@@ -208,7 +208,7 @@ impl SessionManager {
             session_env.push(("ANTHROPIC_API_KEY".into(), key.expose_str().to_string()));
         }
         session_env.extend(crate::egress::proxy_env(network));
-        let env = crate::sandbox::build_env(
+        let env = mitzo_sandbox::build_env(
             std::env::vars_os(),
             &config.agent.env_passthrough,
             &session_env,
@@ -348,7 +348,7 @@ impl SessionManager {
     async fn clean_up_after_agent(&self, session: &Session) {
         let marker = format!("MITZO_SESSION_ID={}", session.id);
         let _ =
-            tokio::task::spawn_blocking(move || crate::sandbox::kill_marked_orphans(&marker)).await;
+            tokio::task::spawn_blocking(move || mitzo_sandbox::kill_marked_orphans(&marker)).await;
         let tmp = self.deps.state_dir.join("tmp").join(&session.id);
         let _ = tokio::fs::remove_dir_all(tmp).await;
     }

@@ -41,19 +41,19 @@
 //! 4. `EventLog`'s ring (inside `events`): a leaf; publishing never takes
 //!    another lock. `resolved` (recently decided ids) is also a leaf.
 
-pub mod approval;
-pub mod broker;
-pub mod decisions;
-pub mod events;
-pub mod lifecycle;
-pub mod network;
-pub mod registry;
-pub mod replay;
+pub(crate) mod approval;
+pub(crate) mod broker;
+pub(crate) mod decisions;
+pub(crate) mod events;
+pub(crate) mod lifecycle;
+pub(crate) mod network;
+pub(crate) mod registry;
+pub(crate) mod replay;
 pub mod retention;
 pub mod store;
-pub mod supervisor;
-pub mod translate;
-pub mod writer;
+pub(crate) mod supervisor;
+pub(crate) mod translate;
+pub(crate) mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -65,10 +65,10 @@ use crate::auth::session_tokens::SessionTokens;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
-pub use crate::protocol::{DecidedBy, Decision, Mode, SessionState};
 use crate::repo_config::RepoConfigs;
 use crate::secret::Secret;
 use events::{now_ms, EventLog};
+pub use mitzo_protocol::{DecidedBy, Decision, Mode, SessionState};
 pub use registry::SessionManager;
 use store::SessionRow;
 
@@ -150,7 +150,7 @@ impl Session {
             inner.row.clone()
         };
         self.log
-            .publish(crate::protocol::ServerEvent::SessionStateChanged { state });
+            .publish(mitzo_protocol::ServerEvent::SessionStateChanged { state });
         self.log.save_row(row);
         true
     }

@@ -14,7 +14,7 @@ use super::{Pending, PendingKind, Session, SessionManager};
 use crate::egress::proxy::{AllowedHost, Asker, ProxyEvent};
 use crate::egress::{self, SessionEgress};
 use crate::error::Result;
-use crate::protocol::{DecidedBy, Decision, ServerEvent, SessionState};
+use mitzo_protocol::{DecidedBy, Decision, ServerEvent, SessionState};
 
 /// The tool name network requests carry in `permission_resolved`, the
 /// audit log and notifications.

@@ -18,8 +18,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::git::Git;
-use crate::protocol::{RepoInfo, ServerEvent, ServerFrame, SessionSummary};
-use crate::sandbox::Enforcement;
+use mitzo_protocol::{RepoInfo, ServerEvent, ServerFrame, SessionSummary};
+use mitzo_sandbox::Enforcement;
 
 pub struct SessionManager {
     pub(crate) deps: Deps,

@@ -347,8 +347,8 @@ pub fn history_compacted(conn: &Connection, id: &str) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::db::Db;
-    use crate::protocol::{Mode, SessionState};
     use crate::sessions::store::{self, SessionRow};
+    use mitzo_protocol::{Mode, SessionState};
 
     const DAY_MS: i64 = 86_400_000;
 
@@ -511,7 +511,7 @@ mod tests {
     /// One finished turn with every kind of event and a turn still
     /// running, stored as the server stores them.
     fn add_turns(c: &Connection, id: &str, ts: i64) -> Vec<(u64, &'static str)> {
-        use crate::protocol::{BlockType, DecidedBy, Outcome, ServerEvent, ServerFrame, Tier};
+        use mitzo_protocol::{BlockType, DecidedBy, Outcome, ServerEvent, ServerFrame, Tier};
         use serde_json::json;
         let text_end = |m: &str, text: &str| ServerEvent::BlockEnd {
             message_id: m.into(),

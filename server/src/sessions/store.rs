@@ -4,7 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::protocol::{Mode, SessionState};
+use mitzo_protocol::{Mode, SessionState};
 
 // The schema: src/migrations/0003_sessions.sql and 0004_session_state.sql.
 

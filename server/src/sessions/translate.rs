@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::protocol::{BlockType, DeltaType, ServerEvent};
+use mitzo_protocol::{BlockType, DeltaType, ServerEvent};
 
 /// Longest string of agent output kept in one event: events are held in
 /// memory (ring, broadcast, outboxes), so their size is bounded in bytes,
@@ -78,11 +78,6 @@ fn block_text(block_type: BlockType, v: &Value) -> Option<String> {
 impl Translator {
     pub fn new() -> Translator {
         Translator::default()
-    }
-
-    /// A block or message is being streamed now.
-    pub fn is_open(&self) -> bool {
-        self.current.is_some()
     }
 
     /// One `stream_event` line.

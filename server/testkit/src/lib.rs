@@ -399,6 +399,12 @@ pub fn request_from(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
+    let stream = connect_from(source, addr);
+    exchange(stream, &addr.to_string(), method, path, headers, body).unwrap()
+}
+
+/// A TCP connection to `addr` from the loopback address `source`.
+pub fn connect_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
     use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
     let fd = socket(
         AddressFamily::Inet,
@@ -416,8 +422,7 @@ pub fn request_from(
         panic!("v4 only")
     };
     connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4)).unwrap();
-    let stream = TcpStream::from(fd);
-    exchange(stream, &addr.to_string(), method, path, headers, body).unwrap()
+    TcpStream::from(fd)
 }
 
 /// Send raw bytes, read the whole answer.

@@ -57,14 +57,20 @@ pub fn start_env(extra: &str, env: impl Fn(u16) -> Vec<(String, String)>) -> Ses
     server.opts_env.extend(env(port));
     let repo = make_repo(server.dir.path());
     let agent = install_fake_agent(server.dir.path());
-    let mut text = std::fs::read_to_string(&server.config).unwrap();
+    let text = std::fs::read_to_string(&server.config).unwrap();
     // Top-level keys must come before any table header.
-    text = format!(
+    let text = format!(
         "repo_path = \"{}\"\n{text}\n{extra}\n[agent]\ncommand = \"{}\"\n",
         repo.display(),
         agent.display()
     );
-    std::fs::write(&server.config, text).unwrap();
+    serve(server, repo, &text)
+}
+
+/// Write `config` over the server's, start it and log in; `repo` is the
+/// session repo the tests use.
+pub fn serve(mut server: TestServer, repo: PathBuf, config: &str) -> SessionServer {
+    std::fs::write(&server.config, config).unwrap();
     server.start();
     let jwt = server.login();
     let internal = server.internal_token();

@@ -61,26 +61,7 @@ fn open_sockets(pid: u32) -> Option<usize> {
 /// `GET /healthz` from 127.0.0.2 with a generous read timeout (so a server
 /// that never answers fails the test instead of hanging it): the status.
 fn healthz_from_another_address(s: &TestServer) -> Option<u16> {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    use std::os::fd::AsRawFd;
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 0)),
-    )
-    .unwrap();
-    connect(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, s.port)),
-    )
-    .unwrap();
-    let mut stream = TcpStream::from(fd);
+    let mut stream = connect_from(Ipv4Addr::new(127, 0, 0, 2), s.addr());
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();

@@ -136,7 +136,7 @@ fn the_list_shows_which_sessions_wait_for_the_owner() {
 
 /// A server whose config names two repos and no `repo_path`.
 fn start_two_repos() -> (SessionServer, std::path::PathBuf, std::path::PathBuf) {
-    let mut server = TestServer::new(Options::default());
+    let server = TestServer::new(Options::default());
     let alpha_dir = server.dir.path().join("a");
     let beta_dir = server.dir.path().join("b");
     std::fs::create_dir_all(&alpha_dir).unwrap();
@@ -151,20 +151,7 @@ fn start_two_repos() -> (SessionServer, std::path::PathBuf, std::path::PathBuf) 
         beta.display(),
         agent.display()
     );
-    std::fs::write(&server.config, text).unwrap();
-    server.start();
-    let jwt = server.login();
-    let internal = server.internal_token();
-    (
-        SessionServer {
-            server,
-            repo: alpha.clone(),
-            jwt,
-            internal,
-        },
-        alpha,
-        beta,
-    )
+    (serve(server, alpha.clone(), &text), alpha, beta)
 }
 
 #[test]
