@@ -252,20 +252,29 @@ fn serve(
         }
     }
     if config.agent.network.isolated() {
-        match mitzo_sandbox::netns::probe() {
-            Ok(()) => tracing::info!(
-                "agent.network = {:?}: each agent gets user and network namespaces of its own{}",
-                config.agent.network.as_str(),
-                if config.agent.network == config::NetworkMode::Proxy {
-                    ", reaching only agent.allowed_hosts through mitzod's proxy"
-                } else {
-                    ", with no network"
-                }
-            ),
-            Err(why) => tracing::error!(
-                "agent.network = {:?} but {why}; agents will not start (set agent.network = \"ports\" to use Landlock's TCP port rules instead)",
-                config.agent.network.as_str()
-            ),
+        // The probe forks and creates namespaces (milliseconds): it only
+        // informs the log, each session probes again before its agent
+        // starts, so it runs beside start-up rather than before serving.
+        let network = config.agent.network;
+        let spawned = std::thread::Builder::new()
+            .name("netns-probe".into())
+            .spawn(move || match mitzo_sandbox::netns::probe() {
+                Ok(()) => tracing::info!(
+                    "agent.network = {:?}: each agent gets user and network namespaces of its own{}",
+                    network.as_str(),
+                    if network == config::NetworkMode::Proxy {
+                        ", reaching only agent.allowed_hosts through mitzod's proxy"
+                    } else {
+                        ", with no network"
+                    }
+                ),
+                Err(why) => tracing::error!(
+                    "agent.network = {:?} but {why}; agents will not start (set agent.network = \"ports\" to use Landlock's TCP port rules instead)",
+                    network.as_str()
+                ),
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the namespace probe");
         }
     } else {
         tracing::info!(

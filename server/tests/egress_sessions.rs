@@ -548,6 +548,14 @@ os.execv(sys.argv[1], sys.argv[1:])
                     && e.contains("agent.network = \"ports\""),
                 "{err}"
             );
+            // The start-up probe runs beside start-up: give its line time
+            // to reach the log.
+            for _ in 0..100 {
+                if server.log_text().contains("agents will not start") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             assert!(
                 server.log_text().contains("agents will not start"),
                 "the start-up log says so: {}",

@@ -63,8 +63,20 @@ pub fn probe() -> std::result::Result<(), String> {
         }
     }
     let mut status = 0;
-    // SAFETY: waiting for the child just forked.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let waited = loop {
+        // SAFETY: waiting for the child just forked.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    if waited != pid {
+        return Err(format!(
+            "waiting for the namespace probe: {}",
+            io::Error::last_os_error()
+        ));
+    }
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
