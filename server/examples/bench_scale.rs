@@ -33,9 +33,7 @@ mod bench_support;
 
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mitzo_protocol::{
@@ -48,7 +46,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 
 use bench_support::{
-    is_root, login, machine, mitzod_bin, open_tempdir, percentile, read_response, result, rss_kib,
+    login, machine, mitzod_bin, open_tempdir, percentile, read_response, result, rss_kib,
     write_config, Server,
 };
 
@@ -57,7 +55,6 @@ const EVENTS_PER_SESSION: u64 = 10_000;
 const DAY_MS: i64 = 86_400_000;
 const LIST_REQUESTS: usize = 500;
 const REPLAYS: usize = 5;
-const FAKE_AGENT: &str = include_str!("../tests/fixtures/fake_agent.py");
 
 fn main() {
     let bin = mitzod_bin();
@@ -67,8 +64,8 @@ fn main() {
         "Landlock is needed: the agents run under the real sandbox ({abi})"
     );
     let dir = open_tempdir("mitzod-bench-scale-");
-    let repo = make_repo(dir.path());
-    let agent = install_agent(dir.path());
+    let repo = mitzo_testkit::git::make_repo(dir.path());
+    let agent = mitzo_testkit::agent::install_fake_agent(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -619,58 +616,4 @@ fn count_agents(pid: u32) -> usize {
                 .unwrap_or(false)
         })
         .count()
-}
-
-fn make_repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
-    git(&["add", "README.md"]);
-    git(&["commit", "-qm", "init"]);
-    if is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "nobody:"])
-            .arg(&repo)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    repo
-}
-
-fn install_agent(dir: &Path) -> PathBuf {
-    let bin = dir.join("agent-bin");
-    std::fs::create_dir(&bin).unwrap();
-    let script = bin.join("fake_agent.py");
-    std::fs::write(&script, FAKE_AGENT).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let wrapper = bin.join("claude");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec /usr/bin/python3 {} \"$@\"\n",
-            script.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
 }

@@ -34,7 +34,6 @@ mod bench_support;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -291,8 +290,8 @@ fn main() {
     let isolation = std::env::var("BENCH_ISOLATION").is_ok_and(|v| v == "1");
 
     let dir = open_tempdir("mitzod-bench-");
-    let repo = make_repo(dir.path());
-    let agent = install_agent(dir.path());
+    let repo = mitzo_testkit::git::make_repo(dir.path());
+    let agent = mitzo_testkit::agent::install_python_agent(dir.path(), "bench_agent.py", AGENT);
     let mut server = Server::start(&bin, dir.path(), &repo, &agent, isolation);
     let jwt = server.login();
 
@@ -792,67 +791,6 @@ fn bare_agent(agent: &Path, n: usize, pace_us: u64, kind: &str) -> SessionStats 
 }
 
 // ---- setup, as the integration tests do it ----------------------------
-
-/// A repo with one commit, owned by the user mitzod serves as.
-fn make_repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["init", "-q"]);
-    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
-    git(&["add", "README.md"]);
-    git(&["commit", "-qm", "init"]);
-    if is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "nobody:"])
-            .arg(&repo)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    repo
-}
-
-/// The agent script next to a wrapper, so the sandbox's read-exec grant on
-/// the agent's install dir covers both.
-fn install_agent(dir: &Path) -> PathBuf {
-    let bin = dir.join("agent-bin");
-    std::fs::create_dir(&bin).unwrap();
-    let script = bin.join("bench_agent.py");
-    std::fs::write(&script, AGENT).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let wrapper = bin.join("claude");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec /usr/bin/python3 {} \"$@\"\n",
-            script.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
-}
 
 struct Server {
     child: Option<Child>,

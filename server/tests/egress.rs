@@ -5,8 +5,7 @@
 
 mod sandbox_common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,34 +16,7 @@ use mitzod::egress::proxy::{serve, AllowedHost, ProxyEvent, ProxyPolicy};
 use sandbox_common::serial;
 use tokio::sync::mpsc;
 
-/// An HTTP server on the host's loopback that answers every request with
-/// `upstream says hi`.
-fn upstream() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut line = String::new();
-                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if line == "\r\n" {
-                        break;
-                    }
-                    line.clear();
-                }
-                let body = "upstream says hi\n";
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
-}
+use mitzo_testkit::hello_upstream as upstream;
 
 fn host(h: &str, private_ok: bool) -> AllowedHost {
     AllowedHost {

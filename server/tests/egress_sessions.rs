@@ -7,39 +7,12 @@
 mod common;
 mod sessions_support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use serde_json::{json, Value};
 use sessions_support::*;
 
-/// An HTTP server on the host's loopback answering `upstream says hi`.
-fn upstream() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut line = String::new();
-                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if line == "\r\n" {
-                        break;
-                    }
-                    line.clear();
-                }
-                let body = "upstream says hi\n";
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
-}
+use mitzo_testkit::hello_upstream as upstream;
 
 fn netns_or_skip(test: &str) -> bool {
     if !landlock_or_skip(test) {

@@ -4,6 +4,7 @@
 //! the skips for root and Landlock, git repos ([`git`]), a WebSocket client
 //! ([`ws`]) and `serve --dev` ([`dev`]).
 
+pub mod agent;
 pub mod dev;
 pub mod git;
 pub mod ws;
@@ -527,4 +528,35 @@ pub fn nobody_ids() -> (u32, u32) {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// An HTTP server on the host's loopback that answers every request with
+/// `upstream says hi` (what the egress tests reach, or fail to reach);
+/// returns its port.
+pub fn hello_upstream() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let body = "upstream says hi\n";
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
 }

@@ -13,26 +13,7 @@ use serde_json::{json, Value};
 
 pub use crate::common::*;
 
-/// The fake agent, copied next to a wrapper so the sandbox's read-exec
-/// grant on the agent's install dir covers both.
-pub fn install_fake_agent(dir: &Path) -> PathBuf {
-    let bin = dir.join("agent-bin");
-    std::fs::create_dir(&bin).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_agent.py");
-    std::fs::copy(&src, bin.join("fake_agent.py")).unwrap();
-    let wrapper = bin.join("claude");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec /usr/bin/python3 {} \"$@\"\n",
-            bin.join("fake_agent.py").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
-}
+pub use mitzo_testkit::agent::install_fake_agent;
 
 pub struct SessionServer {
     pub server: TestServer,
