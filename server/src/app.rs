@@ -37,6 +37,27 @@ pub struct AppState {
     pub sessions: Arc<crate::sessions::SessionManager>,
 }
 
+impl AppState {
+    /// What `auth::authenticate` checks a credential against.
+    pub fn verifiers(&self) -> crate::auth::Verifiers<'_> {
+        crate::auth::Verifiers {
+            owner: &self.owner,
+            internal_token: &self.internal_token,
+            session_tokens: &self.session_tokens,
+        }
+    }
+
+    /// What `auth::login::log_in` needs.
+    pub fn login_deps(&self) -> crate::auth::login::LoginDeps<'_> {
+        crate::auth::login::LoginDeps {
+            limiter: &self.login_limiter,
+            argon_permits: &self.argon_permits,
+            passphrase: &self.passphrase,
+            owner: &self.owner,
+        }
+    }
+}
+
 /// What the browser-safety checks compare against.
 #[derive(Debug, Clone)]
 pub struct WebPolicy {

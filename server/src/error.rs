@@ -12,6 +12,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a request (or a session's background work) can run into.
+/// What a write refused for want of space in the state directory says.
+pub const DISK_FULL: &str = "the state directory's disk is full";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is malformed or names something unusable (400).
@@ -42,7 +45,7 @@ pub enum Error {
     Unavailable(String),
     /// A disk is full: the state directory's (`state_dir`) or the one a
     /// file write went to. `detail` is logged, never shown.
-    #[error("{}", if *.state_dir { crate::health::DISK_FULL } else { "no space left on the device" })]
+    #[error("{}", if *.state_dir { DISK_FULL } else { "no space left on the device" })]
     NoSpace { state_dir: bool, detail: String },
     /// A fault of the server or its host. Logged in full with its source
     /// chain; a caller only ever sees "internal error".
@@ -87,7 +90,7 @@ impl Error {
     }
 
     /// SQLITE_FULL: the state directory's disk (or quota) is full. Not the
-    /// caller's fault, and not a bug; see [`crate::health`].
+    /// caller's fault, and not a bug; see the `health` module.
     pub fn is_disk_full(&self) -> bool {
         matches!(
             self,

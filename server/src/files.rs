@@ -174,22 +174,6 @@ pub fn display_join(base: &Path, rel: &str) -> PathBuf {
     out
 }
 
-/// The current roots: the repo, its session worktrees, and the roots its
-/// `.mitzo.json` names (read through the cache, so an edit shows at once).
-/// Blocking.
-pub fn current_roots(repo: Option<&Path>, configs: &crate::repo_config::RepoConfigs) -> Vec<Root> {
-    let Some(repo) = repo else {
-        return Vec::new();
-    };
-    let config = configs.get(repo);
-    let extra: Vec<(String, String)> = config
-        .roots
-        .iter()
-        .map(|r| (r.label.clone(), r.path.clone()))
-        .collect();
-    roots_of(repo, &extra)
-}
-
 /// The roots of one repo: itself, its session worktrees
 /// (`.mitzo/checkouts/*` that are directories), and the `.mitzo.json`
 /// `roots` that open as directories beneath it.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The reason given to callers (507 bodies), in `/healthz` and in `STATUS=`.
-pub const DISK_FULL: &str = "the state directory's disk is full";
+pub use crate::error::DISK_FULL;
 
 #[derive(Default)]
 pub struct Health {

@@ -257,6 +257,22 @@ fn load(file: std::fs::File, stamp: Stamp) -> Result<RepoConfig, String> {
     RepoConfig::parse(&buf)
 }
 
+/// The current roots: the repo, its session worktrees, and the roots its
+/// `.mitzo.json` names (read through the cache, so an edit shows at once).
+/// Blocking.
+pub fn current_roots(repo: Option<&Path>, configs: &RepoConfigs) -> Vec<files::Root> {
+    let Some(repo) = repo else {
+        return Vec::new();
+    };
+    let config = configs.get(repo);
+    let extra: Vec<(String, String)> = config
+        .roots
+        .iter()
+        .map(|r| (r.label.clone(), r.path.clone()))
+        .collect();
+    files::roots_of(repo, &extra)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,19 +2,34 @@
 //! blocking pool, a bounded number at a time) and the record of the
 //! attempt, then a fresh login token.
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::owner::OwnerAuth;
+use super::passphrase::Passphrase;
+use super::rate_limit::LoginLimiter;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+
+/// What a login needs, borrowed from the daemon's state.
+pub struct LoginDeps<'a> {
+    pub limiter: &'a Arc<LoginLimiter>,
+    /// argon2 is memory-hard: how many may run at once.
+    pub argon_permits: &'a Arc<Semaphore>,
+    pub passphrase: &'a Arc<Passphrase>,
+    pub owner: &'a OwnerAuth,
+}
 
 pub const MAX_PASSPHRASE: usize = 1024;
 
 /// Check `passphrase` for a caller at `remote` (the rate-limit key) and
 /// answer a new owner token. Every attempt counts against `remote`, also
 /// one whose caller goes away while argon2 runs.
-pub async fn log_in(state: &AppState, remote: &str, passphrase: String) -> Result<String> {
+pub async fn log_in(state: LoginDeps<'_>, remote: &str, passphrase: String) -> Result<String> {
     // The slot is taken now, before argon2: see `LoginLimiter`.
     let attempt = state
-        .login_limiter
+        .limiter
         .begin(remote)
         .map_err(|retry_after| Error::RateLimited { retry_after })?;
     if passphrase.is_empty() || passphrase.len() > MAX_PASSPHRASE {

@@ -9,8 +9,17 @@ pub mod passphrase;
 pub(crate) mod rate_limit;
 pub(crate) mod session_tokens;
 
-use crate::app::AppState;
 use crate::error::Error;
+use crate::state::InternalTokenStore;
+
+/// What a presented credential is checked against. Borrowed from the
+/// daemon's state, so this module does not depend on it.
+#[derive(Clone, Copy)]
+pub struct Verifiers<'a> {
+    pub owner: &'a owner::OwnerAuth,
+    pub internal_token: &'a InternalTokenStore,
+    pub session_tokens: &'a session_tokens::SessionTokens,
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +97,7 @@ fn looks_like_internal_token(t: &str) -> bool {
 }
 
 /// The caller a credential names, or why it names none.
-pub fn authenticate(presented: Presented, state: &AppState) -> Result<Caller, Error> {
+pub fn authenticate(presented: Presented, state: Verifiers<'_>) -> Result<Caller, Error> {
     let Presented {
         source,
         token,

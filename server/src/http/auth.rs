@@ -33,7 +33,8 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<Peer>,
     Json(body): Json<LoginBody>,
 ) -> Result<Response> {
-    let token = crate::auth::login::log_in(&state, &peer.remote, body.passphrase).await?;
+    let token =
+        crate::auth::login::log_in(state.login_deps(), &peer.remote, body.passphrase).await?;
     let cookie = set_cookie(&token, state.owner.max_age_secs(), state.web.tls);
     let mut response = Json(json!({ "ok": true, "token": token })).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);

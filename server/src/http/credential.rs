@@ -40,7 +40,7 @@ impl<S: Scope> FromRequestParts<AppState> for Authed<S> {
     ) -> Result<Self, Self::Rejection> {
         let presented =
             credential(&parts.headers)?.ok_or(Error::Unauthorized("authentication required"))?;
-        let caller = authenticate(presented, state)?;
+        let caller = authenticate(presented, state.verifiers())?;
         // Authenticated traffic keeps an `idle_exit` server up.
         state.sessions.touch();
         if !S::allows(&caller) {

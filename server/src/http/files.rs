@@ -36,10 +36,10 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The current roots (see [`files::current_roots`]). Blocking: call from
+/// The current roots (see [`crate::repo_config::current_roots`]). Blocking: call from
 /// the blocking pool.
 pub fn current_roots(state: &AppState) -> Vec<Root> {
-    files::current_roots(state.config.repo_path.as_deref(), &state.repo_configs)
+    crate::repo_config::current_roots(state.config.repo_path.as_deref(), &state.repo_configs)
 }
 
 pub async fn blocking<R: Send + 'static>(
