@@ -499,6 +499,11 @@ in
         # The empty entry drops the unit's credential-store defaults.
         LoadCredential = [ "" ] ++ lib.mapAttrsToList (name: source: "${name}:${source}") loadedCredentials;
       }
+      // lib.optionalAttrs ((cfg.settings.agent.network or "proxy") == "ports") {
+        # Agents use the host's network: mitzod creates no namespaces, so the
+        # unit's `RestrictNamespaces=user net` is narrowed to none.
+        RestrictNamespaces = true;
+      }
       // lib.optionalAttrs cfg.startAsUser {
         User = cfg.user;
         Group = cfg.group;

@@ -228,6 +228,7 @@ in
         services.mitzo = {
           repos.demo = "/srv/demo";
           settings.state_dir = "/srv/mitzo-state";
+          settings.agent.network = "ports";
         };
       }
     ];
