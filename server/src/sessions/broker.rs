@@ -100,15 +100,18 @@ impl SessionManager {
         let described = describe(&tool, &input, session).await;
         let audit_line = described.audit_line();
         match verdict {
+            // Each decision is recorded before it takes effect.
             Verdict::Allow => {
+                self.audit(&session.id, &tool, &audit_line, "allow", DecidedBy::Policy)
+                    .await;
                 agent.send(&protocol::control_success(
                     request_id,
                     protocol::allow(&input),
                 ));
-                self.audit(&session.id, &tool, &audit_line, "allow", DecidedBy::Policy)
-                    .await;
             }
             Verdict::Deny(message) => {
+                self.audit(&session.id, &tool, &audit_line, "deny", DecidedBy::Policy)
+                    .await;
                 agent.send(&protocol::control_success(
                     request_id,
                     protocol::deny(&message),
@@ -121,17 +124,15 @@ impl SessionManager {
                     message: Some(message),
                     answers: None,
                 });
-                self.audit(&session.id, &tool, &audit_line, "deny", DecidedBy::Policy)
-                    .await;
             }
             Verdict::Ask if session.pending_count() >= MAX_PENDING => {
                 let message = "too many permission requests are waiting for the owner";
+                self.audit(&session.id, &tool, &audit_line, "deny", DecidedBy::Policy)
+                    .await;
                 agent.send(&protocol::control_success(
                     request_id,
                     protocol::deny(message),
                 ));
-                self.audit(&session.id, &tool, &audit_line, "deny", DecidedBy::Policy)
-                    .await;
             }
             Verdict::Ask => {
                 let (perm_id, expires_at, timeout) = self.add_pending(
@@ -207,28 +208,27 @@ impl SessionManager {
             Verdict::Deny(why) => hook_decision("deny", Some(why)),
             Verdict::Ask => hook_decision("ask", None),
         };
-        agent.send(&protocol::control_success(request_id, answer));
-        if verdict == Verdict::Ask {
-            return;
+        // A decision mitzod takes itself is recorded before it takes effect.
+        if verdict != Verdict::Ask {
+            let audit_line = describe(tool, &tool_input, session).await.audit_line();
+            let decision = if matches!(verdict, Verdict::Deny(_)) {
+                "deny"
+            } else {
+                "allow"
+            };
+            self.audit(&session.id, tool, &audit_line, decision, DecidedBy::Policy)
+                .await;
         }
-        let audit_line = describe(tool, &tool_input, session).await.audit_line();
-        match verdict {
-            Verdict::Deny(message) => {
-                session.log.publish(ServerEvent::PermissionResolved {
-                    perm_id: None,
-                    tool_name: tool.to_string(),
-                    decision: Outcome::Deny,
-                    by: DecidedBy::Policy,
-                    message: Some(message),
-                    answers: None,
-                });
-                self.audit(&session.id, tool, &audit_line, "deny", DecidedBy::Policy)
-                    .await;
-            }
-            _ => {
-                self.audit(&session.id, tool, &audit_line, "allow", DecidedBy::Policy)
-                    .await
-            }
+        agent.send(&protocol::control_success(request_id, answer));
+        if let Verdict::Deny(message) = verdict {
+            session.log.publish(ServerEvent::PermissionResolved {
+                perm_id: None,
+                tool_name: tool.to_string(),
+                decision: Outcome::Deny,
+                by: DecidedBy::Policy,
+                message: Some(message),
+                answers: None,
+            });
         }
     }
 
@@ -287,10 +287,6 @@ impl SessionManager {
             None => "Ask the owner: malformed questions".into(),
         };
         let Some(questions) = questions.filter(|_| session.pending_count() < MAX_PENDING) else {
-            agent.send(&protocol::control_success(
-                request_id,
-                protocol::deny("mitzod could not put these questions to the owner"),
-            ));
             self.audit(
                 &session.id,
                 ASK_TOOL,
@@ -299,6 +295,10 @@ impl SessionManager {
                 DecidedBy::Policy,
             )
             .await;
+            agent.send(&protocol::control_success(
+                request_id,
+                protocol::deny("mitzod could not put these questions to the owner"),
+            ));
             return;
         };
         let (perm_id, expires_at, timeout) = self.add_pending(

@@ -365,9 +365,8 @@ impl SessionManager {
             session.set_state(SessionState::Running);
         }
         self.changed(session);
-        if let (Some(agent), Some(response)) = (agent, response) {
-            agent.send(&protocol::control_success(&pending.request_id, response));
-        }
+        // Recorded before it takes effect: whoever sees the tool's result
+        // (or its refusal) finds the decision in the audit log.
         self.audit(
             &session.id,
             &pending.tool,
@@ -376,5 +375,8 @@ impl SessionManager {
             by,
         )
         .await;
+        if let (Some(agent), Some(response)) = (agent, response) {
+            agent.send(&protocol::control_success(&pending.request_id, response));
+        }
     }
 }
