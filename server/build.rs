@@ -103,16 +103,38 @@ fn web_app() {
     }
 }
 
+/// The oldest Node.js major that runs server/web's build (esbuild 0.28 needs
+/// 18; Debian 12 ships 18.19). Running tests/web needs 20 (playwright-core).
+const NODE_MIN_MAJOR: u32 = 18;
+
 fn build_with_npm(web: &Path, dist: &Path) {
+    let hint = "Debian: apt-get install nodejs npm; \
+                or set MITZO_WEB_DIST to an already built server/web/dist";
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(node) = node else {
+        fail(&format!(
+            "building the web app needs Node.js {NODE_MIN_MAJOR} or later on PATH, and `node --version` did not run ({hint})"
+        ));
+    };
+    match node_major(&node) {
+        Some(major) if major >= NODE_MIN_MAJOR => {}
+        _ => fail(&format!(
+            "building the web app needs Node.js {NODE_MIN_MAJOR} or later; `node --version` says {node:?} ({hint})"
+        )),
+    }
     let npm_ok = Command::new("npm")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !npm_ok {
-        fail(
-            "building the web app needs Node.js (20 or later) and npm on PATH (Debian: apt-get install nodejs npm), \
-             or MITZO_WEB_DIST pointing at an already built server/web/dist",
-        );
+        fail(&format!(
+            "building the web app needs npm on PATH beside Node.js {node} ({hint})"
+        ));
     }
     // npm ci when node_modules is missing or older than the lock file.
     let stamp = web.join("node_modules/.package-lock.json");
@@ -136,6 +158,11 @@ fn build_with_npm(web: &Path, dist: &Path) {
             .current_dir(web),
         "node build.mjs (in server/web)",
     );
+}
+
+/// "v18.19.0" -> 18.
+fn node_major(version: &str) -> Option<u32> {
+    version.strip_prefix('v')?.split('.').next()?.parse().ok()
 }
 
 fn run(cmd: &mut Command, what: &str) {

@@ -5,8 +5,21 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { brotliCompressSync, constants, crc32, deflateSync, gzipSync } from "node:zlib";
+import { brotliCompressSync, constants, deflateSync, gzipSync } from "node:zlib";
 import * as esbuild from "esbuild";
+
+// PNG's CRC-32 (ISO 3309, reflected polynomial 0xEDB88320), here rather than
+// zlib.crc32 so the build runs on Node 18 (zlib.crc32 came in 20.15/22.2).
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 const out = process.env.MITZO_WEB_OUT || "dist";
 rmSync(out, { recursive: true, force: true });
@@ -144,7 +157,7 @@ function icon(size) {
   const chunk = (type, data) => {
     const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
     const td = Buffer.concat([Buffer.from(type), data]);
-    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(td) >>> 0);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(td));
     return Buffer.concat([len, td, crc]);
   };
   const ihdr = Buffer.alloc(13);
@@ -152,3 +165,4 @@ function icon(size) {
   ihdr[8] = 8; ihdr[9] = 6; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
   return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(px)), chunk("IEND", Buffer.alloc(0))]);
 }
+

@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
+import { inflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { CHROMIUM_ARGS as ARGS, PASSPHRASE, Server } from "./harness.mjs";
 
@@ -152,6 +153,35 @@ async function axe(w, screen) {
   for (const v of bad) w.axe.push(`${screen}: ${v.id} (${v.impact}) ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
 }
 
+/** A PNG's signature, chunk CRCs (bitwise, independent of build.mjs's table) and pixel data size. */
+function checkPng(buf, sizes, what) {
+  assert.deepEqual([...buf.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10], `${what}: PNG signature`);
+  const crc = (bytes) => {
+    let c = 0xffffffff;
+    for (const b of bytes) {
+      c ^= b;
+      for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+    }
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const types = [];
+  const idat = [];
+  let width = 0, height = 0;
+  for (let at = 8; at < buf.length; ) {
+    const len = buf.readUInt32BE(at);
+    const body = buf.subarray(at + 4, at + 8 + len);
+    const type = body.subarray(0, 4).toString("latin1");
+    assert.equal(buf.readUInt32BE(at + 8 + len), crc(body), `${what}: CRC of ${type}`);
+    if (type === "IHDR") [width, height] = [body.readUInt32BE(4), body.readUInt32BE(8)];
+    if (type === "IDAT") idat.push(body.subarray(4));
+    types.push(type);
+    at += 12 + len;
+  }
+  assert.deepEqual([types[0], types.at(-1)], ["IHDR", "IEND"], `${what}: chunks ${types}`);
+  assert.equal(`${width}x${height}`, sizes, `${what}: size`);
+  assert.equal(inflateSync(Buffer.concat(idat)).length, (width * 4 + 1) * height, `${what}: RGBA rows`);
+}
+
 // ---------------------------------------------------------------------------
 
 const server = await Server.start();
@@ -223,7 +253,18 @@ try {
           const r = await fetch(server.origin + icon.src);
           assert.equal(r.status, 200, icon.src);
           assert.equal(r.headers.get("content-type"), icon.type, icon.src);
+          if (icon.type === "image/png") checkPng(Buffer.from(await r.arrayBuffer()), icon.sizes, icon.src);
         }
+        // And the browser decodes them at their stated size.
+        const decoded = await page.evaluate(async (srcs) => {
+          const out = [];
+          for (const src of srcs) {
+            const bmp = await createImageBitmap(await (await fetch(src)).blob());
+            out.push(`${bmp.width}x${bmp.height}`);
+          }
+          return out;
+        }, manifest.icons.filter((i) => i.type === "image/png").map((i) => i.src));
+        assert.deepEqual(decoded, manifest.icons.filter((i) => i.type === "image/png").map((i) => i.sizes));
         const cached = await page.evaluate(async () => {
           await navigator.serviceWorker.ready;
           // Let the page use the API and the socket first.
