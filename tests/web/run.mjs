@@ -59,17 +59,25 @@ async function browser(kind, origin, { route } = {}) {
     ...VIEWPORTS[kind],
     colorScheme: kind === "phone" ? "dark" : "light",
   });
-  const w = { ctx, kind, origin, dialogs: [], foreign: [], pageErrors: [], consoleErrors: [], dir, confirms: 0, axe: [], axeScreens: [] };
+  const w = { ctx, kind, origin, dialogs: [], foreign: [], pageErrors: [], consoleErrors: [], violations: [], dir, confirms: 0, axe: [], axeScreens: [] };
   ctx.on("request", (r) => {
     const url = r.url();
     if (/^(https?|wss?):/.test(url) && !url.startsWith(origin + "/")) w.foreign.push(url);
   });
+  // CSP and Trusted Types violations go straight to Node, so those on a page
+  // the test has since navigated away from are kept too.
+  await ctx.exposeBinding("__mitzoViolation", ({ page }, v) => w.violations.push(`${page ? new URL(page.url()).pathname : "?"}: ${v}`));
   await ctx.addInitScript(() => {
-    window.__violations = [];
     document.addEventListener("securitypolicyviolation", (e) =>
-      window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample || ""}`),
+      window.__mitzoViolation(`${e.violatedDirective} ${e.blockedURI} ${e.sample || ""}`),
     );
   });
+  // Console errors that a script caused or CSP/TT refused: everything but an
+  // HTTP error status (a wrong passphrase's 401) and a socket the test dropped.
+  w.scriptErrors = () =>
+    w.consoleErrors.filter(
+      (m) => !/^Failed to load resource: the server responded with a status of \d+/.test(m) && !/^WebSocket connection to '[^']*' failed/.test(m),
+    );
   if (route) await ctx.routeWebSocket(/\/ws\/chat$/, route);
   const watch = (page) => {
     page.on("dialog", (d) => {
@@ -529,7 +537,8 @@ try {
         assert.deepEqual(w.dialogs, []);
         assert.deepEqual(w.foreign, []);
         assert.deepEqual(w.pageErrors, []);
-        assert.deepEqual(await page.evaluate(() => window.__violations), []);
+        assert.deepEqual(w.violations, [], "on any page this browser loaded");
+        assert.deepEqual(w.scriptErrors(), []);
       });
 
       await test(tn("axe: no serious or critical violation on any screen"), async () => {

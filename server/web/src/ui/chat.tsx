@@ -109,7 +109,9 @@ export function Chat({ id }: { id: string }) {
           ‹
         </button>
         <div class="chat-title">
-          <h1>{t.title || "New session"}</h1>
+          <h1>
+            <bdi>{t.title || "New session"}</bdi>
+          </h1>
           <span class={`state ${st.cls}`}>{st.text}</span>
         </div>
         {HAS_RENAME && <Rename id={id} title={t.title} />}

@@ -65,11 +65,17 @@ export function SessionList({ current }: { current?: string }) {
           return (
             <li key={s.id} class={`${st.cls}${current === s.id ? " current" : ""}`}>
               <Link href={`/s/${encodeURIComponent(s.id)}`} class="session-link">
-                <span class="title">{title}</span>
+                <span class="title">
+                  <bdi>{title}</bdi>
+                </span>
                 <span class="meta">
                   <span class={`state ${st.cls}`}>{st.text}</span>
                   {s.repo ? <span>{s.repo}</span> : null}
-                  {s.branch ? <span class="branch">{s.branch}</span> : null}
+                  {s.branch ? (
+                    <span class="branch">
+                      <bdi>{s.branch}</bdi>
+                    </span>
+                  ) : null}
                   <span>{ago(s.lastActivity ?? s.lastModified)}</span>
                 </span>
               </Link>
