@@ -4,7 +4,7 @@
 // page load shows, nothing lost and nothing doubled.
 import assert from "node:assert/strict";
 
-export async function run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }) {
+export async function run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot, axe }) {
   // Token deltas: the page drops out in the middle of a block and comes back
   // to the block so far plus the rest, with nothing doubled.
   for (const kind of ["phone", "desktop"]) {
@@ -91,6 +91,9 @@ export async function run({ server, streaming, browser, login, newSession, test,
         for (const s of sockets.splice(0)) await s.close();
         await page.getByText("Reconnecting…").first().waitFor({ timeout: T });
         await shot(w, "reconnecting");
+        await axe(w, "reconnecting banner");
+        assert.deepEqual(w.axe, [], "axe: no serious or critical violation with the banner up");
+        assert.deepEqual(w.axeScreens, ["reconnecting banner"]);
         await page.waitForTimeout(3000); // part two is written while the page is away
         block = false;
         await page.locator(".msg.agent", { hasText: "part three" }).waitFor({ timeout: T });
@@ -101,8 +104,18 @@ export async function run({ server, streaming, browser, login, newSession, test,
       await test(`${kind}: mitzod restarted mid-turn: the page reconnects, identical transcript`, async () => {
         const sid = await newSession(page, streaming.origin, "stream once more");
         await page.locator(".msg.agent", { hasText: "part one" }).last().waitFor({ timeout: T });
+        // Record, in the page, whether the reconnecting state was ever shown:
+        // it may last only as long as mitzod is down.
+        await page.evaluate(() => {
+          window.__sawReconnecting = false;
+          const look = () => {
+            if ([...document.querySelectorAll(".conn, .banner")].some((e) => e.textContent.includes("Reconnecting…"))) window.__sawReconnecting = true;
+          };
+          new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true });
+        });
+        assert.equal(await page.evaluate(() => window.__sawReconnecting), false, "control: not reconnecting before the restart");
         await streaming.restart();
-        await page.getByText("Reconnecting…").first().waitFor({ timeout: T }).catch(() => {});
+        await page.waitForFunction(() => window.__sawReconnecting === true, null, { timeout: T });
         // The restart ended the agent: the session settles, then the page
         // and a fresh load must agree on what happened.
         await page.waitForFunction(() => !document.querySelector(".conn"), null, { timeout: T });

@@ -22,6 +22,24 @@ const VIEWPORTS = {
   desktop: { viewport: { width: 1280, height: 800 } },
 };
 const T = 20000;
+// Every screen the phone and desktop runs check with axe (the reconnecting
+// banner is checked in reconnect.mjs, the compacted chat below).
+const AXE_SCREENS = [
+  "login",
+  "login with notice",
+  "new session",
+  "chat",
+  "approval",
+  "network approval",
+  "question",
+  "approvals tray",
+  "sessions",
+  "file view",
+  "file conflict",
+  "files",
+  "tasks",
+  "audit",
+];
 
 const results = [];
 const only = process.env.WEB_TEST_ONLY ? new RegExp(process.env.WEB_TEST_ONLY) : null;
@@ -294,6 +312,20 @@ try {
         await axe(w, "chat");
       });
 
+      await test(tn(kind === "desktop" ? "two panes: the sessions list beside the chat" : "one pane: the chat alone, the list hidden"), async () => {
+        const list = await page.locator(".list-pane").boundingBox();
+        const main = await page.locator(".page-pane").boundingBox();
+        assert.ok(main && main.width > 0, "the chat's pane is shown");
+        if (kind === "desktop") {
+          assert.ok(list && list.width >= 300, `the list's pane is shown: ${JSON.stringify(list)}`);
+          assert.ok(list.x + list.width <= main.x + 1 && Math.abs(list.y - main.y) < 1, `side by side: ${JSON.stringify({ list, main })}`);
+          await page.locator(".list-pane .session-list li.current").waitFor({ timeout: T });
+          await page.screenshot({ path: join(ARTIFACTS, "desktop-two-pane.png") });
+        } else {
+          assert.equal(list, null, "the list's pane is not displayed beside a chat on a phone");
+        }
+      });
+
       await test(tn("tool card and an approval allowed"), async () => {
         await send(page, "tool:Bash:echo tool-output-123");
         const sheet = page.getByRole("dialog");
@@ -333,6 +365,21 @@ try {
         await page.locator(".tool", { hasText: "curl-done" }).locator(".out", { hasText: "not on the allow-list" }).waitFor({ timeout: T });
         await page.locator(".note", { hasText: `Network: ${host}:9 refused` }).waitFor({ timeout: T });
         await waitIdle(page);
+      });
+
+      await test(tn("an approval with a diff allowed, its raw input expanded"), async () => {
+        const target = join(server.repo, `allowed-${kind}.txt`);
+        await send(page, `tool:Write:${target}`);
+        const sheet = page.getByRole("dialog");
+        await sheet.locator(".diff .add", { hasText: "written by fake agent" }).waitFor({ timeout: T });
+        const raw = sheet.locator("details.raw");
+        assert.equal(await raw.locator("pre").isVisible(), false, "the raw input starts folded");
+        await raw.getByText("Raw input").click();
+        await raw.locator("pre", { hasText: `"file_path": "${target}"` }).waitFor({ timeout: T });
+        await sheet.getByRole("button", { name: "Allow once" }).click();
+        await page.locator(".tool", { hasText: target }).locator(".badge.ok").waitFor({ timeout: T });
+        await waitIdle(page);
+        assert.equal(readFileSync(target, "utf8"), "written by fake agent\n", "the allowed write happened");
       });
 
       await test(tn("an approval with a diff, denied with a reason the agent receives"), async () => {
@@ -378,6 +425,22 @@ try {
         await sheet.getByRole("button", { name: "Answer" }).click();
         await page.locator(".note", { hasText: "Answered: Blue" }).waitFor({ timeout: T });
         await waitIdle(page);
+      });
+
+      await test(tn("a question answered in free text"), async () => {
+        const q = {
+          questions: [{ question: "Which fruit?", header: "Fruit", options: [{ label: "Apple", description: "" }, { label: "Pear", description: "" }], multiSelect: false }],
+        };
+        await send(page, `tool:AskUserQuestion:${JSON.stringify(q)}`);
+        const sheet = page.getByRole("dialog", { name: "The agent asks" });
+        await sheet.getByText("Fruit: Which fruit?").waitFor({ timeout: T });
+        await sheet.getByLabel("Or answer in your words").fill(`a ripe quince ${kind}`);
+        await sheet.getByRole("button", { name: "Answer" }).click();
+        await page.locator(".note", { hasText: `Answered: a ripe quince ${kind}` }).waitFor({ timeout: T });
+        await waitIdle(page);
+        const events = await server.api(`/api/sessions/${sid}/events?limit=5000`);
+        const resolved = events.json.events.filter((f) => f.type === "permission_resolved" && f.answers && f.answers["Which fruit?"]);
+        assert.deepEqual(resolved.map((f) => f.answers["Which fruit?"]), [`a ripe quince ${kind}`], "the free text is the answer, not an option");
       });
 
       await test(tn("text streams in token by token before the block ends"), async () => {
@@ -426,6 +489,7 @@ try {
         await page.getByRole("button", { name: "1 approvals waiting" }).waitFor({ timeout: T });
         await tray.click();
         await shot(w, "approvals-tray");
+        await axe(w, "approvals tray");
         await page.getByRole("region", { name: "Approvals waiting" }).getByRole("button").first().click();
         await page.waitForURL(new RegExp(`/s/${other}$`));
         await page.getByRole("dialog").getByRole("button", { name: "Allow for this session" }).click();
@@ -456,12 +520,27 @@ try {
         assert.equal(gone.status, 404);
       });
 
+      await test(tn("sessions list: a session started elsewhere shows up, then settles, without a reload"), async () => {
+        await page.goto(server.origin + "/");
+        await page.getByRole("heading", { name: "Sessions" }).waitFor({ timeout: T });
+        await page.evaluate(() => {
+          window.__sameDocument = true;
+        });
+        const r = await server.api("/api/sessions", { method: "POST", body: { source: "web-test", initialPrompt: `text:listed live ${kind}` } });
+        assert.equal(r.status, 201, r.text);
+        const row = page.locator(".session-list li", { has: page.locator(`a[href="/s/${encodeURIComponent(r.json.sessionId)}"]`) });
+        await row.locator(".title", { hasText: `listed live ${kind}` }).waitFor({ timeout: T });
+        await row.locator(".state", { hasText: /^idle$/ }).waitFor({ timeout: T });
+        assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was not reloaded");
+      });
+
       await test(tn("file edited, 409 conflict resolved by keeping mine"), async () => {
         const file = join(server.repo, "README.md");
         await page.goto(server.origin + "/files");
         await page.getByRole("button", { name: /README\.md/ }).click();
         await page.locator(".file-content", { hasText: readFileSync(file, "utf8").trim() }).waitFor({ timeout: T });
         await shot(w, "file-view");
+        await axe(w, "file view");
         await page.getByRole("button", { name: "Edit" }).click();
         await page.locator("#file-edit").fill(`mine ${kind}\n`);
         writeFileSync(file, `theirs ${kind}\n`);
@@ -482,6 +561,59 @@ try {
         await page.getByRole("button", { name: "Back to folder" }).click();
         await shot(w, "files");
         await axe(w, "files");
+      });
+
+      await test(tn("file edited, 409 conflict resolved by taking theirs"), async () => {
+        const file = join(server.repo, "README.md");
+        await page.goto(server.origin + "/files");
+        await page.getByRole("button", { name: /README\.md/ }).click();
+        await page.locator(".file-content", { hasText: readFileSync(file, "utf8").trim() }).waitFor({ timeout: T });
+        await page.getByRole("button", { name: "Edit" }).click();
+        await page.locator("#file-edit").fill(`mine, dropped ${kind}\n`);
+        writeFileSync(file, `theirs, kept ${kind}\n`);
+        await page.getByRole("button", { name: "Save" }).click();
+        const conflict = page.locator(".conflict");
+        await conflict.getByText(`theirs, kept ${kind}`).waitFor({ timeout: T });
+        await conflict.getByRole("button", { name: "Take theirs" }).click();
+        await page.locator(".file-content", { hasText: `theirs, kept ${kind}` }).waitFor({ timeout: T });
+        assert.equal(await page.locator(".conflict").count(), 0, "the conflict is closed");
+        assert.equal(readFileSync(file, "utf8"), `theirs, kept ${kind}\n`, "the file on disk is theirs");
+        // Theirs is the new base: an edit from it saves without a conflict.
+        await page.getByRole("button", { name: "Edit" }).click();
+        assert.equal(await page.locator("#file-edit").inputValue(), `theirs, kept ${kind}\n`);
+        await page.locator("#file-edit").fill(`after theirs ${kind}\n`);
+        await page.getByRole("button", { name: "Save" }).click();
+        await page.getByText("Saved.").waitFor({ timeout: T });
+        assert.equal(readFileSync(file, "utf8"), `after theirs ${kind}\n`);
+        await page.getByRole("button", { name: "Back to folder" }).click();
+      });
+
+      await test(tn("task rejected with feedback; its artifacts shown"), async () => {
+        await page.goto(server.origin + "/tasks");
+        await page.getByRole("heading", { name: "Tasks" }).waitFor();
+        const created = await server.api("/api/tasks", {
+          method: "POST",
+          body: { title: `Redo it ${kind}`, status: "review", artifacts: { pr: `https://example.test/pr/${kind}`, notes: "plain words" } },
+        });
+        assert.equal(created.status, 201, created.text);
+        const card = page.getByRole("region", { name: "Review" }).locator(".task", { hasText: `Redo it ${kind}` });
+        await card.waitFor({ timeout: T });
+        await card.locator("summary").click();
+        const link = card.locator(".artifacts a", { hasText: `https://example.test/pr/${kind}` });
+        await link.waitFor({ timeout: T });
+        assert.equal(await link.getAttribute("href"), `https://example.test/pr/${kind}`);
+        assert.equal(await link.getAttribute("rel"), "noopener noreferrer");
+        await card.locator(".artifacts dd", { hasText: "plain words" }).waitFor();
+        await card.getByRole("button", { name: "Reject…" }).click();
+        await card.getByLabel("What needs to change").fill(`needs tests ${kind}`);
+        await card.getByRole("button", { name: "Reject", exact: true }).click();
+        const moved = page.getByRole("region", { name: "In progress" }).locator(".task", { hasText: `Redo it ${kind}` });
+        await moved.waitFor({ timeout: T });
+        if (!(await moved.evaluate((d) => d.open))) await moved.locator("summary").click();
+        await moved.locator(".artifacts dd", { hasText: `needs tests ${kind}` }).waitFor({ timeout: T });
+        const t = await server.api(`/api/tasks/${created.json.id}`);
+        assert.equal(t.json.status, "in_progress");
+        assert.equal(t.json.artifacts.feedback, `needs tests ${kind}`);
       });
 
       await test(tn("task approved, board live"), async () => {
@@ -510,6 +642,24 @@ try {
         assert.ok(api.json.entries.length >= 2, "the allow and the deny are audited");
         await shot(w, "audit");
         await axe(w, "audit");
+      });
+
+      await test(tn("log out: this device only"), async () => {
+        await page.goto(server.origin + "/");
+        await page.getByRole("heading", { name: "Sessions" }).waitFor({ timeout: T });
+        const device = await server.login();
+        const cookie = (await w.ctx.cookies(server.origin)).map((c) => `${c.name}=${c.value}`).join("; ");
+        const check = (headers) => fetch(server.origin + "/api/auth/check", { headers }).then((r) => r.status);
+        assert.equal(await check({ cookie }), 200, "control: the page's cookie works before");
+        await page.getByLabel("Account").click();
+        await page.getByRole("button", { name: "Log out", exact: true }).click();
+        await page.getByText("Logged out.", { exact: true }).waitFor({ timeout: T });
+        await page.locator("#passphrase").waitFor();
+        await shot(w, "login-notice");
+        await axe(w, "login with notice");
+        assert.equal(await check({ cookie }), 401, "the page's session is revoked, not just forgotten");
+        assert.equal(await check({ authorization: `Bearer ${device}` }), 200, "another device stays signed in");
+        await login(page, server.origin);
       });
 
       await test(tn("an expired session lands on the login page with a message"), async () => {
@@ -543,7 +693,7 @@ try {
 
       await test(tn("axe: no serious or critical violation on any screen"), async () => {
         assert.deepEqual(w.axe, []);
-        assert.ok(w.axeScreens.length >= 9, `axe ran on every screen: ${w.axeScreens.join(", ")}`);
+        assert.deepEqual([...w.axeScreens].sort(), [...AXE_SCREENS].sort(), "axe ran on exactly these screens");
       });
     } finally {
       await w.close();
@@ -611,7 +761,7 @@ try {
 
   await import("./xss.mjs").then((m) => m.run({ server, browser, login, newSession, send, test, shot, waitIdle, T }));
   await import("./reconnect.mjs").then((m) =>
-    m.run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot }),
+    m.run({ server, streaming, browser, login, newSession, test, transcriptText, waitIdle, T, shot, axe }),
   );
   await import("./real_claude.mjs").then((m) => m.run({ browser, login, newSession, test, skip, waitIdle, T, shot }));
 } finally {

@@ -202,7 +202,8 @@ export async function run({ server, browser, login, newSession, send, test, shot
         assert.equal(shown.tags, 0, "no element from the title or branch");
         await shot(w, "xss-sessions");
         await row.locator("a").click();
-        const h1 = page.locator(".chat-title h1 > bdi");
+        // The heading reads "New session" until the session's meta arrives.
+        const h1 = page.locator(".chat-title h1 > bdi", { hasText: "evil title" });
         await h1.waitFor({ timeout: T });
         assert.equal(await h1.textContent(), `text:${HOSTILE_TITLE}`);
         await page.goto(server.origin + `/s/${sid}`);
