@@ -33,9 +33,15 @@ function serverEnv() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Server {
-  static async start({ script = null, extraToml = "", env = {} } = {}) {
+  /**
+   * `repoAt`: where mitzod sees the repo (root only): mitzod runs in its own
+   * mount namespace with a tmpfs over that path's parent and the temp repo
+   * bound there, so a picture for the README shows a plain path, not /tmp.
+   */
+  static async start({ script = null, extraToml = "", env = {}, repoAt = null } = {}) {
     const s = new Server();
     s.env = env;
+    s.repoAt = repoAt;
     s.dir = mkdtempSync("/tmp/mitzod-web-");
     chmodSync(s.dir, 0o755);
     s.port = await freePort();
@@ -65,7 +71,7 @@ export class Server {
     s.config = join(s.dir, "mitzod.toml");
     writeFileSync(
       s.config,
-      `repo_path = "${s.repo}"\n${isRoot ? 'user = "nobody"\n' : ""}state_dir = "${join(s.dir, "state")}"\n` +
+      `repo_path = "${repoAt || s.repo}"\n${isRoot ? 'user = "nobody"\n' : ""}state_dir = "${join(s.dir, "state")}"\n` +
         `listen = ["127.0.0.1:${s.port}"]\njwt_secret_file = "${join(s.dir, "jwt-secret")}"\npassphrase_hash = "${hash}"\n` +
         `${extraToml}\n[agent]\ncommand = "${join(bin, "claude")}"\n`,
     );
@@ -76,7 +82,24 @@ export class Server {
 
   async run() {
     const fd = openSync(this.log, "a");
-    this.child = spawn(MITZOD, ["serve", "--config", this.config], {
+    const serve = [MITZOD, "serve", "--config", this.config];
+    const [cmd, ...args] = this.repoAt
+      ? [
+          "unshare",
+          "--mount",
+          "--propagation",
+          "private",
+          "sh",
+          "-c",
+          'mount -t tmpfs -o mode=755 mitzod-demo "$1" && mkdir -p "$2" && mount --bind "$3" "$2" && shift 3 && exec "$@"',
+          "sh",
+          dirname(this.repoAt),
+          this.repoAt,
+          this.repo,
+          ...serve,
+        ]
+      : serve;
+    this.child = spawn(cmd, args, {
       stdio: ["ignore", fd, fd],
       env: { ...serverEnv(), ...this.env },
     });

@@ -337,10 +337,6 @@ try {
         const sheetText = await sheet.innerText();
         assert.equal(sheetText.split("Run a command").length - 1, 1, sheetText);
         await shot(w, "chat-approval");
-        // The README's picture, refreshed on request only.
-        if (kind === "phone" && process.env.WEB_UPDATE_SCREENSHOT === "1") {
-          await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });
-        }
         await axe(w, "approval");
         await sheet.getByRole("button", { name: "Allow once" }).click();
         await page.locator(".tool", { hasText: "tool-output-123" }).locator(".out").waitFor({ timeout: T });
@@ -758,6 +754,40 @@ try {
       else await s.stop();
     }
   });
+
+  // The README's picture (server/web/screenshot-approval.png), refreshed on
+  // request only: a phone-sized chat with an approval open, against a repo
+  // mitzod sees at /srv/shop rather than a temp path.
+  if (process.env.WEB_UPDATE_SCREENSHOT === "1") {
+    await test("README screenshot: a chat with an approval open", async () => {
+      assert.equal(process.getuid(), 0, "the screenshot's repo path needs a mount namespace: run as root");
+      const s = await Server.start({ repoAt: "/srv/shop" });
+      const w = await browser("phone", s.origin);
+      try {
+        const page = w.page;
+        await login(page, s.origin);
+        await newSession(page, s.origin, "text:The failing test is `login_expires`. I'll check the tree first, then run:\n\n```\ncargo test --test login\n```", "ask");
+        await page.locator(".msg.agent pre").waitFor({ timeout: T });
+        await waitIdle(page);
+        await page.getByRole("button", { name: "Rename" }).click();
+        await page.getByLabel("Session title").fill("Fix the flaky login test");
+        await page.getByRole("button", { name: "Save" }).click();
+        await page.getByRole("heading", { name: "Fix the flaky login test" }).waitFor({ timeout: T });
+        await send(page, "tool:Bash:git status --short");
+        const sheet = page.getByRole("dialog");
+        await sheet.locator(".summary", { hasText: "in /srv/shop" }).waitFor({ timeout: T });
+        await sheet.getByText(/expires in/).waitFor();
+        assert.ok(!(await page.locator("body").innerText()).includes("/tmp/"), "no temp path on screen");
+        await page.screenshot({ path: join(HERE, "../../server/web/screenshot-approval.png") });
+        await sheet.getByRole("button", { name: "Deny…" }).click();
+        await sheet.getByRole("button", { name: "Deny", exact: true }).click();
+        await waitIdle(page);
+      } finally {
+        await w.close();
+        await s.remove();
+      }
+    });
+  }
 
   await import("./xss.mjs").then((m) => m.run({ server, browser, login, newSession, send, test, shot, waitIdle, T }));
   await import("./reconnect.mjs").then((m) =>
