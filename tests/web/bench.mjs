@@ -11,6 +11,8 @@
 //      the page to that text being in the DOM, p50/p99 over 300 frames.
 //
 //   node tests/web/bench.mjs
+//   BENCH_ONLY=transcript node tests/web/bench.mjs   (figures 3 and 4 only)
+//   BENCH_OPENS=N: open the long transcript N times (default 5)
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { CHROMIUM_ARGS as ARGS, PASSPHRASE, Server } from "./harness.mjs";
@@ -59,7 +61,7 @@ try {
   const jsBytes = [];
   const tti = [];
   const phases = [];
-  for (let run = 0; run < 5; run++) {
+  for (let run = 0; run < (process.env.BENCH_ONLY === "transcript" ? 0 : 5); run++) {
     const b = await browser();
     await login(b.page);
     const page = await b.ctx.newPage();
@@ -109,8 +111,8 @@ try {
     jsBytes.push(js);
     await b.close();
   }
-  out.firstLoadJsBytes = median(jsBytes);
-  out.ttiSessionListMs = {
+  if (jsBytes.length) out.firstLoadJsBytes = median(jsBytes);
+  if (tti.length) out.ttiSessionListMs = {
     median: median(tti),
     min: Math.min(...tti),
     max: Math.max(...tti),
@@ -130,7 +132,8 @@ try {
   await page.locator(".msg.agent", { hasText: `Message ${LONG - 1}:` }).waitFor({ timeout: 120000 });
   await page.locator(".chat-title .state", { hasText: "idle" }).waitFor({ timeout: 60000 });
   const opens = [];
-  for (let run = 0; run < 5; run++) {
+  const opensTrace = [];
+  for (let run = 0; run < Number(process.env.BENCH_OPENS || 5); run++) {
     // A fresh page each time, logged in, on the list; then open the chat.
     const p = await b.ctx.newPage();
     await p.goto(server.origin + "/");
@@ -144,7 +147,13 @@ try {
             // while the renderer loads).
             const el = [...document.querySelectorAll(".msg.agent")].pop();
             if (el && el.textContent.includes(last) && el.querySelector(".md:not(.plain) strong")) {
-              resolve(performance.now() - t0);
+              const ms = performance.now() - t0;
+              // Where the time went: each API request's start and end.
+              const api = performance
+                .getEntriesByType("resource")
+                .filter((e) => e.startTime >= t0 && e.name.includes("/api/"))
+                .map((e) => `${new URL(e.name).pathname.split("/").pop()} ${Math.round(e.startTime - t0)}-${Math.round(e.responseEnd - t0)}`);
+              resolve({ ms, api });
               return true;
             }
             return false;
@@ -155,10 +164,18 @@ try {
         }),
       { sid, last: `Message ${LONG - 1}:` },
     );
-    opens.push(ms);
+    opens.push(ms.ms);
+    opensTrace.push(`${Math.round(ms.ms)} ms: ${ms.api.join(", ")}`);
     await p.close();
   }
-  out.transcriptOpenMs = { median: +median(opens).toFixed(1), max: +Math.max(...opens).toFixed(1), n: opens.length, messages: LONG };
+  out.transcriptOpenMs = {
+    median: +median(opens).toFixed(1),
+    min: +Math.min(...opens).toFixed(1),
+    max: +Math.max(...opens).toFixed(1),
+    n: opens.length,
+    messages: LONG,
+    ...(process.env.BENCH_TRACE ? { phases: opensTrace } : {}),
+  };
 
   // 4: frame → DOM.
   await page.evaluate(() => {

@@ -1,6 +1,6 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
-import { loadMarkdown } from "../lazy";
+import { loadMarkdown, useMarkdown } from "../lazy";
 import { type EventPage, HAS_RENAME, MODES, type Mode, type SessionMeta, routes } from "../protocol";
 import { app, firstLine, type Transcript, useObservable } from "../store";
 import * as ws from "../ws";
@@ -10,6 +10,11 @@ import { ItemView, itemVersion } from "./items";
 
 const PAGE = 300;
 const WINDOW = 25;
+/** Items rendered when a chat opens (about a tall screen's worth): the rest
+ * of the window follows once they are on screen, so the end shows sooner. */
+const FIRST = 8;
+/** `before` for the newest page: the meta and the page load side by side. */
+const NEWEST = Number.MAX_SAFE_INTEGER;
 
 const loading = new Map<string, Promise<void>>();
 /** Sessions whose meta said retention compacted their older history. */
@@ -25,17 +30,17 @@ export function openSession(id: string): Promise<void> {
   // The renderer loads while the history does.
   void loadMarkdown();
   const p = (async () => {
-    const meta = await api<SessionMeta>(routes.meta(id));
-    // Live frames of this session may have arrived while the request was
+    const [meta, page] = await Promise.all([api<SessionMeta>(routes.meta(id)), api<EventPage>(routes.eventsBefore(id, NEWEST, PAGE))]);
+    // Live frames of this session may have arrived while the requests were
     // out (a session this connection just created is watched already):
-    // they are newer than the answer, so it must not overwrite them.
+    // they are newer than the answer, so it must not overwrite them. The
+    // page's own frames, applied next, are newer than the meta or equal.
     if (t.lastSeq <= meta.lastSeq) {
       t.mode = meta.mode;
       t.state = meta.state;
     }
     t.title = meta.title || firstLine(meta.summary || "");
     if (meta.historyCompacted) compacted.add(id);
-    const page = await api<EventPage>(routes.eventsBefore(id, meta.lastSeq + 1, PAGE));
     for (const f of page.events) t.apply(f, false);
     t.firstSeq = page.hasMore ? (page.events[0]?.seq ?? 1) : 1;
     t.changed();
@@ -58,16 +63,25 @@ export function Chat({ id }: { id: string }) {
   const t = app.transcript(id);
   useObservable(t);
   const [error, setError] = useState("");
-  const [shown, setShown] = useState(WINDOW);
+  const [shown, setShown] = useState(FIRST);
   const list = useRef<HTMLDivElement>(null);
   const pinned = useRef(true);
 
-  useEffect(() => {
+  // Before the first paint, so the requests are out as early as possible.
+  useLayoutEffect(() => {
     setError("");
-    setShown(WINDOW);
+    setShown(FIRST);
     pinned.current = true;
     openSession(id).catch((e) => setError(String(e.message || e)));
   }, [id]);
+
+  // Once the first items are on screen as Markdown, the rest of the window.
+  const md = useMarkdown();
+  useEffect(() => {
+    if (shown >= WINDOW || !md || t.items.length <= shown) return;
+    const timer = setTimeout(() => setShown((n) => Math.max(n, WINDOW)), 0);
+    return () => clearTimeout(timer);
+  }, [shown, md, t.items.length]);
 
   // Stay at the end while the owner is there; keep position when reading back.
   useLayoutEffect(() => {
@@ -85,10 +99,11 @@ export function Chat({ id }: { id: string }) {
   const showOlder = async () => {
     const el = list.current;
     const h = el?.scrollHeight ?? 0;
-    if (shown < t.items.length) setShown(shown + WINDOW);
+    const more = Math.max(shown, WINDOW) + WINDOW;
+    if (shown < t.items.length) setShown(more);
     else if (!t.complete) {
       await loadOlder(t);
-      setShown(shown + WINDOW);
+      setShown(more);
     } else return;
     requestAnimationFrame(() => {
       if (el) el.scrollTop += el.scrollHeight - h;

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api";
+import { preloadMarkdownWhenIdle } from "../lazy";
 import { HAS_REPO_CHOICE, MODES, type Mode, type QuickAction, type Repo, type SessionSummary, routes } from "../protocol";
 import { app, firstLine, useObservable } from "../store";
 import * as ws from "../ws";
@@ -40,6 +41,9 @@ export function SessionList({ current }: { current?: string }) {
     }, 4000);
     return () => clearInterval(timer);
   }, []);
+  useEffect(() => {
+    if (app.sessions.length > 0) preloadMarkdownWhenIdle();
+  }, [app.sessions.length > 0]);
   const sorted = [...app.sessions].sort((a, b) => {
     const wa = pendingOf(a) > 0 ? 1 : 0;
     const wb = pendingOf(b) > 0 ? 1 : 0;
