@@ -23,13 +23,23 @@ pub struct Approval {
 }
 
 impl Approval {
-    /// One line for the audit log.
+    /// The audit log's entry: the title and the whole summary (bounded
+    /// by [`describe`]) on one line, its line breaks written as ` · `.
     pub fn audit_line(&self) -> String {
-        cut(
-            &format!("{}: {}", self.title, self.summary.replace('\n', " · ")),
-            500,
-        )
+        format!("{}: {}", self.title, self.summary.replace('\n', " · "))
     }
+}
+
+/// What a phone notification shows of an audit line: its first 500
+/// characters (ntfy turns a message over 4 KiB into an attachment).
+pub fn notice_line(audit_line: &str) -> String {
+    cut(audit_line, 500)
+}
+
+/// `text` bounded as every summary is (for summaries not made by
+/// [`describe`]).
+pub fn bounded_summary(text: &str) -> String {
+    cut(text, MAX_SUMMARY)
 }
 
 fn s<'a>(input: &'a Value, key: &str) -> Option<&'a str> {

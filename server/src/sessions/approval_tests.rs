@@ -126,3 +126,76 @@ fn web_and_mcp_calls() {
     assert_eq!(m.title, "Use create_issue of MCP server github");
     assert!(m.summary.contains("\"title\": \"t\""));
 }
+
+#[test]
+fn unreadable_targets_say_why_instead_of_failing() {
+    let d = tempfile::tempdir().unwrap();
+    let wt = d.path();
+    std::fs::create_dir(wt.join("dir")).unwrap();
+    nix::unistd::mkfifo(
+        &wt.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let edit = |p: &str| {
+        describe(
+            "Edit",
+            &json!({"file_path": wt.join(p), "old_string": "a", "new_string": "b"}),
+            wt,
+        )
+    };
+    // A directory, and a FIFO (opening it must not wait for a writer).
+    let dir = edit("dir");
+    assert_eq!(dir.title, "Edit dir");
+    assert!(dir.summary.contains("is a directory"), "{dir:?}");
+    assert!(dir.diff.is_none());
+    let fifo = describe(
+        "Write",
+        &json!({"file_path": wt.join("fifo"), "content": "x"}),
+        wt,
+    );
+    assert!(fifo.summary.contains("not a regular file"), "{fifo:?}");
+    assert!(fifo.diff.is_none());
+    // Mode 000: unreadable for anyone but root, who reads it anyway.
+    std::fs::write(wt.join("locked"), "a\n").unwrap();
+    std::fs::set_permissions(
+        wt.join("locked"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let locked = edit("locked");
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            locked.diff.unwrap().contains("+b"),
+            "root reads a mode-000 file"
+        );
+    } else {
+        assert!(locked.summary.contains("cannot read it"), "{locked:?}");
+        assert!(locked.diff.is_none());
+    }
+    // Control: a readable file is diffed.
+    std::fs::write(wt.join("plain"), "a\n").unwrap();
+    assert!(edit("plain").diff.unwrap().contains("-a\n+b"));
+}
+
+#[test]
+fn the_audit_line_holds_the_whole_summary() {
+    let command = format!("echo {}", "long-argument ".repeat(120));
+    let a = describe(
+        "Bash",
+        &json!({"command": command, "description": "Say a lot"}),
+        Path::new("/w"),
+    );
+    assert!(a.summary.chars().count() > 1500 && a.summary.chars().count() <= MAX_SUMMARY);
+    let line = a.audit_line();
+    assert_eq!(
+        line,
+        format!("Run a command: $ {command} · in /w · Say a lot"),
+        "one line, nothing cut"
+    );
+    assert!(!line.contains('\n'));
+    // A phone notification shows the start of it only.
+    let notice = notice_line(&line);
+    assert_eq!(notice.chars().count(), 501);
+    assert!(line.starts_with(notice.trim_end_matches('…')));
+}

@@ -31,11 +31,12 @@ impl SessionManager {
         let audit_line = match &questions {
             Some(q) => approval::Approval {
                 title: "Ask the owner".into(),
-                summary: q
-                    .iter()
-                    .map(|q| q.question.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" / "),
+                summary: approval::bounded_summary(
+                    &q.iter()
+                        .map(|q| q.question.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                ),
                 diff: None,
             }
             .audit_line(),
