@@ -50,8 +50,9 @@
 //!                             (pending ones are withdrawn)
 //!  any                       stop, detach TTL, delete            stopped          lifecycle
 //!                             (pending ones are withdrawn)
-//!  idle, running,            mitzod shuts down                   interrupted      lifecycle
-//!   requires_action
+//!  idle, running,            mitzod shuts down (its agent is     interrupted      lifecycle,
+//!   requires_action           stopped), or died: the row is                        store
+//!                             marked at the next start
 //! ```
 //!
 //! # Locks, in the order they may be taken
