@@ -109,6 +109,41 @@ fn an_unknown_user_is_refused_naming_its_variable() {
 }
 
 #[test]
+fn parse_only_reads_every_key_and_nothing_of_this_machine() {
+    let s = TestServer::new(Options::default());
+    // A user, credentials and a repo this machine does not have: what a
+    // NixOS build checks, for another machine, with no credentials at all.
+    let parse_only = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(mitzod_bin());
+        cmd.args(["check-config", "--parse-only", "--config"])
+            .arg(&s.config)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("MITZO_CREDSTORE_PATH");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let away = [
+        ("MITZOD_USER", "no-such-user-here"),
+        ("MITZOD_JWT_SECRET_FILE", "/nonexistent/jwt-secret"),
+        ("MITZOD_REPO_PATH", "/nonexistent/repo"),
+    ];
+    let out = parse_only(&away);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("parsed only"),
+        "says what it did not check"
+    );
+    // The control: the full check refuses the same configuration.
+    assert!(!check(&s, &away).status.success());
+    // A wrong key is still refused, naming it and the file.
+    append(&s, "idle_exti = \"30m\"");
+    let err = refused(&parse_only(&[]), "unknown field `idle_exti`");
+    assert!(err.contains(&s.config.display().to_string()), "{err}");
+}
+
+#[test]
 fn errors_say_file_or_variable() {
     let s = TestServer::new(Options::default());
     let err = refused(
@@ -192,7 +227,10 @@ fn repos_must_exist_be_git_repos_and_belong_to_the_service_user() {
     let mut env2 = env.to_vec();
     env2.push(("MITZOD_REPOS", &repos));
     ok(&check(&s, &env2));
-    if is_root() {
+    // A repo of another owner: only root can make one here.
+    if require_root(
+        "repos_must_exist_be_git_repos_and_belong_to_the_service_user: a repo of another owner",
+    ) {
         chown(&other, 0);
         let err = refused(&check(&s, &env2), "git refuses a repo of another owner");
         assert!(err.contains("environment variable MITZOD_REPOS"), "{err}");
