@@ -85,6 +85,19 @@ pub fn prepare(file: Option<&Path>, env: &[(String, String)]) -> Result<DevSetup
             .map_err(|e| {
                 StartupError::StateDir(format!("cannot create {}: {e}", state_dir.display()))
             })?;
+        // Secrets in plain files inside the user's repo: never in `git add -A`.
+        if is_git_repo(&cwd) {
+            match crate::git_exclude::add(&cwd, &format!("/{DEV_DIR}/")) {
+                Ok(Some(file)) => notes.push(format!(
+                    "{DEV_DIR}/ (secrets) added to {}: git status and `git add -A` leave it out",
+                    file.display()
+                )),
+                Ok(None) => {}
+                Err(e) => notes.push(format!(
+                    "WARNING: could not add {DEV_DIR}/ to .git/info/exclude ({e}); it holds                      secrets: keep it out of commits"
+                )),
+            }
+        }
         let jwt_path = state_dir.join(JWT_FILE);
         if config.jwt_secret_file.as_deref() == Some(&jwt_path) && !jwt_path.exists() {
             crate::state::write_atomic(&jwt_path, random_hex_token().expose(), 0o600, owner)?;

@@ -261,3 +261,60 @@ fn dev_state_dir_under_an_unreachable_path_still_works_as_root() {
     assert_eq!(r.status, 200);
     dev.stop();
 }
+
+fn porcelain(dir: &std::path::Path) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn dev_state_with_its_secrets_stays_out_of_git_status() {
+    let dir = open_tempdir();
+    git_init(dir.path());
+    std::fs::write(dir.path().join("README"), "demo\n").unwrap();
+    git(dir.path(), &["add", "README"]);
+    git(
+        dir.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@localhost",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
+    assert_eq!(porcelain(dir.path()), "");
+    let port = free_port();
+    let listen = format!("[\"127.0.0.1:{port}\"]");
+    let dev = start_dev_with(dir.path(), &[], &[("MITZOD_LISTEN", &listen)]);
+    let text = dev.lines.join("");
+    assert!(dir.path().join(".mitzo-dev/jwt-secret").exists());
+    assert_eq!(
+        porcelain(dir.path()),
+        "",
+        "`git add -A` would commit the dev secrets"
+    );
+    assert!(text.contains(".mitzo-dev/ (secrets) added to"), "{text}");
+    dev.stop();
+    // A second start adds nothing more.
+    let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap();
+    assert_eq!(exclude.matches("/.mitzo-dev/").count(), 1, "{exclude}");
+    let dev = start_dev_with(dir.path(), &[], &[("MITZOD_LISTEN", &listen)]);
+    assert!(!dev.lines.join("").contains("(secrets) added to"));
+    dev.stop();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap(),
+        exclude
+    );
+    // The control: without that line git lists the secrets' directory.
+    std::fs::write(dir.path().join(".git/info/exclude"), "").unwrap();
+    let listed = porcelain(dir.path());
+    assert!(listed.contains("?? .mitzo-dev/"), "{listed}");
+}
