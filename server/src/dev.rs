@@ -249,6 +249,42 @@ pub fn describe_agent(config: &Config) -> String {
     }
 }
 
+/// One line about the agents' network, from a namespace probe made as the
+/// user agents run as (`probed_as`): what sessions will get, or why they
+/// will be refused and what to do instead.
+pub fn describe_network(
+    config: &Config,
+    probe: std::result::Result<(), String>,
+    probed_as: &str,
+) -> String {
+    let network = config.agent.network;
+    if !network.isolated() {
+        return format!(
+            "agent.network = \"ports\": agents use the host's network, limited to TCP ports {:?}",
+            config.agent.allowed_connect_ports
+        );
+    }
+    match probe {
+        Ok(()) => format!(
+            "agent.network = {:?}: user and network namespaces are available to {probed_as}; \
+             each agent gets its own{}",
+            network.as_str(),
+            if network == crate::config::NetworkMode::Proxy {
+                ", reaching only agent.allowed_hosts through mitzod's proxy"
+            } else {
+                ", with no network"
+            }
+        ),
+        Err(why) => format!(
+            "agent.network = {:?} but (probed as {probed_as}) {why}; every session would be refused. \
+             Restart with MITZOD_AGENT__NETWORK=ports (agents then use the host's network, \
+             limited to TCP ports {:?})",
+            network.as_str(),
+            config.agent.allowed_connect_ports
+        ),
+    }
+}
+
 fn is_git_repo(dir: &Path) -> bool {
     dir.join(".git").exists()
 }

@@ -261,7 +261,29 @@ fn serve(
             ),
         }
     }
-    if config.agent.network.isolated() {
+    let mut network_note = None;
+    if dev_mode {
+        // Before serving, where the first session's fate is on screen; after
+        // the drop, so as the user agents run as.
+        let probe = if config.agent.network.isolated() {
+            mitzo_sandbox::netns::probe()
+        } else {
+            Ok(())
+        };
+        let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid {}", nix::unistd::Uid::effective()));
+        let refused = probe.is_err();
+        let line = dev::describe_network(&config, probe, &me);
+        if refused {
+            tracing::warn!("{line}");
+        } else {
+            tracing::info!("{line}");
+        }
+        network_note = Some(line);
+    } else if config.agent.network.isolated() {
         // The probe forks and creates namespaces (milliseconds): it only
         // informs the log, each session probes again before its agent
         // starts, so it runs beside start-up rather than before serving.
@@ -319,7 +341,11 @@ fn serve(
         );
     }
     if dev_mode {
-        for note in notes.iter().chain([&agent_line]) {
+        for note in notes
+            .iter()
+            .chain([&agent_line])
+            .chain(network_note.as_ref())
+        {
             eprintln!("mitzod --dev: {note}");
         }
         for addr in &config.listen {

@@ -144,6 +144,31 @@ fn parse_only_reads_every_key_and_nothing_of_this_machine() {
 }
 
 #[test]
+fn the_namespace_probe_runs_as_the_service_user() {
+    let s = TestServer::new(Options::default());
+    let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .unwrap()
+        .unwrap()
+        .name;
+    // As root with `user = "nobody"`, the probe switches to nobody: root may
+    // create namespaces where nobody may not.
+    let who = if is_root() { "nobody".to_string() } else { me };
+    let out = check(&s, &[]);
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!(
+            "agent.network = \"proxy\": user and network namespaces are available (probed as {who};"
+        )),
+        "{said}"
+    );
+    // Nothing to probe in "ports" mode.
+    let out = check(&s, &[("MITZOD_AGENT__NETWORK", "ports")]);
+    ok(&out);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("probed as"));
+}
+
+#[test]
 fn errors_say_file_or_variable() {
     let s = TestServer::new(Options::default());
     let err = refused(

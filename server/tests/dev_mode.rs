@@ -318,3 +318,101 @@ fn dev_state_with_its_secrets_stays_out_of_git_status() {
     let listed = porcelain(dir.path());
     assert!(listed.contains("?? .mitzo-dev/"), "{listed}");
 }
+
+/// `serve --dev` in a user namespace of its own (as `nobody` when the tests
+/// run as root), where `user.max_user_namespaces` is 0 when `block` is set:
+/// no process there, whatever its privileges, can create another user
+/// namespace, as under a unit or kernel that forbids them. Returns the
+/// start-up output up to "listening on".
+fn dev_in_own_userns(dir: &std::path::Path, block: bool) -> String {
+    use std::io::BufRead;
+    let limit = if block {
+        "echo 0 > /proc/sys/user/max_user_namespaces && "
+    } else {
+        ""
+    };
+    let script =
+        format!("{limit}exec setpriv --inh-caps=-all --ambient-caps=-all -- \"$0\" serve --dev");
+    let mut cmd = if is_root() {
+        let (uid, gid) = nobody_ids();
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "--",
+            "unshare",
+        ]);
+        c
+    } else {
+        Command::new("unshare")
+    };
+    let port = free_port();
+    cmd.args(["--user", "--map-current-user", "--keep-caps", "sh", "-c"])
+        .arg(&script)
+        .arg(mitzod_bin())
+        .current_dir(dir)
+        .env("MITZOD_LISTEN", format!("[\"127.0.0.1:{port}\"]"))
+        .env_remove("LISTEN_FDS")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        text.push_str(&line);
+        if line.contains("mitzod --dev: listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[test]
+fn dev_mode_says_before_serving_whether_agents_get_their_namespaces() {
+    let dir = open_tempdir();
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["nobody:"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // The control: namespaces available, and said so before serving.
+    let text = dev_in_own_userns(dir.path(), false);
+    let said = text
+        .find(
+            "mitzod --dev: agent.network = \"proxy\": user and network namespaces are available to",
+        )
+        .unwrap_or_else(|| panic!("{text}"));
+    let serving = text
+        .find("mitzod --dev: listening on")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(said < serving, "{text}");
+    assert!(!text.contains("MITZOD_AGENT__NETWORK=ports"), "{text}");
+    // Namespaces forbidden: said before serving, with the way out.
+    let text = dev_in_own_userns(dir.path(), true);
+    let said = text
+        .find("mitzod --dev: agent.network = \"proxy\" but (probed as ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let serving = text
+        .find("mitzod --dev: listening on")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(said < serving, "{text}");
+    assert!(
+        text.contains("every session would be refused. Restart with MITZOD_AGENT__NETWORK=ports"),
+        "{text}"
+    );
+    if is_root() {
+        assert!(text.contains("(probed as nobody)"), "{text}");
+    }
+}
