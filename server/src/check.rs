@@ -54,8 +54,9 @@ pub fn run(config: &Config, file_only: bool) -> Report {
         },
     }
 
-    if let Err(e) = credentials::load(config) {
-        r.problems.push(e.to_string());
+    if let Err(problems) = credentials::load_all(config) {
+        r.problems
+            .extend(problems.into_iter().map(|e| e.to_string()));
     }
     if file_only {
         return r;

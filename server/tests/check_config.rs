@@ -169,6 +169,70 @@ fn the_namespace_probe_runs_as_the_service_user() {
 }
 
 #[test]
+fn every_credential_problem_is_reported_with_where_its_file_came_from() {
+    let s = TestServer::new(Options::default());
+    // Three wrong credentials from three places: the file's key, a variable,
+    // and systemd's credentials directory.
+    let jwt = s.dir.path().join("jwt-secret");
+    std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let creds = s.dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("anthropic-api-key"), "").unwrap();
+    let creds = creds.to_str().unwrap().to_string();
+    let env = [
+        ("MITZOD_PASSPHRASE_HASH", "not-a-phc-string"),
+        ("CREDENTIALS_DIRECTORY", creds.as_str()),
+    ];
+    let out = check(&s, &env);
+    let err = refused(&out, "readable by group or others");
+    let config = s.config.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "key `jwt_secret_file` in {config}: {}",
+            jwt.display()
+        )),
+        "{err}"
+    );
+    refused(&out, "environment variable MITZOD_PASSPHRASE_HASH (key `passphrase_hash`): not a PHC hash string");
+    refused(
+        &out,
+        "systemd credential `anthropic-api-key` ($CREDENTIALS_DIRECTORY, from LoadCredential=)",
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("mitzod: ")).count(),
+        3,
+        "three problems, one line each: {err}"
+    );
+    // serve refuses with all three too, not only the first.
+    let mut cmd = s.command();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let served = cmd.output().unwrap();
+    assert!(!served.status.success());
+    let said = stderr(&served);
+    for needle in [
+        "key `jwt_secret_file` in",
+        "environment variable MITZOD_PASSPHRASE_HASH",
+        "systemd credential `anthropic-api-key`",
+    ] {
+        assert_eq!(
+            said.matches(needle).count(),
+            1,
+            "{needle:?} once in: {said}"
+        );
+    }
+    // The control: each fixed, nothing is said.
+    std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        s.dir.path().join("creds/anthropic-api-key"),
+        "sk-test-key\n",
+    )
+    .unwrap();
+    ok(&check(&s, &[("CREDENTIALS_DIRECTORY", creds.as_str())]));
+}
+
+#[test]
 fn errors_say_file_or_variable() {
     let s = TestServer::new(Options::default());
     let err = refused(
