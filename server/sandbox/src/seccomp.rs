@@ -349,9 +349,7 @@ mod tests {
                 c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => pc += jump(a == i.k),
                 c if c == libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K => pc += jump(a > i.k),
                 c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => pc += jump(a >= i.k),
-                c if c == libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K => {
-                    pc += jump(a & i.k != 0)
-                }
+                c if c == libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K => pc += jump(a & i.k != 0),
                 c if c == libc::BPF_RET | libc::BPF_K => return i.k,
                 other => panic!("instruction {other:#x} at {}", pc - 1),
             }
@@ -409,7 +407,11 @@ mod tests {
         assert_eq!(run(&p, &x32_socket), EPERM);
         // Control: without the guard, the x32 numbers match no rule.
         let unguarded = compile_rules().unwrap();
-        assert_eq!(p.len(), unguarded.len() + 3, "the guard is three instructions");
+        assert_eq!(
+            p.len(),
+            unguarded.len() + 3,
+            "the guard is three instructions"
+        );
         assert_eq!(run(&unguarded, &x32_getpid), ALLOW);
         assert_eq!(run(&unguarded, &x32_socket), ALLOW);
 
