@@ -546,38 +546,90 @@ fn public_url_origin_and_tls_headers() {
 #[test]
 fn security_headers_on_every_response() {
     let s = TestServer::start_default();
+    let mut answers = Vec::new();
     for (path, status) in [
         ("/healthz", 200),
         ("/api/version", 200),
         ("/api/auth/check", 401),
         ("/nope", 404),
     ] {
-        let r = s.get(path, &[]);
-        assert_eq!(r.status, status, "{path}");
+        answers.push((path.to_string(), s.get(path, &[]), status));
+    }
+    // The guards' refusals: a foreign Host (DNS rebinding), a foreign Origin.
+    answers.push((
+        "foreign Host".into(),
+        s.get("/api/version", &[("Host", "evil.example")]),
+        403,
+    ));
+    answers.push((
+        "foreign Origin".into(),
+        s.post(
+            "/api/auth/logout",
+            &[("Origin", "https://evil.example")],
+            "{}",
+        ),
+        403,
+    ));
+    // A body over the limit, refused by its declared length.
+    let head = format!(
+        "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        s.port,
+        64 * 1024 * 1024
+    );
+    answers.push(("413".into(), request_raw(s.addr(), head.as_bytes()), 413));
+    // The login limiter (5 a minute per address).
+    let wrong = br#"{"passphrase":"wrong"}"#;
+    let login = || {
+        request_from(
+            Ipv4Addr::new(127, 0, 0, 31),
+            s.addr(),
+            "POST",
+            "/api/auth/login",
+            &[("Content-Type", "application/json")],
+            wrong,
+        )
+    };
+    for i in 0..5 {
+        assert_eq!(login().status, 401, "attempt {i}");
+    }
+    answers.push(("429".into(), login(), 429));
+    for (what, r, status) in &answers {
+        assert_eq!(r.status, *status, "{what}: {}", r.text());
         assert!(
             r.header("content-security-policy")
-                .unwrap()
+                .unwrap_or_else(|| panic!("{what}: no CSP"))
                 .contains("default-src 'none'"),
-            "{path}"
+            "{what}"
         );
         assert_eq!(
             r.header("x-content-type-options"),
             Some("nosniff"),
-            "{path}"
+            "{what}"
         );
-        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
-        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
         assert!(
             r.header("content-type")
-                .unwrap()
+                .unwrap_or_else(|| panic!("{what}: no content type"))
                 .starts_with("application/json"),
-            "{path}"
+            "{what}"
         );
         assert!(
             r.header("strict-transport-security").is_none(),
             "no HSTS over plain http"
         );
     }
+    // An over-long URI: hyper answers 414 itself, with an empty body.
+    let long = format!(
+        "GET /api/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        "a".repeat(70_000),
+        s.port
+    );
+    let r = request_raw(s.addr(), long.as_bytes());
+    eprintln!("long URI: {} {:?}", r.status, r.headers);
+    assert_eq!(r.status, 414);
+    assert!(r.body.is_empty(), "{}", r.text());
     let v = s.get("/api/version", &[]).json();
     let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     keys.sort();
