@@ -543,6 +543,85 @@ fn public_url_origin_and_tls_headers() {
     );
 }
 
+/// A client that goes away while argon2 checks its passphrase still has
+/// its failure counted: 9 wrong logins answered, then one whose client
+/// hangs up at once; that 10th failure engages the global lock, so the
+/// right passphrase is then refused. (Had it not counted, it would log in.)
+#[test]
+fn a_login_abandoned_mid_verification_still_counts() {
+    use std::io::Write;
+    let s = TestServer::start_default();
+    let wrong = br#"{"passphrase":"wrong"}"#;
+    let from = |ip: Ipv4Addr, body: &[u8]| {
+        request_from(
+            ip,
+            s.addr(),
+            "POST",
+            "/api/auth/login",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    };
+    for i in 0..9u8 {
+        let r = from(Ipv4Addr::new(127, 0, 2, 1 + i / 4), wrong);
+        assert_eq!(r.status, 401, "attempt {i}: {}", r.text());
+    }
+    let gone = [Ipv4Addr::new(127, 0, 2, 51)];
+    for ip in gone {
+        let mut c = connect_from(ip, s.addr());
+        let req = format!(
+            "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            s.port,
+            wrong.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        c.write_all(wrong).unwrap();
+        // Hang up (our side), then wait for the server to drop the
+        // connection: by then the attempt has been admitted and abandoned.
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c, &mut answer);
+        assert!(
+            answer.is_empty(),
+            "answered, not abandoned: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // While it is verified the limiter answers "busy" (Retry-After 1); then
+    // the lock (30 s), or 200 had it not been counted.
+    let mut answer = None;
+    for i in 0..1000u32 {
+        let r = from(
+            Ipv4Addr::new(127, 0, 3 + (i / 200) as u8, 1 + (i % 200) as u8),
+            format!("{{\"passphrase\":\"{PASSPHRASE}\"}}").as_bytes(),
+        );
+        let busy = r.status == 429 && r.header("retry-after") == Some("1");
+        if !busy {
+            answer = Some(r);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = answer.expect("the abandoned attempt never finished");
+    assert_eq!(
+        r.status,
+        429,
+        "the abandoned failure was not counted: {}",
+        r.text()
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 1, "the global lock: {retry}");
+    // They were abandoned: their handlers never got to log the failure.
+    let log = s.log_text();
+    for ip in gone {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("login failed") && l.contains(&ip.to_string())),
+            "{ip} was answered, not abandoned: {log}"
+        );
+    }
+}
+
 #[test]
 fn security_headers_on_every_response() {
     let s = TestServer::start_default();
