@@ -372,6 +372,29 @@ fn escape_table() {
         .control(),
     ];
     rows.extend(seccomp_rows(&fx, other_port, &outside));
+    // An abstract Unix socket created outside: Landlock's scoping (ABI 6).
+    let abstract_name = format!("mitzod-escape-{me}");
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+    };
+    if mitzo_sandbox::landlock_abi().version.unwrap_or(0) >= 6 {
+        let helper = fx.wt.join("escape_helper.py");
+        rows.push(
+            row(
+                "connect to an abstract Unix socket created outside",
+                format!(
+                    "/usr/bin/python3 {} abstract_connect {abstract_name}",
+                    q(&helper)
+                ),
+                Expect::Denied,
+            )
+            .control(),
+        );
+    } else {
+        eprintln!("SKIPPED the abstract socket row: Landlock ABI < 6 has no scoping");
+    }
 
     let config_before = std::fs::read_to_string(fx.repo.join(".git/config")).unwrap();
     let mut failures = Vec::new();
@@ -486,6 +509,99 @@ fn escape_table() {
         "the repo's git config is unchanged"
     );
     let _ = &fx.root;
+}
+
+/// What every sandboxed process starts with, read from its own
+/// `/proc/<pid>/status` and `limits`: no capability in any set,
+/// `no_new_privs`, the seccomp filter, a core-file limit of 0, and a session
+/// of its own. Control: the same reading of an unsandboxed child of this
+/// test (with a core limit raised first) shows the opposite.
+#[test]
+fn sandboxed_processes_hold_no_privileges_and_dump_no_core() {
+    let _g = serial();
+    if !landlock_or_skip("sandboxed_processes_hold_no_privileges_and_dump_no_core") {
+        return;
+    }
+    let fx = Fx::new();
+    // Let this process (and so an unsandboxed child) dump cores, so a 0 in
+    // the sandbox is the sandbox's doing.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) };
+    let want = 1 << 20;
+    if lim.rlim_max != libc::RLIM_INFINITY && lim.rlim_max < want {
+        lim.rlim_max = want;
+    }
+    lim.rlim_cur = want;
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) },
+        0,
+        "raising RLIMIT_CORE: {}",
+        std::io::Error::last_os_error()
+    );
+    let script = "cat /proc/$$/status /proc/$$/limits; echo \"Pid $$\"; echo \"Sid $(cut -d' ' -f6 /proc/$$/stat)\"";
+    let read = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |name: &str| -> String {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim_start_matches(':').trim().to_string())
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        let core = field("Max core file size");
+        let fields = [
+            "CapInh",
+            "CapPrm",
+            "CapEff",
+            "CapBnd",
+            "CapAmb",
+            "NoNewPrivs",
+            "Seccomp",
+        ]
+        .map(|f| (f, field(f)));
+        (
+            fields,
+            core.split_whitespace().next().unwrap().to_string(),
+            field("Pid") == field("Sid"),
+        )
+    };
+    let (fields, core, leader) = read(fx.sandboxed(script));
+    for (name, value) in &fields {
+        let want = match *name {
+            "NoNewPrivs" => "1",
+            "Seccomp" => "2",
+            _ => "0000000000000000",
+        };
+        assert_eq!(value, want, "{name} in the sandbox");
+    }
+    assert_eq!(core, "0", "core-file limit in the sandbox");
+    assert!(leader, "the sandboxed process leads a session of its own");
+
+    let out = Command::new("/bin/sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (fields, core, leader) = read(out);
+    let get = |n: &str| fields.iter().find(|(f, _)| *f == n).unwrap().1.clone();
+    assert_eq!(get("NoNewPrivs"), "0", "control");
+    assert_eq!(get("Seccomp"), "0", "control");
+    if mitzo_testkit::is_root() {
+        assert_ne!(
+            get("CapEff"),
+            "0000000000000000",
+            "control: root's capabilities"
+        );
+    }
+    assert_ne!(core, "0", "control: the core-file limit");
+    assert!(!leader, "control: a plain child shares our session");
 }
 
 /// A key in the uid's user keyring and a SysV shared-memory segment,
