@@ -622,6 +622,82 @@ fn a_login_abandoned_mid_verification_still_counts() {
     }
 }
 
+/// Every API route mitzod serves, without any credential: only the login,
+/// `/healthz`, `/api/version` and the one-tap endpoint (whose credential is
+/// the capability it carries) answer anything but 401.
+#[test]
+fn every_other_route_needs_a_credential() {
+    let s = TestServer::start_default();
+    let open = [
+        ("GET", "/healthz", "", 200),
+        ("GET", "/api/version", "", 200),
+        ("POST", "/api/auth/login", r#"{"passphrase":"wrong"}"#, 401),
+        (
+            "POST",
+            "/api/permission/p1/respond",
+            r#"{"decision":"deny"}"#,
+            403,
+        ),
+    ];
+    for (method, path, body, want) in open {
+        let h = [("Content-Type", "application/json")];
+        let r = request(s.addr(), method, path, &h, body.as_bytes());
+        assert_eq!(r.status, want, "{method} {path}: {}", r.text());
+    }
+    let closed = [
+        ("POST", "/api/auth/logout"),
+        ("POST", "/api/auth/logout-all"),
+        ("GET", "/api/auth/check"),
+        ("GET", "/api/files/roots"),
+        ("GET", "/api/files/list?dir=."),
+        ("GET", "/api/files/read?path=a"),
+        ("GET", "/api/files/raw?path=a"),
+        ("PUT", "/api/files/write"),
+        ("GET", "/api/repos"),
+        ("POST", "/api/repos/open"),
+        ("POST", "/api/repos/fetch"),
+        ("POST", "/api/repos/close"),
+        ("GET", "/api/config"),
+        ("POST", "/api/sessions"),
+        ("GET", "/api/sessions"),
+        ("GET", "/api/sessions/active"),
+        ("GET", "/api/sessions/2026-01-01-000000000000/meta"),
+        ("GET", "/api/sessions/2026-01-01-000000000000/events"),
+        ("DELETE", "/api/sessions/2026-01-01-000000000000"),
+        ("PATCH", "/api/sessions/2026-01-01-000000000000"),
+        ("POST", "/api/chat/permission"),
+        ("GET", "/api/audit"),
+        ("GET", "/api/tasks"),
+        ("POST", "/api/tasks"),
+        ("GET", "/api/tasks/t1"),
+        ("PATCH", "/api/tasks/t1"),
+        ("DELETE", "/api/tasks/t1"),
+        ("POST", "/api/tasks/t1/approve"),
+        ("POST", "/api/tasks/t1/reject"),
+        ("POST", "/api/internal/task-tools/set"),
+        ("POST", "/api/internal/task-tools/complete"),
+        ("GET", "/api/internal/task-tools/status"),
+        ("POST", "/api/internal/task-tools/block"),
+        ("POST", "/api/internal/task-tools/artifact"),
+        ("POST", "/api/signals/resolve"),
+        ("GET", "/ws/chat"),
+    ];
+    for (method, path) in closed {
+        let r = request(
+            s.addr(),
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            b"{}",
+        );
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
+    }
+    // The same routes do answer with a credential (they exist as listed).
+    let internal = s.internal_token();
+    let r = s.get("/api/sessions", &[("X-Internal-Token", &internal)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[test]
 fn security_headers_on_every_response() {
     let s = TestServer::start_default();
