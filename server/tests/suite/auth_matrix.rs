@@ -622,9 +622,30 @@ fn a_login_abandoned_mid_verification_still_counts() {
     }
 }
 
+/// The route paths under `/api` and `/ws` in the router's source
+/// (`server/src/http/*.rs`: each `.route("PATH", ...)`).
+fn api_routes_in_source() -> std::collections::BTreeSet<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut out = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for (i, _) in text.match_indices(".route(") {
+            let rest = text[i + ".route(".len()..].trim_start();
+            if let Some(lit) = rest.strip_prefix('"') {
+                let path = &lit[..lit.find('"').unwrap()];
+                if path.starts_with("/api/") || path.starts_with("/ws/") {
+                    out.insert(path.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every API route mitzod serves, without any credential: only the login,
 /// `/healthz`, `/api/version` and the one-tap endpoint (whose credential is
-/// the capability it carries) answer anything but 401.
+/// the capability it carries) answer anything but 401. The list is checked
+/// against the router's source, so a new route must be added here.
 #[test]
 fn every_other_route_needs_a_credential() {
     let s = TestServer::start_default();
@@ -634,24 +655,19 @@ fn every_other_route_needs_a_credential() {
         ("POST", "/api/auth/login", r#"{"passphrase":"wrong"}"#, 401),
         (
             "POST",
-            "/api/permission/p1/respond",
+            "/api/permission/{perm_id}/respond",
             r#"{"decision":"deny"}"#,
             403,
         ),
     ];
-    for (method, path, body, want) in open {
-        let h = [("Content-Type", "application/json")];
-        let r = request(s.addr(), method, path, &h, body.as_bytes());
-        assert_eq!(r.status, want, "{method} {path}: {}", r.text());
-    }
     let closed = [
         ("POST", "/api/auth/logout"),
         ("POST", "/api/auth/logout-all"),
         ("GET", "/api/auth/check"),
         ("GET", "/api/files/roots"),
-        ("GET", "/api/files/list?dir=."),
-        ("GET", "/api/files/read?path=a"),
-        ("GET", "/api/files/raw?path=a"),
+        ("GET", "/api/files/list"),
+        ("GET", "/api/files/read"),
+        ("GET", "/api/files/raw"),
         ("PUT", "/api/files/write"),
         ("GET", "/api/repos"),
         ("POST", "/api/repos/open"),
@@ -661,19 +677,19 @@ fn every_other_route_needs_a_credential() {
         ("POST", "/api/sessions"),
         ("GET", "/api/sessions"),
         ("GET", "/api/sessions/active"),
-        ("GET", "/api/sessions/2026-01-01-000000000000/meta"),
-        ("GET", "/api/sessions/2026-01-01-000000000000/events"),
-        ("DELETE", "/api/sessions/2026-01-01-000000000000"),
-        ("PATCH", "/api/sessions/2026-01-01-000000000000"),
+        ("GET", "/api/sessions/{id}/meta"),
+        ("GET", "/api/sessions/{id}/events"),
+        ("DELETE", "/api/sessions/{id}"),
+        ("PATCH", "/api/sessions/{id}"),
         ("POST", "/api/chat/permission"),
         ("GET", "/api/audit"),
         ("GET", "/api/tasks"),
         ("POST", "/api/tasks"),
-        ("GET", "/api/tasks/t1"),
-        ("PATCH", "/api/tasks/t1"),
-        ("DELETE", "/api/tasks/t1"),
-        ("POST", "/api/tasks/t1/approve"),
-        ("POST", "/api/tasks/t1/reject"),
+        ("GET", "/api/tasks/{id}"),
+        ("PATCH", "/api/tasks/{id}"),
+        ("DELETE", "/api/tasks/{id}"),
+        ("POST", "/api/tasks/{id}/approve"),
+        ("POST", "/api/tasks/{id}/reject"),
         ("POST", "/api/internal/task-tools/set"),
         ("POST", "/api/internal/task-tools/complete"),
         ("GET", "/api/internal/task-tools/status"),
@@ -682,17 +698,46 @@ fn every_other_route_needs_a_credential() {
         ("POST", "/api/signals/resolve"),
         ("GET", "/ws/chat"),
     ];
+    let listed: std::collections::BTreeSet<String> = open
+        .iter()
+        .map(|r| r.1)
+        .chain(closed.iter().map(|r| r.1))
+        .map(String::from)
+        .collect();
+    let source = api_routes_in_source();
+    let unlisted: Vec<_> = source.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "routes this test does not list: {unlisted:?}"
+    );
+    let gone: Vec<_> = listed
+        .iter()
+        .filter(|p| *p != "/healthz" && !source.contains(*p))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "listed, not in the router's source: {gone:?}"
+    );
+    let concrete = |template: &str| {
+        let p = template
+            .replace("{id}", "2026-01-01-000000000000")
+            .replace("{perm_id}", "p1");
+        if p.starts_with("/api/files/") && p != "/api/files/roots" && p != "/api/files/write" {
+            format!("{p}?path=a&dir=.")
+        } else {
+            p
+        }
+    };
+    let h = [("Content-Type", "application/json")];
+    for (method, path, body, want) in open {
+        let r = request(s.addr(), method, &concrete(path), &h, body.as_bytes());
+        assert_eq!(r.status, want, "{method} {path}: {}", r.text());
+    }
     for (method, path) in closed {
-        let r = request(
-            s.addr(),
-            method,
-            path,
-            &[("Content-Type", "application/json")],
-            b"{}",
-        );
+        let r = request(s.addr(), method, &concrete(path), &h, b"{}");
         assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
     }
-    // The same routes do answer with a credential (they exist as listed).
+    // They exist as listed: with a credential, a listed route answers.
     let internal = s.internal_token();
     let r = s.get("/api/sessions", &[("X-Internal-Token", &internal)]);
     assert_eq!(r.status, 200, "{}", r.text());
