@@ -514,8 +514,33 @@ pub fn merge(git: &Git, t: &ReviewTarget) -> Result<Merged> {
             short(&m.head)
         )));
     }
-    merge_base(git, &m)?;
+    let base = merge_base(git, &m)?;
     let repo = &m.repo;
+    // `.mitzo/` in the main work tree holds every session's checkout: a
+    // merge that wrote there would write into other sessions' directories.
+    let touches = git.output_confined(
+        &reading(git, repo),
+        &[
+            "diff",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--end-of-options",
+            &base,
+            &m.head,
+            "--",
+            ".mitzo",
+        ],
+        PLAIN,
+    )?;
+    if !touches.status.success() || !touches.stdout.is_empty() {
+        return Err(Error::Conflict(format!(
+            "{} changes files under .mitzo/, where mitzod keeps the session checkouts; not merged",
+            m.branch
+        )));
+    }
     let rc = reading(git, repo);
     let in_progress = git.output_confined(
         &rc,

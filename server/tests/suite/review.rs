@@ -285,6 +285,17 @@ fn merge_refusals_leave_the_main_checkout_as_it_was() {
     assert_eq!(v["files"][0]["path"], "README.md");
     assert_eq!(v["upToDate"], false);
 
+    // A branch that writes under .mitzo/ (every session's checkout lives
+    // there) is refused, nothing written.
+    let (id2, wt2) = f.session();
+    std::fs::create_dir_all(wt2.join(".mitzo/checkouts")).unwrap();
+    agent_commit(&wt2, &[(".mitzo/checkouts/planted", "x\n")], "Plant");
+    let r = f.merge(&id2);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.error().contains("under .mitzo/"), "{}", r.error());
+    assert!(!repo.join(".mitzo/checkouts/planted").exists());
+    assert_eq!(f.main_head(), owner_commit);
+
     // Unknown and malformed sessions.
     let r = f.review("2026-01-02-0123456789ab");
     assert_eq!(r.status, 404, "{}", r.text());
