@@ -560,7 +560,7 @@ try {
     }
   });
 
-  await test("phone: a session's work reviewed and merged from its chat, the refusal's reason shown, axe clean", async () => {
+  await test("phone: a session's work reviewed and merged from the session list's menu, the refusal's reason shown, axe clean", async () => {
     const s = await Server.start();
     let passed = false;
     try {
@@ -587,8 +587,10 @@ try {
       try {
         const page = w.page;
         await login(page, s.origin);
-        await page.goto(`${s.origin}/s/${encodeURIComponent(id)}`);
-        await page.getByRole("button", { name: "Review", exact: true }).click();
+        // Opened from the session list's menu.
+        const row = page.locator(".session-list li", { has: page.locator(`a[href="/s/${id}"]`) });
+        await row.locator("summary").click();
+        await row.getByRole("button", { name: "Review", exact: true }).click();
         await page.waitForURL(/\/review$/, { timeout: T });
         const view = page.getByRole("region", { name: "Review" });
         await view.locator(".review-commits li", { hasText: "Add <b>reviewed</b> notes <img src=x onerror=alert(2)>" }).waitFor({ timeout: T });

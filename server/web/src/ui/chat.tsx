@@ -114,9 +114,6 @@ export function Chat({ id }: { id: string }) {
         </div>
         {HAS_RENAME && <Rename id={id} title={t.title} />}
         <ModeSwitch id={id} mode={t.mode} />
-        <button type="button" onClick={() => nav(`/s/${encodeURIComponent(id)}/review`)}>
-          Review
-        </button>
         <button type="button" class="danger" disabled={!running} onClick={() => ws.send({ type: "stop", sessionId: id })}>
           Stop
         </button>
