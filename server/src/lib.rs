@@ -12,6 +12,7 @@ pub mod egress;
 pub mod error;
 pub mod files;
 pub mod git;
+pub mod git_exclude;
 pub(crate) mod health;
 pub(crate) mod http;
 pub mod logging;
