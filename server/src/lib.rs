@@ -22,6 +22,7 @@ pub(crate) mod permissions;
 pub mod privileges;
 pub(crate) mod program;
 pub mod repo_config;
+pub mod review;
 pub mod secret;
 pub mod sessions;
 pub mod state;

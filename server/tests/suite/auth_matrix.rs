@@ -15,6 +15,8 @@ const OWNER_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/logout"),
     ("POST", "/api/auth/logout-all"),
     ("GET", "/api/files/raw?path=a.txt"),
+    ("GET", "/api/sessions/2026-01-02-0123456789ab/review"),
+    ("POST", "/api/sessions/2026-01-02-0123456789ab/merge"),
 ];
 
 fn now() -> i64 {
