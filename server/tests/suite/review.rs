@@ -307,7 +307,7 @@ fn merge_refusals_leave_the_main_checkout_as_it_was() {
     // Owner only: no credential, the internal token and a session's own
     // token (the agent's) are refused, and nothing moves.
     let internal = f.s.internal.clone();
-    let (agent_session, agent_token) = agent_token(&f.s);
+    let (agent_session, agent_token) = f.s.session_with_token();
     let agent_bearer = format!("Bearer {agent_token}");
     for sid in [id.as_str(), agent_session.as_str()] {
         for (who, auth, status) in [
@@ -326,19 +326,6 @@ fn merge_refusals_leave_the_main_checkout_as_it_was() {
         }
     }
     assert_eq!(f.main_head(), owner_commit);
-}
-
-/// The agent's session token, read from its environment (fake agent `env`).
-fn agent_token(s: &SessionServer) -> (String, String) {
-    let r = s.create(json!({"source": "test", "initialPrompt": "env"}));
-    let id = r.json()["sessionId"].as_str().unwrap().to_string();
-    let env = text_of(&s.wait_event(&id, |e| e["type"] == "result"));
-    let token = env
-        .lines()
-        .find_map(|l| l.strip_prefix("MITZO_SESSION_TOKEN="))
-        .unwrap_or_else(|| panic!("no token in {env}"))
-        .to_string();
-    (id, token)
 }
 
 /// The agent plants programs in its checkout's git dir (`core.fsmonitor`,

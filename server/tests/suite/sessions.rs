@@ -862,27 +862,14 @@ fn ws_needs_the_owner() {
     assert_eq!(s.get("/ws/chat", &h).status, 403);
 }
 
-/// The agent's session token, read from its environment (fake agent `env`).
-fn session_token(s: &SessionServer) -> (String, String) {
-    let r = s.create(json!({"source": "test", "initialPrompt": "env"}));
-    let id = r.json()["sessionId"].as_str().unwrap().to_string();
-    let env = text_of(&s.wait_event(&id, |e| e["type"] == "result"));
-    let token = env
-        .lines()
-        .find_map(|l| l.strip_prefix("MITZO_SESSION_TOKEN="))
-        .unwrap_or_else(|| panic!("no token in {env}"))
-        .to_string();
-    (id, token)
-}
-
 #[test]
 fn session_tokens_reach_only_their_own_tasks() {
     if !landlock_or_skip("session_tokens_reach_only_their_own_tasks") {
         return;
     }
     let s = start("");
-    let (a_id, a) = session_token(&s);
-    let (b_id, b) = session_token(&s);
+    let (a_id, a) = s.session_with_token();
+    let (b_id, b) = s.session_with_token();
     let a_auth = format!("Bearer {a}");
     let b_auth = format!("Bearer {b}");
     let r = s.server.post(
@@ -1067,7 +1054,7 @@ fn agents_cannot_approve_their_own_work() {
         return;
     }
     let s = start("");
-    let (_, token) = session_token(&s);
+    let (_, token) = s.session_with_token();
     let bearer = format!("Bearer {token}");
     for kind in ["human_approval", "gh_review"] {
         let body = json!({"type": kind, "status": "approved", "repo": "o/r", "pr": 1}).to_string();
