@@ -23,6 +23,23 @@ let
   dropNulls =
     v: if lib.isAttrs v then lib.mapAttrs (_: dropNulls) (lib.filterAttrs (_: x: x != null) v) else v;
   configFile = settingsFormat.generate "mitzod.toml" (dropNulls cfg.settings);
+  # The file the service reads: the generated one, once mitzod has read it
+  # the way `serve` does, so that a wrong key or value in the freeform
+  # settings fails `nixos-rebuild` (the build of this derivation) rather than
+  # the service's start. --parse-only: nothing of the build machine (its
+  # accounts, paths, credentials) is looked at.
+  checkedConfigFile =
+    if cfg.checkConfig then
+      pkgs.runCommand "mitzod.toml"
+        {
+          passthru.unchecked = configFile;
+        }
+        ''
+          ${lib.getExe cfg.package} check-config --parse-only --config ${configFile}
+          install -m 0444 ${configFile} "$out"
+        ''
+    else
+      configFile;
 
   inherit (lib) mkOption types;
 
@@ -36,11 +53,26 @@ let
     inStore = false;
   };
 
-  # mitzod.socket's ListenStream=: IP:PORT (IPv6 in brackets).
-  listenPattern = "([[][0-9A-Fa-f:.]+[]]|[0-9.]+):[0-9]+";
-  listenAddress = described "IP:PORT address such as 127.0.0.1:3100 or [::1]:3100" (
-    types.strMatching listenPattern
-  );
+  # mitzod.socket's ListenStream=: IP:PORT (IPv6 in brackets); the IPv4
+  # octets at most 255 and the port 1 to 65535, checked below.
+  listenPattern = "([[][0-9A-Fa-f:.]+[]]|[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}):([0-9]{1,5})";
+  # Leading zeros dropped first: lib.toInt refuses them.
+  decimal = s: lib.toInt (lib.head (builtins.match "0*([0-9]+)" s));
+  listenInRange =
+    address:
+    let
+      m = builtins.match listenPattern address;
+      host = lib.elemAt m 0;
+      port = decimal (lib.elemAt m 1);
+      octets = lib.splitString "." host;
+    in
+    m != null
+    && port >= 1
+    && port <= 65535
+    && (lib.hasPrefix "[" host || lib.all (o: decimal o <= 255) octets);
+  listenAddress =
+    described "IP:PORT address such as 127.0.0.1:3100 or [::1]:3100 (IPv4 octets 0-255, port 1-65535)"
+      (types.addCheck (types.strMatching listenPattern) listenInRange);
   isLoopback = address: lib.hasPrefix "127." address || lib.hasPrefix "[::1]:" address;
   tcpPort = address: lib.toInt (lib.last (lib.splitString ":" address));
 
@@ -214,6 +246,18 @@ in
       '';
     };
 
+    checkConfig = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Read the generated mitzod.toml with `mitzod check-config --parse-only`
+        when the system is built, so that a wrong key or value in
+        {option}`services.mitzo.settings` fails the build instead of the
+        service's start. Turn off only where the package cannot run on the
+        build machine (cross compilation).
+      '';
+    };
+
     agent.package = mkOption {
       type = types.nullOr types.package;
       default = null;
@@ -370,6 +414,17 @@ in
                     default = 10;
                     description = "How long a permission waits before it is pushed.";
                   };
+                  one_tap = mkOption {
+                    type = types.bool;
+                    default = false;
+                    description = ''
+                      Allow and deny actions in the notification itself. They
+                      are offered only with an access token (the credential
+                      `ntfy-token` or {option}`token_file`): whoever can read
+                      the topic could otherwise approve. Off: the notification
+                      links to the approval in the web app.
+                    '';
+                  };
                 };
               }
             );
@@ -478,14 +533,17 @@ in
 
     systemd.services.mitzod = {
       # Started by its socket; restarted when its configuration changes.
-      restartTriggers = [ configFile ];
+      restartTriggers = [ checkedConfigFile ];
       path = cfg.agent.extraPackages ++ lib.optional (cfg.agent.package != null) cfg.agent.package;
       environment = {
-        MITZOD_CONFIG = "${configFile}";
+        MITZOD_CONFIG = "${checkedConfigFile}";
         # What the unit's STATE_DIRECTORY says; the config's state_dir wins
         # anyway, this keeps the two from disagreeing.
         STATE_DIRECTORY = stateDir;
       };
+      # Delegate=yes and ProtectControlGroups=yes come from the package's
+      # unit, as on Debian: nothing here changes them (see SECURITY.md on
+      # what a read-only /sys/fs/cgroup means for per-session cgroups).
       serviceConfig = {
         # ProtectHome=tmpfs hides /home; ReadWritePaths= cannot reach beneath
         # it, BindPaths= can.

@@ -489,6 +489,33 @@ impl Client {
         self.send(py, Method::Post, "/api/repos/close".into(), body)
     }
 
+    // ---- review ----
+
+    /// `GET /api/sessions/{id}/review` (owner only: the client's token must
+    /// be the owner's, from a login): the session's branch, fetched from
+    /// its checkout, against the main checkout's current branch: its
+    /// commits, the files it changes and the diff (cut at 1 MiB, `truncated`).
+    fn review(&self, py: Python<'_>, session_id: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let path = format!(
+            "/api/sessions/{}/review",
+            http::segment(&id_arg(session_id)?)
+        );
+        self.get(py, path)
+    }
+
+    /// `POST /api/sessions/{id}/merge` (owner only): merge the session's
+    /// branch into the main checkout's current branch with a merge commit.
+    /// `ConflictError` (409) when the checkout has uncommitted changes, the
+    /// merge conflicts, or there is nothing to merge; the checkout is then
+    /// left as it was.
+    fn merge(&self, py: Python<'_>, session_id: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let path = format!(
+            "/api/sessions/{}/merge",
+            http::segment(&id_arg(session_id)?)
+        );
+        self.send(py, Method::Post, path, Value::Object(Map::new()))
+    }
+
     // ---- task board ----
 
     /// `GET /api/tasks`, optionally only one `status` and/or one session's.

@@ -355,3 +355,25 @@ def wait_for_file(path: Path, limit: float = 60.0) -> str:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{path} did not appear within {limit}s")
+
+
+def commit_in_checkout(checkout: Path, files: dict[str, str], message: str) -> str:
+    """Commit ``files`` in a session's checkout the way its agent would, then
+    hand the checkout back to the service user. Returns the commit."""
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_AUTHOR_NAME": "Agent",
+        "GIT_AUTHOR_EMAIL": "agent@example.invalid",
+        "GIT_COMMITTER_NAME": "Agent",
+        "GIT_COMMITTER_EMAIL": "agent@example.invalid",
+    }
+    git = ["git", "-c", "safe.directory=*", "-C", str(checkout)]
+    for name, content in files.items():
+        (checkout / name).write_text(content)
+        subprocess.run([*git, "add", "--", name], check=True, env=env)
+    subprocess.run([*git, "commit", "-q", "--no-verify", "-m", message], check=True, env=env)
+    chown_to_service_user(checkout)
+    out = subprocess.run([*git, "rev-parse", "HEAD"], check=True, env=env, capture_output=True, text=True)
+    return out.stdout.strip()

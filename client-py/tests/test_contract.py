@@ -16,7 +16,7 @@ import pytest
 import mitzo_client
 from mitzo_client import BadRequestError, Client, MitzoError, types
 
-from conftest import Mitzod
+from conftest import Mitzod, commit_in_checkout
 
 if sys.version_info >= (3, 11):
     from typing import NotRequired, Required
@@ -164,6 +164,18 @@ def test_every_method_with_every_parameter(setup: tuple[Mitzod, Path, Path]) -> 
         assert Path(fresh["path"]).is_dir()
         closed = call("close_worktree", fresh["path"])
         assert closed["ok"] is True and not Path(fresh["path"]).exists()
+
+        # review and merge: the owner's, with a token from a login
+        checkout = Path(created["worktrees"]["primary"]["path"])
+        sha = commit_in_checkout(checkout, {"CONTRACT": "work\n"}, "Contract work")
+        with Client(url=server.url, token=server.owner_token(), timeout=30.0) as owner_client:
+            owner = Recorder(owner_client)
+            reviewed = owner("review", sid)
+            assert [c["sha"] for c in reviewed["commits"]] == [sha]
+            merged = owner("merge", session_id=sid)
+            assert merged["head"] == sha and merged["target"] == "main"
+        for name, used in owner.called.items():
+            call.called.setdefault(name, set()).update(used)
 
         # task board
         t = call(

@@ -23,6 +23,7 @@ pub fn run(config: &Config, file_only: bool) -> Report {
 
     // Who serve runs as.
     let mut service_uid = Uid::effective();
+    let mut service_gid = nix::unistd::Gid::effective();
     let mut service_user = User::from_uid(service_uid)
         .ok()
         .flatten()
@@ -39,6 +40,7 @@ pub fn run(config: &Config, file_only: bool) -> Report {
             Ok(t) => {
                 if root {
                     service_uid = t.uid;
+                    service_gid = t.gid;
                     service_user = t.user.clone();
                 } else if t.uid != Uid::effective() {
                     r.notes.push(format!(
@@ -52,8 +54,9 @@ pub fn run(config: &Config, file_only: bool) -> Report {
         },
     }
 
-    if let Err(e) = credentials::load(config) {
-        r.problems.push(e.to_string());
+    if let Err(problems) = credentials::load_all(config) {
+        r.problems
+            .extend(problems.into_iter().map(|e| e.to_string()));
     }
     if file_only {
         return r;
@@ -157,16 +160,31 @@ pub fn run(config: &Config, file_only: bool) -> Report {
         }
     }
 
-    // The agent's network: namespaces (as the service user) for proxy/none.
+    // The agent's network: namespaces for proxy/none, probed as the service
+    // user (root may create them where that user may not).
     if config.agent.network.isolated() {
-        if let Err(why) = mitzo_sandbox::netns::probe() {
-            r.problems.push(format!(
-                "{}: key `agent.network`: {:?} needs unprivileged user and network namespaces, and {why}; \
-                 every session would be refused. Allow them (systemd: RestrictNamespaces=user net), \
-                 or set agent.network = \"ports\"",
+        let as_root = service_uid.is_root();
+        let ids = (root && !as_root).then_some((service_uid.as_raw(), service_gid.as_raw()));
+        let probed_as = if as_root {
+            "root (no service user to probe as; root may be allowed what that user is not)"
+                .to_string()
+        } else {
+            service_user.clone()
+        };
+        match mitzo_sandbox::netns::probe_as(ids) {
+            Err(why) => r.problems.push(format!(
+                "{}: key `agent.network`: {:?} needs unprivileged user and network namespaces, and \
+                 (probed as {probed_as}) {why}; every session would be refused. Allow them (systemd: \
+                 RestrictNamespaces=user net), or set agent.network = \"ports\" \
+                 (MITZOD_AGENT__NETWORK=ports)",
                 origin("agent.network"),
                 config.agent.network.as_str()
-            ));
+            )),
+            Ok(()) => r.notes.push(format!(
+                "agent.network = {:?}: user and network namespaces are available (probed as {probed_as}; \
+                 under systemd the unit's RestrictNamespaces= applies too)",
+                config.agent.network.as_str()
+            )),
         }
     } else if config.agent.allowed_hosts != mitzod::config::AgentConfig::default().allowed_hosts {
         r.notes.push(format!(

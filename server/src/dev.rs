@@ -85,6 +85,19 @@ pub fn prepare(file: Option<&Path>, env: &[(String, String)]) -> Result<DevSetup
             .map_err(|e| {
                 StartupError::StateDir(format!("cannot create {}: {e}", state_dir.display()))
             })?;
+        // Secrets in plain files inside the user's repo: never in `git add -A`.
+        if is_git_repo(&cwd) {
+            match crate::git_exclude::add(&cwd, &format!("/{DEV_DIR}/")) {
+                Ok(Some(file)) => notes.push(format!(
+                    "{DEV_DIR}/ (secrets) added to {}: git status and `git add -A` leave it out",
+                    file.display()
+                )),
+                Ok(None) => {}
+                Err(e) => notes.push(format!(
+                    "WARNING: could not add {DEV_DIR}/ to .git/info/exclude ({e}); it holds                      secrets: keep it out of commits"
+                )),
+            }
+        }
         let jwt_path = state_dir.join(JWT_FILE);
         if config.jwt_secret_file.as_deref() == Some(&jwt_path) && !jwt_path.exists() {
             crate::state::write_atomic(&jwt_path, random_hex_token().expose(), 0o600, owner)?;
@@ -232,6 +245,42 @@ pub fn describe_agent(config: &Config) -> String {
         None => format!(
             "agent: `{cmd}` NOT FOUND on PATH; sessions will answer 503 until it is installed \
              (npm install -g @anthropic-ai/claude-code) or MITZOD_AGENT__COMMAND names it"
+        ),
+    }
+}
+
+/// One line about the agents' network, from a namespace probe made as the
+/// user agents run as (`probed_as`): what sessions will get, or why they
+/// will be refused and what to do instead.
+pub fn describe_network(
+    config: &Config,
+    probe: std::result::Result<(), String>,
+    probed_as: &str,
+) -> String {
+    let network = config.agent.network;
+    if !network.isolated() {
+        return format!(
+            "agent.network = \"ports\": agents use the host's network, limited to TCP ports {:?}",
+            config.agent.allowed_connect_ports
+        );
+    }
+    match probe {
+        Ok(()) => format!(
+            "agent.network = {:?}: user and network namespaces are available to {probed_as}; \
+             each agent gets its own{}",
+            network.as_str(),
+            if network == crate::config::NetworkMode::Proxy {
+                ", reaching only agent.allowed_hosts through mitzod's proxy"
+            } else {
+                ", with no network"
+            }
+        ),
+        Err(why) => format!(
+            "agent.network = {:?} but (probed as {probed_as}) {why}; every session would be refused. \
+             Restart with MITZOD_AGENT__NETWORK=ports (agents then use the host's network, \
+             limited to TCP ports {:?})",
+            network.as_str(),
+            config.agent.allowed_connect_ports
         ),
     }
 }

@@ -77,6 +77,18 @@ pub struct Confined {
     pub env: Vec<(OsString, OsString)>,
 }
 
+/// What [`Git::output_capped`] got.
+#[derive(Debug)]
+pub struct Capped {
+    /// Git's exit status (a kill when `truncated`).
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    /// The first 64 KiB of stderr.
+    pub stderr: Vec<u8>,
+    /// Stdout was longer than the cap and was cut there.
+    pub truncated: bool,
+}
+
 /// Runs git confined to one repo.
 #[derive(Debug, Clone)]
 pub struct Git {
@@ -186,15 +198,25 @@ impl Git {
         env
     }
 
-    fn raw(&self, c: &Confined, args: &[&OsStr], overrides: &[(String, String)]) -> Result<Output> {
+    fn command(
+        &self,
+        c: &Confined,
+        args: &[&OsStr],
+        overrides: &[(String, String)],
+    ) -> Result<std::process::Command> {
         let mut env = Git::env(overrides);
         env.extend(c.env.iter().cloned());
         let cmd = SandboxedCommand::new(&self.git, &c.policy, env)?
             .args(["--no-pager", "--no-replace-objects", "--literal-pathspecs"])
             .args(args)
             .current_dir(&c.cwd);
-        cmd.into_std()
-            .stdin(Stdio::null())
+        let mut cmd = cmd.into_std();
+        cmd.stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    fn raw(&self, c: &Confined, args: &[&OsStr], overrides: &[(String, String)]) -> Result<Output> {
+        self.command(c, args, overrides)?
             .output()
             .map_err(|e| Error::io("running git", e))
     }
@@ -285,6 +307,56 @@ impl Git {
         overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
         self.raw(c, &args, &overrides)
+    }
+
+    /// Like [`Git::output_confined`], keeping at most `cap` bytes of
+    /// stdout: past that, git is killed (its output may be as large as
+    /// whatever an agent committed) and `truncated` is set.
+    pub fn output_capped<S: AsRef<OsStr>>(
+        &self,
+        c: &Confined,
+        args: &[S],
+        extra: &[(&str, &str)],
+        cap: usize,
+    ) -> Result<Capped> {
+        use std::io::Read;
+        let mut overrides = self.driver_overrides(c)?;
+        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        let mut child = self
+            .command(c, &args, &overrides)?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("running git", e))?;
+        let stderr = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = e.by_ref().take(64 * 1024).read_to_end(&mut buf);
+                // Drain the rest so git never blocks on a full pipe.
+                let _ = std::io::copy(&mut e, &mut std::io::sink());
+                buf
+            })
+        });
+        let mut stdout = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            out.take(cap as u64 + 1)
+                .read_to_end(&mut stdout)
+                .map_err(|e| Error::io("reading git's output", e))?;
+        }
+        let truncated = stdout.len() > cap;
+        if truncated {
+            stdout.truncate(cap);
+            let _ = child.kill();
+        }
+        let status = child.wait().map_err(|e| Error::io("waiting for git", e))?;
+        let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        Ok(Capped {
+            status,
+            stdout,
+            stderr,
+            truncated,
+        })
     }
 
     /// Git inside a session's checkout, a directory an agent writes: it may

@@ -51,6 +51,12 @@ enum Command {
         /// for another machine).
         #[arg(long)]
         file_only: bool,
+        /// Read the file and the variables the way `serve` does (every key
+        /// and value), and nothing of this machine: no user, credential or
+        /// path is looked at (for checking a config at build time, as the
+        /// NixOS module does).
+        #[arg(long, conflicts_with = "file_only")]
+        parse_only: bool,
     },
     /// Print the argon2id PHC string of a passphrase: asked twice without
     /// echo on a terminal, else read from stdin. At least 12 characters.
@@ -109,7 +115,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, dev } => inherited.and_then(|fds| serve(config, dev, fds)),
-        Command::CheckConfig { config, file_only } => check_config(config, file_only),
+        Command::CheckConfig {
+            config,
+            file_only,
+            parse_only,
+        } => check_config(config, file_only, parse_only),
         Command::HashPassphrase => hash_passphrase(),
         Command::Token {
             action,
@@ -251,7 +261,29 @@ fn serve(
             ),
         }
     }
-    if config.agent.network.isolated() {
+    let mut network_note = None;
+    if dev_mode {
+        // Before serving, where the first session's fate is on screen; after
+        // the drop, so as the user agents run as.
+        let probe = if config.agent.network.isolated() {
+            mitzo_sandbox::netns::probe()
+        } else {
+            Ok(())
+        };
+        let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid {}", nix::unistd::Uid::effective()));
+        let refused = probe.is_err();
+        let line = dev::describe_network(&config, probe, &me);
+        if refused {
+            tracing::warn!("{line}");
+        } else {
+            tracing::info!("{line}");
+        }
+        network_note = Some(line);
+    } else if config.agent.network.isolated() {
         // The probe forks and creates namespaces (milliseconds): it only
         // informs the log, each session probes again before its agent
         // starts, so it runs beside start-up rather than before serving.
@@ -309,7 +341,11 @@ fn serve(
         );
     }
     if dev_mode {
-        for note in notes.iter().chain([&agent_line]) {
+        for note in notes
+            .iter()
+            .chain([&agent_line])
+            .chain(network_note.as_ref())
+        {
             eprintln!("mitzod --dev: {note}");
         }
         for addr in &config.listen {
@@ -332,8 +368,12 @@ fn serve(
     })
 }
 
-fn check_config(path: Option<PathBuf>, file_only: bool) -> Result<()> {
+fn check_config(path: Option<PathBuf>, file_only: bool, parse_only: bool) -> Result<()> {
     let config = load_config(path)?;
+    if parse_only {
+        println!("configuration OK (parsed only: no user, credential or path was checked)");
+        return Ok(());
+    }
     let report = check::run(&config, file_only);
     for note in &report.notes {
         println!("note: {note}");

@@ -344,6 +344,8 @@ fn make_checkout(git: &Git, repo: &Path, id: &str, path: &Path) -> Result<()> {
     let branch = branch_name(id);
     plain_dir(&repo.join(".mitzo"))?;
     plain_dir(&repo.join(WORKTREES_DIR))?;
+    // Sessions' clones are not the user's files: out of `git status`.
+    crate::git_exclude::add_logged(repo, &format!("/{WORKTREES_DIR}/"));
     write_record(repo, id, Record::Pending)?;
     let mut had_branch = true;
     let result = (|| -> Result<()> {

@@ -109,6 +109,130 @@ fn an_unknown_user_is_refused_naming_its_variable() {
 }
 
 #[test]
+fn parse_only_reads_every_key_and_nothing_of_this_machine() {
+    let s = TestServer::new(Options::default());
+    // A user, credentials and a repo this machine does not have: what a
+    // NixOS build checks, for another machine, with no credentials at all.
+    let parse_only = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(mitzod_bin());
+        cmd.args(["check-config", "--parse-only", "--config"])
+            .arg(&s.config)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("MITZO_CREDSTORE_PATH");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let away = [
+        ("MITZOD_USER", "no-such-user-here"),
+        ("MITZOD_JWT_SECRET_FILE", "/nonexistent/jwt-secret"),
+        ("MITZOD_REPO_PATH", "/nonexistent/repo"),
+    ];
+    let out = parse_only(&away);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("parsed only"),
+        "says what it did not check"
+    );
+    // The control: the full check refuses the same configuration.
+    assert!(!check(&s, &away).status.success());
+    // A wrong key is still refused, naming it and the file.
+    append(&s, "idle_exti = \"30m\"");
+    let err = refused(&parse_only(&[]), "unknown field `idle_exti`");
+    assert!(err.contains(&s.config.display().to_string()), "{err}");
+}
+
+#[test]
+fn the_namespace_probe_runs_as_the_service_user() {
+    let s = TestServer::new(Options::default());
+    let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .unwrap()
+        .unwrap()
+        .name;
+    // As root with `user = "nobody"`, the probe switches to nobody: root may
+    // create namespaces where nobody may not.
+    let who = if is_root() { "nobody".to_string() } else { me };
+    let out = check(&s, &[]);
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!(
+            "agent.network = \"proxy\": user and network namespaces are available (probed as {who};"
+        )),
+        "{said}"
+    );
+    // Nothing to probe in "ports" mode.
+    let out = check(&s, &[("MITZOD_AGENT__NETWORK", "ports")]);
+    ok(&out);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("probed as"));
+}
+
+#[test]
+fn every_credential_problem_is_reported_with_where_its_file_came_from() {
+    let s = TestServer::new(Options::default());
+    // Three wrong credentials from three places: the file's key, a variable,
+    // and systemd's credentials directory.
+    let jwt = s.dir.path().join("jwt-secret");
+    std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let creds = s.dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("anthropic-api-key"), "").unwrap();
+    let creds = creds.to_str().unwrap().to_string();
+    let env = [
+        ("MITZOD_PASSPHRASE_HASH", "not-a-phc-string"),
+        ("CREDENTIALS_DIRECTORY", creds.as_str()),
+    ];
+    let out = check(&s, &env);
+    let err = refused(&out, "readable by group or others");
+    let config = s.config.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "key `jwt_secret_file` in {config}: {}",
+            jwt.display()
+        )),
+        "{err}"
+    );
+    refused(&out, "environment variable MITZOD_PASSPHRASE_HASH (key `passphrase_hash`): not a PHC hash string");
+    refused(
+        &out,
+        "systemd credential `anthropic-api-key` ($CREDENTIALS_DIRECTORY, from LoadCredential=)",
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("mitzod: ")).count(),
+        3,
+        "three problems, one line each: {err}"
+    );
+    // serve refuses with all three too, not only the first.
+    let mut cmd = s.command();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let served = cmd.output().unwrap();
+    assert!(!served.status.success());
+    let said = stderr(&served);
+    for needle in [
+        "key `jwt_secret_file` in",
+        "environment variable MITZOD_PASSPHRASE_HASH",
+        "systemd credential `anthropic-api-key`",
+    ] {
+        assert_eq!(
+            said.matches(needle).count(),
+            1,
+            "{needle:?} once in: {said}"
+        );
+    }
+    // The control: each fixed, nothing is said.
+    std::fs::set_permissions(&jwt, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        s.dir.path().join("creds/anthropic-api-key"),
+        "sk-test-key\n",
+    )
+    .unwrap();
+    ok(&check(&s, &[("CREDENTIALS_DIRECTORY", creds.as_str())]));
+}
+
+#[test]
 fn errors_say_file_or_variable() {
     let s = TestServer::new(Options::default());
     let err = refused(
@@ -192,7 +316,10 @@ fn repos_must_exist_be_git_repos_and_belong_to_the_service_user() {
     let mut env2 = env.to_vec();
     env2.push(("MITZOD_REPOS", &repos));
     ok(&check(&s, &env2));
-    if is_root() {
+    // A repo of another owner: only root can make one here.
+    if require_root(
+        "repos_must_exist_be_git_repos_and_belong_to_the_service_user: a repo of another owner",
+    ) {
         chown(&other, 0);
         let err = refused(&check(&s, &env2), "git refuses a repo of another owner");
         assert!(err.contains("environment variable MITZOD_REPOS"), "{err}");

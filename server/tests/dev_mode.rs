@@ -261,3 +261,158 @@ fn dev_state_dir_under_an_unreachable_path_still_works_as_root() {
     assert_eq!(r.status, 200);
     dev.stop();
 }
+
+fn porcelain(dir: &std::path::Path) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn dev_state_with_its_secrets_stays_out_of_git_status() {
+    let dir = open_tempdir();
+    git_init(dir.path());
+    std::fs::write(dir.path().join("README"), "demo\n").unwrap();
+    git(dir.path(), &["add", "README"]);
+    git(
+        dir.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@localhost",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
+    assert_eq!(porcelain(dir.path()), "");
+    let port = free_port();
+    let listen = format!("[\"127.0.0.1:{port}\"]");
+    let dev = start_dev_with(dir.path(), &[], &[("MITZOD_LISTEN", &listen)]);
+    let text = dev.lines.join("");
+    assert!(dir.path().join(".mitzo-dev/jwt-secret").exists());
+    assert_eq!(
+        porcelain(dir.path()),
+        "",
+        "`git add -A` would commit the dev secrets"
+    );
+    assert!(text.contains(".mitzo-dev/ (secrets) added to"), "{text}");
+    dev.stop();
+    // A second start adds nothing more.
+    let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap();
+    assert_eq!(exclude.matches("/.mitzo-dev/").count(), 1, "{exclude}");
+    let dev = start_dev_with(dir.path(), &[], &[("MITZOD_LISTEN", &listen)]);
+    assert!(!dev.lines.join("").contains("(secrets) added to"));
+    dev.stop();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap(),
+        exclude
+    );
+    // The control: without that line git lists the secrets' directory.
+    std::fs::write(dir.path().join(".git/info/exclude"), "").unwrap();
+    let listed = porcelain(dir.path());
+    assert!(listed.contains("?? .mitzo-dev/"), "{listed}");
+}
+
+/// `serve --dev` in a user namespace of its own (as `nobody` when the tests
+/// run as root), where `user.max_user_namespaces` is 0 when `block` is set:
+/// no process there, whatever its privileges, can create another user
+/// namespace, as under a unit or kernel that forbids them. Returns the
+/// start-up output up to "listening on".
+fn dev_in_own_userns(dir: &std::path::Path, block: bool) -> String {
+    use std::io::BufRead;
+    let limit = if block {
+        "echo 0 > /proc/sys/user/max_user_namespaces && "
+    } else {
+        ""
+    };
+    let script =
+        format!("{limit}exec setpriv --inh-caps=-all --ambient-caps=-all -- \"$0\" serve --dev");
+    let mut cmd = if is_root() {
+        let (uid, gid) = nobody_ids();
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "--",
+            "unshare",
+        ]);
+        c
+    } else {
+        Command::new("unshare")
+    };
+    let port = free_port();
+    cmd.args(["--user", "--map-current-user", "--keep-caps", "sh", "-c"])
+        .arg(&script)
+        .arg(mitzod_bin())
+        .current_dir(dir)
+        .env("MITZOD_LISTEN", format!("[\"127.0.0.1:{port}\"]"))
+        .env_remove("LISTEN_FDS")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        text.push_str(&line);
+        if line.contains("mitzod --dev: listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[test]
+fn dev_mode_says_before_serving_whether_agents_get_their_namespaces() {
+    let dir = open_tempdir();
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["nobody:"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    // The control: namespaces available, and said so before serving.
+    let text = dev_in_own_userns(dir.path(), false);
+    let said = text
+        .find(
+            "mitzod --dev: agent.network = \"proxy\": user and network namespaces are available to",
+        )
+        .unwrap_or_else(|| panic!("{text}"));
+    let serving = text
+        .find("mitzod --dev: listening on")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(said < serving, "{text}");
+    assert!(!text.contains("MITZOD_AGENT__NETWORK=ports"), "{text}");
+    // Namespaces forbidden: said before serving, with the way out.
+    let text = dev_in_own_userns(dir.path(), true);
+    let said = text
+        .find("mitzod --dev: agent.network = \"proxy\" but (probed as ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let serving = text
+        .find("mitzod --dev: listening on")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(said < serving, "{text}");
+    assert!(
+        text.contains("every session would be refused. Restart with MITZOD_AGENT__NETWORK=ports"),
+        "{text}"
+    );
+    if is_root() {
+        assert!(text.contains("(probed as nobody)"), "{text}");
+    }
+}

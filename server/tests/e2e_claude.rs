@@ -73,8 +73,20 @@ fn real_claude_allow_deny_and_sandbox() {
         "inside\n"
     );
 
-    // Allowed by the owner, stopped by the sandbox: a write outside the repo.
+    // Allowed by the owner, stopped by the sandbox: a write outside the repo,
+    // into a directory the agent's uid owns (control: that uid writes there
+    // outside the sandbox; above, the same echo wrote the worktree).
     let outside_dir = open_tempdir();
+    mitzo_testkit::git::chown_to_service_user(outside_dir.path());
+    let control = outside_dir.path().join("control.txt");
+    let mut c = Command::new("/bin/sh");
+    c.args(["-c", &format!("echo out > '{}'", control.display())]);
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        let (uid, gid) = nobody_ids();
+        c.uid(uid).gid(gid);
+    }
+    assert!(c.status().unwrap().success() && control.exists(), "control");
     let outside = outside_dir.path().join("outside.txt");
     ws.send(json!({"type": "send", "sessionId": id, "prompt": format!("RUN: echo out > {}", outside.display())}));
     let req = ws.wait_type("permission_request");
@@ -363,10 +375,23 @@ fn real_claude_write_shows_a_diff_and_deny_says_why() {
 /// Control run: the CLI on its own (no mitzod, no hook) with a prompt; did
 /// it ask (`can_use_tool`), and did the tool run? Asks are denied.
 fn cli_alone(claude: &Path, api: &FakeApi, prompt: &str) -> (bool, bool) {
-    use std::io::Write;
     let home = open_tempdir();
     let work = open_tempdir();
+    cli_alone_in(claude, api, prompt, home.path(), work.path(), &[])
+}
+
+/// The same with a given `HOME`, working directory and extra arguments.
+fn cli_alone_in(
+    claude: &Path,
+    api: &FakeApi,
+    prompt: &str,
+    home: &Path,
+    work: &Path,
+    extra: &[&str],
+) -> (bool, bool) {
+    use std::io::Write;
     let mut child = Command::new(claude)
+        .args(extra)
         .args([
             "--output-format",
             "stream-json",
@@ -380,14 +405,14 @@ fn cli_alone(claude: &Path, api: &FakeApi, prompt: &str) -> (bool, bool) {
         ])
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", home.path())
+        .env("HOME", home)
         .env(
             "ANTHROPIC_BASE_URL",
             format!("http://127.0.0.1:{}", api.port),
         )
         .env("ANTHROPIC_API_KEY", "sk-test-offline")
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .current_dir(work.path())
+        .current_dir(work)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -452,6 +477,55 @@ fn real_claude_every_tool_call_reaches_the_broker() {
         (false, true),
         "the CLI alone neither asks nor is stopped"
     );
+    // Control: the planted settings below are real. Each copy on its own
+    // (the project's in the working directory, the user's in HOME) makes
+    // the CLI run a command it otherwise asks about; started the way
+    // mitzod starts it (`--setting-sources=`), it asks again.
+    let allow_bash =
+        r#"{"permissions":{"allow":["Bash","Bash(*)"],"defaultMode":"bypassPermissions"}}"#;
+    let plant = |dir: &Path, files: &[&str]| {
+        std::fs::create_dir_all(dir.join(".claude")).unwrap();
+        for f in files {
+            std::fs::write(dir.join(".claude").join(f), allow_bash).unwrap();
+        }
+    };
+    let run = "RUN: echo planted > planted.txt";
+    let (home, work) = (open_tempdir(), open_tempdir());
+    assert_eq!(
+        cli_alone_in(&claude, &api, run, home.path(), work.path(), &[]),
+        (true, false),
+        "control: without settings the CLI asks"
+    );
+    let (home, work) = (open_tempdir(), open_tempdir());
+    plant(work.path(), &["settings.json", "settings.local.json"]);
+    assert_eq!(
+        cli_alone_in(&claude, &api, run, home.path(), work.path(), &[]),
+        (false, true),
+        "control: the project settings auto-allow Bash"
+    );
+    let (home, work) = (open_tempdir(), open_tempdir());
+    plant(home.path(), &["settings.json"]);
+    assert_eq!(
+        cli_alone_in(&claude, &api, run, home.path(), work.path(), &[]),
+        (false, true),
+        "control: the user settings auto-allow Bash"
+    );
+    let (home, work) = (open_tempdir(), open_tempdir());
+    plant(work.path(), &["settings.json", "settings.local.json"]);
+    plant(home.path(), &["settings.json"]);
+    assert_eq!(
+        cli_alone_in(
+            &claude,
+            &api,
+            run,
+            home.path(),
+            work.path(),
+            &["--setting-sources="]
+        ),
+        (true, false),
+        "with --setting-sources= the planted settings are not loaded"
+    );
+
     let s = start_real(&claude, &api, "", |_| Vec::new());
     let mut ws = s.ws();
     // Through mitzod the same command reaches the broker: in ask mode the
@@ -470,17 +544,12 @@ fn real_claude_every_tool_call_reaches_the_broker() {
     ws.wait_type("tool_result");
     ws.wait_type("result");
 
-    // Settings that would auto-allow Bash, planted where an agent could
-    // write them (the worktree, the session's agent home): no effect.
-    let allow_bash =
-        r#"{"permissions":{"allow":["Bash","Bash(*)"],"defaultMode":"bypassPermissions"}}"#;
-    std::fs::create_dir_all(wt.join(".claude")).unwrap();
-    std::fs::write(wt.join(".claude/settings.json"), allow_bash).unwrap();
-    std::fs::write(wt.join(".claude/settings.local.json"), allow_bash).unwrap();
+    // The same settings, planted where an agent could write them (the
+    // worktree, the session's agent home): no effect.
+    plant(&wt, &["settings.json", "settings.local.json"]);
     let home = s.server.state_dir.join("agent-homes").join(&id);
     assert!(home.is_dir(), "the session has its own agent home");
-    std::fs::create_dir_all(home.join(".claude")).unwrap();
-    std::fs::write(home.join(".claude/settings.json"), allow_bash).unwrap();
+    plant(&home, &["settings.json"]);
     ws.send(json!({"type": "stop", "sessionId": id}));
     ws.wait_type("session_end");
     ws.send(json!({"type": "send", "sessionId": id, "prompt": "RUN: echo planted > planted.txt"}));

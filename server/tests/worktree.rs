@@ -283,3 +283,44 @@ fn stale_cleanup_report_and_execute() {
         "branches are kept"
     );
 }
+
+fn porcelain(repo: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(repo)
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn session_checkouts_stay_out_of_git_status() {
+    let _g = serial();
+    let Some(g) = git_tool() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::fs::canonicalize(dir.path()).unwrap().join("repo");
+    init_repo(&repo);
+    assert_eq!(porcelain(&repo), "", "a clean repo to start with");
+    let id = new_session_id();
+    prepare_session_dir(&g, &repo, &id, true).unwrap();
+    assert_eq!(
+        porcelain(&repo),
+        "",
+        "the checkout shows in `git status` (so `git add -A` would take it)"
+    );
+    let exclude = std::fs::read_to_string(repo.join(".git/info/exclude")).unwrap();
+    assert_eq!(
+        exclude.matches("/.mitzo/checkouts/").count(),
+        1,
+        "{exclude}"
+    );
+    // A second session adds no second line.
+    prepare_session_dir(&g, &repo, &new_session_id(), true).unwrap();
+    let again = std::fs::read_to_string(repo.join(".git/info/exclude")).unwrap();
+    assert_eq!(again, exclude);
+    // The control: without that line the same checkout is untracked.
+    std::fs::write(repo.join(".git/info/exclude"), "").unwrap();
+    let listed = porcelain(&repo);
+    assert!(listed.starts_with("?? .mitzo/checkouts/"), "{listed}");
+}

@@ -25,21 +25,20 @@ let
     meta = lib.optionalAttrs (mainProgram != null) { inherit mainProgram; };
   };
 
-  # The value type of nixpkgs' pkgs.formats.toml (pkgs-lib/formats.nix).
+  # The value type of nixpkgs' pkgs.formats.toml (pkgs-lib/formats.nix):
+  # TOML has no null, and neither has this type.
   tomlValue =
     let
       valueType =
-        types.nullOr (
-          types.oneOf [
-            types.bool
-            types.int
-            types.float
-            types.str
-            types.path
-            (types.attrsOf valueType)
-            (types.listOf valueType)
-          ]
-        )
+        types.oneOf [
+          types.bool
+          types.int
+          types.float
+          types.str
+          types.path
+          (types.attrsOf valueType)
+          (types.listOf valueType)
+        ]
         // {
           description = "TOML value";
         };
@@ -47,6 +46,7 @@ let
     valueType;
 
   pkgs = {
+    stdenv.hostPlatform.system = "x86_64-linux";
     bash = standInPackage "bash" "bash";
     coreutils = standInPackage "coreutils" null;
     git = standInPackage "git" "git";
@@ -57,14 +57,41 @@ let
       { }:
       {
         type = tomlValue;
+        # Another hash than the stand-in derivations': the checked copy of
+        # this file has the same name.
         generate = name: value: {
           inherit name value;
-          outPath = "${storeDir}/00000000000000000000000000000000-${name}";
+          outPath = "${storeDir}/11111111111111111111111111111111-${name}";
         };
       };
-    runCommand = name: _env: script: standInPackage name null // { inherit script; };
-    callPackage = _: _: throw "stand-in pkgs: services.mitzo.package is set explicitly";
+    # The build script is kept, so that nix-eval can run it (with the
+    # stand-in store paths replaced by real files).
+    runCommand =
+      name: env: script:
+      standInPackage name null // (env.passthru or { }) // { inherit script; };
+    # Only the flake's package set calls this (flake.nix's packages.mitzod).
+    callPackage =
+      path: _:
+      if path == ../../nix/package.nix then
+        standInPackage "mitzod-flake" "mitzod"
+      else
+        throw "stand-in pkgs: callPackage ${toString path}";
   };
+
+  # flake.nix's outputs, with this stand-in pkgs as nixpkgs' package set
+  # (flakes themselves need Nix 2.4+ with the flakes feature; this calls the
+  # outputs function the way `nix` would, on a fixed point of itself).
+  flake =
+    let
+      outputs = (import ../../flake.nix).outputs {
+        self = outputs;
+        nixpkgs = {
+          inherit lib;
+          legacyPackages.x86_64-linux = pkgs;
+        };
+      };
+    in
+    outputs;
 
   mitzod = standInPackage "mitzod" "mitzod";
 
@@ -122,8 +149,11 @@ let
         nogroup = { };
       };
       _module.args.pkgs = pkgs;
-      services.mitzo.package = mitzod;
     };
+  };
+  # Every scenario but the flake's names the package itself.
+  packageStandIn = {
+    services.mitzo.package = mitzod;
   };
 
   # Stands in for the README's ./configuration.nix: the account the
@@ -135,7 +165,8 @@ let
     };
   };
 
-  evaluate =
+  evaluate = modules: evaluateWith ([ packageStandIn ] ++ modules);
+  evaluateWith =
     modules:
     let
       inherit
@@ -156,8 +187,19 @@ let
     if failed != [ ] then
       throw "\nFailed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failed}"
     else
+      let
+        config' = lib.head svc.restartTriggers;
+        # With checkConfig (the default) the service reads the checked copy.
+        generated = config'.unchecked or config';
+      in
       {
-        settings = (lib.head svc.restartTriggers).value;
+        settings = generated.value;
+        configFile = {
+          path = svc.environment.MITZOD_CONFIG;
+          checked = config' ? unchecked;
+          generated = generated.outPath;
+          script = config'.script or null;
+        };
         service = {
           inherit (svc) environment serviceConfig;
           path = names svc.path;
@@ -178,7 +220,16 @@ let
 in
 {
   # Configurations that must evaluate; nix-eval checks what each produced.
-  ok = lib.mapAttrs (_: evaluate) {
+  ok = {
+    # flake.nix's nixosModules.default: the module with the flake's own
+    # mitzod as the default package (no packageStandIn here).
+    flake = evaluateWith [
+      flake.nixosModules.default
+      enable
+      { services.mitzo.repos.demo = "/srv/demo"; }
+    ];
+  }
+  // lib.mapAttrs (_: evaluate) {
     readme = [
       aliceAccount
       (import (/. + readmeModule))
@@ -258,6 +309,32 @@ in
       }
     ];
 
+    ntfyOneTap = [
+      enable
+      {
+        services.mitzo = {
+          repos.demo = "/srv/demo";
+          settings.public_url = "https://box.tailnet.ts.net:3100";
+          settings.ntfy = {
+            url = "https://ntfy.example";
+            topic = "mitzo";
+            one_tap = true;
+            delay_secs = 0;
+          };
+        };
+      }
+    ];
+
+    noConfigCheck = [
+      enable
+      {
+        services.mitzo = {
+          repos.demo = "/srv/demo";
+          checkConfig = false;
+        };
+      }
+    ];
+
     firewall = [
       enable
       {
@@ -275,6 +352,35 @@ in
     ];
   };
 
+  # Configurations that evaluate (the freeform settings take any TOML value)
+  # but must fail to build: mitzod's own reading of the generated file, the
+  # config file's derivation, refuses them. nix-eval runs each build script.
+  buildRefused = lib.mapAttrs (_: r: r // { run = evaluate r.modules; }) {
+    unknownKey = {
+      modules = [
+        enable
+        {
+          services.mitzo.repos.demo = "/srv/demo";
+          services.mitzo.settings.idle_exti = "30m";
+        }
+      ];
+      expect = [
+        "idle_exti"
+        "unknown field"
+      ];
+    };
+    badDuration = {
+      modules = [
+        enable
+        {
+          services.mitzo.repos.demo = "/srv/demo";
+          services.mitzo.settings.session.detach_ttl = "soon";
+        }
+      ];
+      expect = [ "session.detach_ttl" ];
+    };
+  };
+
   # Configurations that must fail at evaluation, each with the strings its
   # message must contain: the option's name and what was expected.
   refused = lib.mapAttrs (_: r: r // { run = evaluate r.modules; }) {
@@ -286,6 +392,53 @@ in
       expect = [
         "services.mitzo.settings.listen"
         "list of IP:PORT address"
+      ];
+    };
+    listenPortRange = {
+      modules = [
+        enable
+        { services.mitzo.listen = [ "127.0.0.1:99999" ]; }
+      ];
+      expect = [
+        "services.mitzo.listen"
+        "port 1-65535"
+      ];
+    };
+    listenPortZero = {
+      modules = [
+        enable
+        { services.mitzo.settings.listen = [ "127.0.0.1:0" ]; }
+      ];
+      expect = [
+        "services.mitzo.settings.listen"
+        "port 1-65535"
+      ];
+    };
+    listenOctet = {
+      modules = [
+        enable
+        { services.mitzo.listen = [ "999.0.0.1:3100" ]; }
+      ];
+      expect = [
+        "services.mitzo.listen"
+        "IPv4 octets 0-255"
+      ];
+    };
+    ntfyOneTapNotBool = {
+      modules = [
+        enable
+        {
+          services.mitzo.settings.public_url = "https://box:3100";
+          services.mitzo.settings.ntfy = {
+            url = "https://ntfy.example";
+            topic = "mitzo";
+            one_tap = "yes";
+          };
+        }
+      ];
+      expect = [
+        "services.mitzo.settings.ntfy.one_tap"
+        "boolean"
       ];
     };
     listenHostname = {

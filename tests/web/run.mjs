@@ -3,6 +3,7 @@
 // agent, at phone and desktop sizes. Exit status 1 when any check fails.
 //
 //   node tests/web/run.mjs             (MITZO_BIN=... to test another binary)
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -788,6 +789,73 @@ try {
       }
     });
   }
+
+  await test("phone: a session's work reviewed and merged from the session list's menu, the refusal's reason shown, axe clean", async () => {
+    const s = await Server.start();
+    let passed = false;
+    try {
+      const r = await s.api("/api/sessions", { method: "POST", body: { source: "web-test" } });
+      assert.equal(r.status, 200, r.text);
+      const id = r.json.sessionId;
+      const wt = r.json.worktrees.primary.path;
+      // A commit in the session's checkout, as its agent makes one; its
+      // subject and content carry markup that must stay text.
+      const git = (cwd, ...args) =>
+        execFileSync("git", ["-c", "safe.directory=*", "-c", "user.name=Agent", "-c", "user.email=agent@example.invalid", ...args], { cwd })
+          .toString()
+          .trim();
+      writeFileSync(join(wt, "REVIEWED.md"), "<img src=x onerror=alert(1)> reviewed line\n");
+      git(wt, "add", "REVIEWED.md");
+      git(wt, "commit", "-qm", "Add <b>reviewed</b> notes <img src=x onerror=alert(2)>");
+      if (process.getuid?.() === 0) execFileSync("chown", ["-R", "nobody:", wt]);
+      // An uncommitted edit in the main checkout: the first merge is refused.
+      const readme = join(s.repo, "README.md");
+      const original = readFileSync(readme, "utf8");
+      writeFileSync(readme, original + "the owner's edit\n");
+      const before = git(s.repo, "rev-parse", "main");
+      const w = await browser("phone", s.origin);
+      try {
+        const page = w.page;
+        await login(page, s.origin);
+        // Opened from the session list's menu.
+        const row = page.locator(".session-list li", { has: page.locator(`a[href="/s/${id}"]`) });
+        await row.locator("summary").click();
+        await row.getByRole("button", { name: "Review", exact: true }).click();
+        await page.waitForURL(/\/review$/, { timeout: T });
+        const view = page.getByRole("region", { name: "Review" });
+        await view.locator(".review-commits li", { hasText: "Add <b>reviewed</b> notes <img src=x onerror=alert(2)>" }).waitFor({ timeout: T });
+        await view.locator(".review-files li", { hasText: "REVIEWED.md" }).waitFor();
+        await view.locator(".diff .add", { hasText: "+<img src=x onerror=alert(1)> reviewed line" }).waitFor();
+        assert.equal(await view.locator(".review-body b, .review-body img").count(), 0, "the agent's text is never markup");
+        await shot(w, "review");
+        await axe(w, "review");
+        await view.getByRole("button", { name: "Merge into main" }).click();
+        await view.getByRole("alert").filter({ hasText: /^Not merged: .*uncommitted changes/ }).waitFor({ timeout: T });
+        await shot(w, "review-refused");
+        await axe(w, "review refused");
+        assert.equal(git(s.repo, "rev-parse", "main"), before, "a refused merge moves nothing");
+        assert.equal(readFileSync(readme, "utf8"), original + "the owner's edit\n");
+        writeFileSync(readme, original);
+        await view.getByRole("button", { name: "Merge into main" }).click();
+        await view.getByRole("status").filter({ hasText: `Merged session/${id} into main` }).waitFor({ timeout: T });
+        await view.getByRole("button", { name: "Merge into main" }).and(page.locator("[disabled]")).waitFor({ timeout: T });
+        assert.equal(readFileSync(join(s.repo, "REVIEWED.md"), "utf8"), "<img src=x onerror=alert(1)> reviewed line\n");
+        assert.notEqual(git(s.repo, "rev-parse", "main"), before);
+        await shot(w, "review-merged");
+        await axe(w, "review merged");
+        assert.deepEqual(w.axe, []);
+        assert.deepEqual([...w.pageErrors, ...w.dialogs, ...w.foreign], []);
+        assert.deepEqual(w.violations, []);
+        assert.deepEqual(w.scriptErrors(), []);
+      } finally {
+        await w.close();
+      }
+      passed = true;
+    } finally {
+      if (passed) await s.remove();
+      else await s.stop();
+    }
+  });
 
   await import("./xss.mjs").then((m) => m.run({ server, browser, login, newSession, send, test, shot, waitIdle, T }));
   await import("./reconnect.mjs").then((m) =>

@@ -10,12 +10,14 @@ from .types import (
     ActiveSessions,
     EventsPage,
     Health,
+    Merged,
     Mode,
     NewTask,
     Ok,
     Repo,
     RepoClosed,
     RepoOpened,
+    Review,
     SessionCreated,
     SessionList,
     SessionMeta,
@@ -149,6 +151,18 @@ class Client:
         a ``[repos]`` key, or ``repo_path``) for ``session_id`` (a new id if None)."""
     def close_worktree(self, path: str) -> RepoClosed:
         """``POST /api/repos/close``: remove a worktree ``open_repo`` made."""
+    # review (owner only: construct the Client with the owner's token from a login)
+    def review(self, session_id: _Id) -> Review:
+        """``GET /api/sessions/{id}/review``: the session's branch, fetched from its
+        checkout through mitzod's confined git, against the main checkout's current
+        branch: its commits, the files it changes with line counts, and the diff from
+        the merge base (cut at 1 MiB; ``truncated`` says so). Everything in it was
+        written by the agent: show it as text."""
+    def merge(self, session_id: _Id) -> Merged:
+        """``POST /api/sessions/{id}/merge``: merge the session's branch into the main
+        checkout's current branch with a merge commit. ``ConflictError`` (409), the
+        checkout left as it was, when it has uncommitted changes, when the merge
+        conflicts, or when there is nothing to merge."""
     # task board
     def list_tasks(
         self, status: Optional[TaskStatus] = None, session_id: Optional[str] = None

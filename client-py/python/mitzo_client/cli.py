@@ -10,6 +10,9 @@ Claude Code hooks (``.claude/settings.json``)::
                                                  started in, made by mitzod; prints its path
     WorktreeRemove  mitzo hook worktree-remove   removes it through mitzod
     SessionStart    mitzo hook session-start     registers the session with mitzod
+
+The owner reviews and merges a session's work with ``mitzo review SESSION_ID``
+(``--merge`` to merge), printed as text with control characters escaped.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from ._native import Client, token_file_candidates
 from .errors import APIConnectionError, MitzoError, TokenNotFoundError
+from .types import Review
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -211,6 +215,104 @@ def _cmd_signal_resolve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _printable(text: str) -> str:
+    """Agent-written text made safe for a terminal: control characters other
+    than newline and tab are shown escaped (``\\x1b``), never sent as such."""
+    return "".join(
+        f"\\u{ord(c):04x}" if c in _BIDI else
+        c if c in "\n\t" or not (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0) else f"\\x{ord(c):02x}"
+        for c in text
+    )
+
+
+# Bidirectional overrides and isolates: they reorder what a reader sees.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def _owner_client(args: argparse.Namespace) -> Client:
+    """A client holding the owner's token: ``$MITZO_OWNER_TOKEN`` (a token from a
+    login), else a login with the passphrase (``--passphrase-stdin``, or a prompt
+    on the terminal). Review and merge are the owner's: the internal token and
+    a session's token are refused."""
+    token = os.environ.get("MITZO_OWNER_TOKEN", "").strip()
+    if token:
+        return Client(url=args.url, token=token, timeout=args.timeout)
+    if args.passphrase_stdin:
+        passphrase = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        import getpass
+
+        passphrase = getpass.getpass("mitzod passphrase: ")
+    else:
+        raise _UsageError(
+            "review needs the owner's credential: set MITZO_OWNER_TOKEN, "
+            "or pass the passphrase with --passphrase-stdin"
+        )
+    if not passphrase:
+        raise _UsageError("empty passphrase")
+    # The login itself sends no credential; the token argument only keeps
+    # discovery from looking for one.
+    anon = Client(url=args.url, token="login", timeout=args.timeout)
+    answer = anon.request("POST", "/api/auth/login", {"passphrase": passphrase}, auth=False)
+    anon.close()
+    got = answer.get("token") if isinstance(answer, dict) else None
+    if not isinstance(got, str) or not got:
+        raise MitzoError("the login answered no token")
+    return Client(url=args.url, token=got, timeout=args.timeout)
+
+
+def _print_review(review: Review) -> None:
+    out = sys.stdout
+    commits = review["commits"]
+    files = review["files"]
+    out.write(
+        f"{review['branch']} -> {review['target']}: {len(commits)} commit"
+        f"{'' if len(commits) == 1 else 's'}, {len(files)} file{'' if len(files) == 1 else 's'}"
+        f" changed, +{review['added']} -{review['deleted']}"
+        f"{' (already merged: nothing to merge)' if review['upToDate'] else ''}\n"
+    )
+    if not review["fetched"]:
+        out.write("(the session's checkout is gone: the branch as last fetched)\n")
+    out.write("\n")
+    for c in commits:
+        out.write(
+            _printable(f"{c['sha'][:12]} {c['subject']}  ({c['author']} <{c['authorEmail']}>, {c['date']})")
+            + "\n"
+        )
+    if review["commitsTruncated"]:
+        out.write("... more commits not listed\n")
+    out.write("\n")
+    for f in files:
+        counts = "binary" if f["binary"] else f"+{f['added']} -{f['deleted']}"
+        out.write(_printable(f"{counts:>14}  {f['path']}") + "\n")
+    if review["filesTruncated"]:
+        out.write("... more files not listed\n")
+    out.write("\n")
+    out.write(_printable(review["diff"]))
+    if review["truncated"]:
+        out.write("\n[diff truncated: it is longer than the server shows]\n")
+    out.flush()
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    client = _owner_client(args)
+    if args.merge:
+        merged = client.merge(args.session_id)
+        if args.json:
+            _print_json(merged)
+        else:
+            sys.stdout.write(
+                f"merged {merged['branch']} into {merged['target']}: {merged['commit']}\n"
+            )
+        return EXIT_OK
+    review = client.review(args.session_id)
+    if args.json:
+        _print_json(review)
+    else:
+        _print_review(review)
+    return EXIT_OK
+
+
 def _cmd_token_path(args: argparse.Namespace) -> int:
     candidates = token_file_candidates()
     for path in candidates:
@@ -315,6 +417,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--pr-url")
     s.add_argument("--artifacts", metavar="JSON", help="a JSON object, or - for stdin")
     s.set_defaults(func=_cmd_signal_resolve)
+
+    s = sub.add_parser(
+        "review",
+        help="show a session's commits and diff against the main checkout's branch; --merge merges it",
+        description="The owner's review of a session's work, through mitzod's confined git. "
+        "Needs the owner's credential: $MITZO_OWNER_TOKEN (a token from a login), or the "
+        "passphrase (--passphrase-stdin, or a prompt on the terminal).",
+    )
+    s.add_argument("session_id", metavar="SESSION_ID")
+    s.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge the session's branch into the main checkout's current branch (a merge commit)",
+    )
+    s.add_argument("--json", action="store_true", help="print the server's JSON answer")
+    s.add_argument("--passphrase-stdin", action="store_true", help="read the passphrase from stdin")
+    s.set_defaults(func=_cmd_review)
 
     token = sub.add_parser("token", help="the token file").add_subparsers(
         dest="token_command", metavar="ACTION"

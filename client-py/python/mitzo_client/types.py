@@ -34,6 +34,10 @@ __all__ = [
     "Repo",
     "RepoOpened",
     "RepoClosed",
+    "ReviewCommit",
+    "ChangedFile",
+    "Review",
+    "Merged",
     "Task",
     "TaskList",
     "NewTask",
@@ -176,6 +180,65 @@ class RepoClosed(TypedDict):
     removed: bool
     """Whether a directory was removed (its commits were fetched first)."""
 
+
+
+class ReviewCommit(TypedDict):
+    sha: str
+    subject: str
+    """The first line of the message, as the agent wrote it (display it as text)."""
+    author: str
+    authorEmail: str
+    date: str
+    """Author date, ISO 8601."""
+
+
+class ChangedFile(TypedDict):
+    path: str
+    added: Optional[int]
+    """Lines added; None for a binary file."""
+    deleted: Optional[int]
+    binary: bool
+
+
+class Review(TypedDict):
+    """``GET /api/sessions/{id}/review``: a session's branch against the main
+    checkout's current branch (``target``)."""
+
+    sessionId: str
+    branch: str
+    """``session/<id>`` in the main repo."""
+    head: str
+    """The commit ``branch`` points at."""
+    target: str
+    """The main checkout's current branch, what a merge goes into."""
+    targetCommit: str
+    commits: List[ReviewCommit]
+    """The commits ``target`` lacks, newest first (at most 500)."""
+    commitsTruncated: bool
+    files: List[ChangedFile]
+    filesTruncated: bool
+    added: int
+    deleted: int
+    diff: str
+    """``git diff target...branch``, at most 1 MiB."""
+    truncated: bool
+    """The diff was longer and was cut."""
+    upToDate: bool
+    """``target`` already contains ``branch``: a merge would be refused."""
+    fetched: bool
+    """False when the session's checkout is gone and the branch as last fetched is shown."""
+
+
+class Merged(TypedDict):
+    """``POST /api/sessions/{id}/merge``."""
+
+    sessionId: str
+    branch: str
+    target: str
+    commit: str
+    """The new merge commit, now ``target``'s tip."""
+    head: str
+    """The session commit merged."""
 
 class Task(TypedDict):
     id: str

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use super::{Decision, Mode, ServerFrame, SessionSummary};
+use super::{Decision, Mode, SessionSummary};
 
 /// A session and the seq the client saw last, for `reconnect`.
 #[derive(Debug, Clone, PartialEq, Deserialize, TS)]
@@ -133,9 +133,30 @@ pub struct RepoInfo {
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
-    pub events: Vec<ServerFrame>,
+    #[ts(type = "Array<ServerFrame>")]
+    pub events: Vec<StoredFrame>,
     #[ts(type = "number")]
     pub last_seq: u64,
-    /// With `before`: older events exist.
+    /// With `before`: older events exist; with `after`: newer ones do
+    /// (beyond `limit`).
     pub has_more: bool,
+}
+
+/// A persisted [`crate::ServerFrame`] as it was stored: the server's own JSON,
+/// sent on unparsed (a page of history is not decoded and encoded again).
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct StoredFrame(Box<serde_json::value::RawValue>);
+
+impl StoredFrame {
+    /// A stored frame's text; `None` when it is not JSON.
+    pub fn new(json: String) -> Option<StoredFrame> {
+        serde_json::value::RawValue::from_string(json)
+            .ok()
+            .map(StoredFrame)
+    }
+
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
 }

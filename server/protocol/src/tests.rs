@@ -114,3 +114,25 @@ fn client_frames_parse_and_refuse_unknowns() {
         );
     }
 }
+
+#[test]
+fn an_event_page_carries_stored_frames_as_they_were_written() {
+    let frame = ServerFrame::new(
+        Some("s1"),
+        7,
+        ServerEvent::TitleChanged { title: "t".into() },
+    );
+    let written = frame.to_json();
+    let page = EventPage {
+        events: vec![StoredFrame::new(written.clone()).unwrap()],
+        last_seq: 7,
+        has_more: true,
+    };
+    let text = serde_json::to_string(&page).unwrap();
+    assert_eq!(
+        text,
+        format!(r#"{{"events":[{written}],"lastSeq":7,"hasMore":true}}"#)
+    );
+    assert_eq!(page.events[0].json(), written);
+    assert!(StoredFrame::new("{not json".into()).is_none());
+}

@@ -49,7 +49,18 @@ impl Default for NetnsSpec {
 /// process create user and network namespaces, and why not. Forks a child
 /// that tries, so the caller's own namespaces are untouched.
 pub fn probe() -> std::result::Result<(), String> {
-    // SAFETY: the child only calls unshare and _exit.
+    probe_as(None)
+}
+
+/// The child could not become the user it was to probe as.
+const PROBE_SWITCH_FAILED: i32 = 250;
+
+/// [`probe`], with the child first switching to `(uid, gid)` (no
+/// supplementary groups): root may create namespaces where the user agents
+/// run as may not, so a caller running as root probes as that user.
+pub fn probe_as(ids: Option<(u32, u32)>) -> std::result::Result<(), String> {
+    // SAFETY: the child only calls setgroups, setresgid, setresuid, unshare
+    // and _exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(format!("fork: {}", io::Error::last_os_error()));
@@ -57,6 +68,14 @@ pub fn probe() -> std::result::Result<(), String> {
     if pid == 0 {
         // SAFETY: async-signal-safe calls only, in the child.
         unsafe {
+            if let Some((uid, gid)) = ids {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(gid, gid, gid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0
+                {
+                    libc::_exit(PROBE_SWITCH_FAILED);
+                }
+            }
             let r = libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET);
             let errno = if r == 0 { 0 } else { *libc::__errno_location() };
             libc::_exit(errno.clamp(0, 255));
@@ -85,6 +104,10 @@ pub fn probe() -> std::result::Result<(), String> {
     match code {
         0 => Ok(()),
         -1 => Err("the namespace probe died".into()),
+        PROBE_SWITCH_FAILED => Err(format!(
+            "the namespace probe could not switch to uid/gid {:?}",
+            ids.unwrap_or_default()
+        )),
         e => Err(format!(
             "unprivileged user and network namespaces are not available ({}): the kernel \
              (user.max_user_namespaces, an LSM policy) or the unit (RestrictNamespaces=) forbids them",

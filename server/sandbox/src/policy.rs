@@ -74,7 +74,9 @@ const SYSTEM_READ_EXEC: &[&str] = &[
 /// Read-only system paths: configuration, and the kernel views node and git
 /// read (CPU count, cgroup limits, /proc/self). /proc is readable, but
 /// Landlock's ptrace restriction denies /proc/<pid>/{environ,mem,...} of
-/// processes outside the sandbox (proven by the escape tests).
+/// processes outside the sandbox's domain, dumpable same-uid ones included
+/// (`sandbox_escape::escape_table`, rows "read /proc/<outside dumpable
+/// process>/environ" and ".../mem", each with a control without Landlock).
 const SYSTEM_READ_ONLY: &[&str] = &[
     "/etc",
     "/proc",

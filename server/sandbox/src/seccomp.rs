@@ -124,6 +124,13 @@ fn target_arch() -> Result<TargetArch> {
 
 /// The compiled filter for agents and mitzod's own sandboxed commands.
 pub fn build_filter() -> Result<BpfProgram> {
+    Ok(with_x32_guard(compile_rules()?))
+}
+
+/// What seccompiler makes of the rules: the architecture check (a call of
+/// another architecture kills the process) and the per-call rules, without
+/// the x32 guard.
+fn compile_rules() -> Result<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in denied_syscalls() {
         rules.insert(nr, Vec::new());
@@ -136,10 +143,9 @@ pub fn build_filter() -> Result<BpfProgram> {
         target_arch()?,
     )
     .map_err(|e| Error::Sandbox(format!("seccomp filter: {e}")))?;
-    let program: BpfProgram = filter
+    filter
         .try_into()
-        .map_err(|e| Error::Sandbox(format!("compiling the seccomp filter: {e}")))?;
-    Ok(with_x32_guard(program))
+        .map_err(|e| Error::Sandbox(format!("compiling the seccomp filter: {e}")))
 }
 
 /// The filters a reaper stacks on [`build_filter`] for its agent alone:
@@ -299,5 +305,122 @@ mod tests {
         let p = build_filter().unwrap();
         assert!(p.len() < u16::MAX as usize && p.len() > 30, "{}", p.len());
         assert!(probe().is_ok());
+    }
+
+    /// What the kernel hands a filter (`struct seccomp_data`).
+    struct Call {
+        arch: u32,
+        nr: u32,
+        args: [u64; 6],
+    }
+
+    impl Call {
+        fn load(&self, k: u32) -> u32 {
+            match k {
+                0 => self.nr,
+                4 => self.arch,
+                16..=63 if k % 4 == 0 => {
+                    let arg = self.args[((k - 16) / 8) as usize];
+                    if (k - 16) % 8 == 0 {
+                        arg as u32
+                    } else {
+                        (arg >> 32) as u32
+                    }
+                }
+                _ => panic!("load at offset {k} of seccomp_data"),
+            }
+        }
+    }
+
+    /// A classic-BPF interpreter for the instructions these programs use,
+    /// so the compiled program itself is what is checked; any other
+    /// instruction fails the test.
+    fn run(program: &[sock_filter], call: &Call) -> u32 {
+        let (mut a, mut pc) = (0u32, 0usize);
+        loop {
+            let i = &program[pc];
+            pc += 1;
+            let code = u32::from(i.code);
+            let jump = |taken: bool| usize::from(if taken { i.jt } else { i.jf });
+            match code {
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => a = call.load(i.k),
+                c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => a &= i.k,
+                c if c == libc::BPF_JMP | libc::BPF_JA => pc += i.k as usize,
+                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => pc += jump(a == i.k),
+                c if c == libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K => pc += jump(a > i.k),
+                c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => pc += jump(a >= i.k),
+                c if c == libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K => pc += jump(a & i.k != 0),
+                c if c == libc::BPF_RET | libc::BPF_K => return i.k,
+                other => panic!("instruction {other:#x} at {}", pc - 1),
+            }
+        }
+    }
+
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+    fn x86_64(nr: libc::c_long, args: [u64; 6]) -> Call {
+        Call {
+            arch: AUDIT_ARCH_X86_64,
+            nr: nr as u32,
+            args,
+        }
+    }
+
+    /// The compiled program, run on calls: the refused ones get EPERM,
+    /// others pass, x32 calls are refused by the guard (the same call
+    /// passes the program without it), and a foreign architecture's call
+    /// kills the process.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_and_foreign_architecture_calls_are_refused() {
+        let p = build_filter().unwrap();
+        let getpid = libc::SYS_getpid;
+        assert_eq!(run(&p, &x86_64(getpid, [0; 6])), ALLOW);
+        for (name, nr) in denied_syscalls() {
+            assert_eq!(run(&p, &x86_64(nr, [0; 6])), EPERM, "{name}");
+        }
+        let inet = libc::AF_INET as u64;
+        let stream = libc::SOCK_STREAM as u64;
+        let tcp = [inet, stream, 0, 0, 0, 0];
+        let mptcp = [inet, stream | libc::SOCK_CLOEXEC as u64, 262, 0, 0, 0];
+        let udp = [inet, libc::SOCK_DGRAM as u64, 0, 0, 0, 0];
+        assert_eq!(run(&p, &x86_64(libc::SYS_socket, tcp)), ALLOW);
+        assert_eq!(run(&p, &x86_64(libc::SYS_socket, mptcp)), EPERM);
+        assert_eq!(run(&p, &x86_64(libc::SYS_socket, udp)), EPERM);
+
+        // x32: the same audit arch, bit 30 set in the number.
+        const X32: u32 = 0x4000_0000;
+        let x32_getpid = Call {
+            arch: AUDIT_ARCH_X86_64,
+            nr: X32 | getpid as u32,
+            args: [0; 6],
+        };
+        assert_eq!(run(&p, &x32_getpid), EPERM, "the x32 guard");
+        let x32_socket = Call {
+            arch: AUDIT_ARCH_X86_64,
+            nr: X32 | libc::SYS_socket as u32,
+            args: mptcp,
+        };
+        assert_eq!(run(&p, &x32_socket), EPERM);
+        // Control: without the guard, the x32 numbers match no rule.
+        let unguarded = compile_rules().unwrap();
+        assert_eq!(
+            p.len(),
+            unguarded.len() + 3,
+            "the guard is three instructions"
+        );
+        assert_eq!(run(&unguarded, &x32_getpid), ALLOW);
+        assert_eq!(run(&unguarded, &x32_socket), ALLOW);
+
+        // An i386 call (int 0x80): its numbers mean other calls; killed.
+        let i386 = Call {
+            arch: AUDIT_ARCH_I386,
+            nr: 20, // getpid on i386
+            args: [0; 6],
+        };
+        assert_eq!(run(&p, &i386), libc::SECCOMP_RET_KILL_PROCESS);
     }
 }

@@ -1,7 +1,7 @@
 //! Reading a request's credential (headers only, never the query) and the
 //! extractor every route names its scope with:
 //!
-//! ```ignore
+//! ```text
 //! async fn handler(Authed(caller, ..): Authed<scope::Internal>) { .. }
 //! ```
 //!

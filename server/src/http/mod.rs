@@ -9,6 +9,7 @@ mod guard;
 mod json;
 mod meta;
 mod repos;
+mod review;
 mod sessions;
 mod tasks;
 mod web;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(files::routes())
         .merge(tasks::routes())
         .merge(repos::routes())
+        .merge(review::routes())
         .merge(sessions::routes())
         .merge(ws::routes())
         .merge(web::routes())

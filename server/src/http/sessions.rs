@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::auth::scope;
 use crate::error::{Error, Result};
 use crate::sessions::{store, NewSession, Session, SessionManager};
-use mitzo_protocol::{Decision, Mode, SessionList, SessionPatch};
+use mitzo_protocol::{Decision, EventPage, Mode, SessionList, SessionPatch};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -205,32 +205,31 @@ async fn events(
     _auth: Authed<scope::Internal>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<EventPage>> {
     let session = state.sessions.get(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
-    match (q.after, q.before) {
-        (Some(_), Some(_)) => Err(Error::Invalid("give `after` or `before`, not both".into())),
+    let (events, has_more) = match (q.after, q.before) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Invalid("give `after` or `before`, not both".into()))
+        }
         (_, Some(before)) => {
-            let (events, more) = state
+            state
                 .sessions
                 .events_before(&session, before, limit)
-                .await?;
-            Ok(Json(json!({
-                "events": events,
-                "lastSeq": session.log.last_seq(),
-                "hasMore": more,
-            })))
+                .await?
         }
         (after, None) => {
-            let events = state
+            state
                 .sessions
                 .events_after(&session.id, after.unwrap_or(0), limit)
-                .await?;
-            Ok(Json(
-                json!({ "events": events, "lastSeq": session.log.last_seq(), "hasMore": false }),
-            ))
+                .await?
         }
-    }
+    };
+    Ok(Json(EventPage {
+        events,
+        last_seq: session.log.last_seq(),
+        has_more,
+    }))
 }
 
 async fn delete(

@@ -28,7 +28,15 @@ include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
-    for route in ["/", "/sessions", "/files", "/tasks", "/audit", "/s/{id}"] {
+    for route in [
+        "/",
+        "/sessions",
+        "/files",
+        "/tasks",
+        "/audit",
+        "/s/{id}",
+        "/s/{id}/review",
+    ] {
         router = router.route(route, get(shell));
     }
     router

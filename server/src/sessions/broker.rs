@@ -1,8 +1,9 @@
 //! The permission broker: every tool call reaches it, through the
 //! `PreToolUse` hook registered at `initialize` and through `can_use_tool`,
 //! and is decided by policy or put to the owner (with its title, summary
-//! and diff); `AskUserQuestion` calls become questions for the owner. How
-//! pending requests are then decided is in [`super::decisions`].
+//! and diff); `AskUserQuestion` calls become questions for the owner
+//! ([`super::questions`]). How pending requests are then decided is in
+//! [`super::decisions`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use super::translate::clip;
 use super::{Pending, PendingKind, Session, SessionManager};
 use crate::agent::protocol;
 use crate::permissions::{self, Tier, Verdict};
-use mitzo_protocol::{DecidedBy, Outcome, Question, ServerEvent, SessionState};
+use mitzo_protocol::{DecidedBy, Outcome, ServerEvent, SessionState};
 
 /// Pending permissions one session may have at once; more are denied.
 pub(crate) const MAX_PENDING: usize = 32;
@@ -256,67 +257,6 @@ impl SessionManager {
         let me = self.clone();
         let s = session.clone();
         tokio::spawn(async move { me.pending_timers(s, perm_id, timeout).await });
-    }
-
-    /// An `AskUserQuestion` call: the owner answers (or it times out).
-    async fn ask_questions(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        request_id: &str,
-        input: &Value,
-    ) {
-        let Some(agent) = session.lock().agent.clone() else {
-            return;
-        };
-        let questions: Option<Vec<Question>> = input
-            .get("questions")
-            .cloned()
-            .and_then(|q| serde_json::from_value(q).ok())
-            .filter(|q: &Vec<Question>| !q.is_empty() && q.len() <= 16);
-        let audit_line = match &questions {
-            Some(q) => approval::Approval {
-                title: "Ask the owner".into(),
-                summary: q
-                    .iter()
-                    .map(|q| q.question.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                diff: None,
-            }
-            .audit_line(),
-            None => "Ask the owner: malformed questions".into(),
-        };
-        let Some(questions) = questions.filter(|_| session.pending_count() < MAX_PENDING) else {
-            self.audit(
-                &session.id,
-                ASK_TOOL,
-                &audit_line,
-                "deny",
-                DecidedBy::Policy,
-            )
-            .await;
-            agent.send(&protocol::control_success(
-                request_id,
-                protocol::deny("mitzod could not put these questions to the owner"),
-            ));
-            return;
-        };
-        let (perm_id, expires_at, timeout) = self.add_pending(
-            session,
-            Pending {
-                request_id: request_id.to_string(),
-                tool: ASK_TOOL.to_string(),
-                input: input.clone(),
-                kind: PendingKind::Question,
-                audit_summary: audit_line,
-            },
-        );
-        session.log.publish(ServerEvent::QuestionRequest {
-            perm_id: perm_id.clone(),
-            questions,
-            expires_at,
-        });
-        self.waiting(session, perm_id, timeout);
     }
 
     pub(crate) async fn on_control_cancel(&self, session: &Arc<Session>, request_id: &str) {

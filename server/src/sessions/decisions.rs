@@ -34,7 +34,7 @@ impl SessionManager {
             let pending = session.lock().pending.get(&perm_id).map(|p| {
                 (
                     p.tool.clone(),
-                    p.audit_summary.clone(),
+                    super::approval::notice_line(&p.audit_summary),
                     matches!(p.kind, PendingKind::Question),
                 )
             });
@@ -231,6 +231,12 @@ impl SessionManager {
         message: Option<&str>,
     ) -> Result<()> {
         if let Some(m) = message {
+            // It would reach nobody: the agent hears a reason only for a deny.
+            if decision != Decision::Deny {
+                return Err(Error::Invalid(
+                    "a message goes with a deny only; an allow carries none".into(),
+                ));
+            }
             super::validate_text("message", m, 0, 2000)?;
         }
         // A question may be denied (by the owner or the timeout), not allowed.

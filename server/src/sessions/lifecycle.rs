@@ -1,22 +1,15 @@
-//! The agent's lifecycle: start (or resume) it for a prompt, send,
-//! interrupt, change mode, stop it, notice its exit, and stop every agent
-//! at shutdown. Its output is driven through [`super::translate`] and
-//! [`super::broker`].
+//! The agent's lifecycle: send a prompt (starting or resuming the agent,
+//! see [`super::spawn`]), interrupt, change mode, stop it, clean up after
+//! its exit, and stop every agent at shutdown. Its output is read by
+//! [`super::drive`].
 
-use std::os::unix::fs::DirBuilderExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use super::translate::{Out, Translator};
-use super::{is_agent_session_id, title_from_prompt, Pending, Session, SessionManager};
-use crate::agent::process::AgentEvent;
-use crate::agent::{launch, protocol, AgentExit, AgentNetwork, AgentProcess, Incoming, SpawnSpec};
-use crate::config::NetworkMode;
+use super::{title_from_prompt, Pending, Session, SessionManager};
+use crate::agent::{protocol, AgentExit};
 use crate::error::{Error, Result};
 use mitzo_protocol::{DecidedBy, Mode, ServerEvent, SessionState};
-use mitzo_sandbox::AgentPolicyInputs;
 
 impl SessionManager {
     /// Send a prompt: start (or resume) the agent when it is not running.
@@ -144,170 +137,8 @@ impl SessionManager {
         true
     }
 
-    async fn start_agent(self: &Arc<Self>, session: &Arc<Session>) -> Result<Arc<AgentProcess>> {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return Err(Error::Conflict(
-                "mitzod is shutting down; try again in a moment".into(),
-            ));
-        }
-        let (mode, model, resume) = {
-            let inner = session.lock();
-            (
-                inner.row.mode,
-                inner.row.model.clone(),
-                inner.row.agent_session_id.clone(),
-            )
-        };
-        let config = &self.deps.config;
-        let network = config.agent.network;
-        // Fail closed: no namespaces, no agent (never the host's network
-        // instead).
-        if network.isolated() {
-            mitzo_sandbox::netns::probe().map_err(|why| network_unavailable(network, &why))?;
-        }
-        let program = launch::program(&config.agent.command)?;
-        let state_dir = std::fs::canonicalize(&self.deps.state_dir)
-            .unwrap_or_else(|_| self.deps.state_dir.clone());
-        let home = launch::prepare_home(&state_dir, &session.id, config.agent.home.as_deref())?;
-        let tmp = state_dir.join("tmp").join(&session.id);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&tmp)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let mut policy = mitzo_sandbox::agent_policy(&AgentPolicyInputs {
-            repo: &session.repo,
-            worktrees: std::slice::from_ref(&session.cwd),
-            // Isolated: the worktree only; in the repo itself: the repo.
-            repo_writable: session.cwd == session.repo,
-            agent_home: &home,
-            session_tmp: &tmp,
-            state_dir: &state_dir,
-            hidden: &self.deps.hidden,
-            agent_binary: &program,
-            own_port: self.deps.own_port,
-            agent: config.agent.grants(),
-            landlock: super::registry::landlock_mode(config),
-        })?;
-        // In a namespace of its own the only TCP peer is the forwarder.
-        match network {
-            NetworkMode::Proxy => policy.connect_tcp = vec![crate::egress::FORWARD_PORT],
-            NetworkMode::None => policy.connect_tcp.clear(),
-            NetworkMode::Ports => {}
-        }
-        let token = self.deps.session_tokens.issue(&session.id);
-        let mut session_env = launch::session_env(
-            &home,
-            &tmp,
-            &self.deps.own_url,
-            &session.id,
-            token.expose_str(),
-        );
-        // agent.api_key_file / the anthropic-api-key credential, read before the drop.
-        if let Some(key) = &config.agent.api_key {
-            session_env.push(("ANTHROPIC_API_KEY".into(), key.expose_str().to_string()));
-        }
-        session_env.extend(crate::egress::proxy_env(network));
-        let env = mitzo_sandbox::build_env(
-            std::env::vars_os(),
-            &config.agent.env_passthrough,
-            &session_env,
-        );
-        let egress = match network {
-            NetworkMode::Proxy => match self.start_egress(session, &env) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    self.deps.session_tokens.revoke(&session.id);
-                    return Err(e);
-                }
-            },
-            _ => None,
-        };
-        let agent_network = match (&egress, network) {
-            (Some(e), _) => AgentNetwork::Proxy(e.socket.clone()),
-            (None, NetworkMode::Ports) => AgentNetwork::Host,
-            (None, _) => AgentNetwork::Isolated,
-        };
-        let args = launch::args(&launch::Launch {
-            mode,
-            model: model.as_deref(),
-            resume: resume.as_deref().filter(|r| is_agent_session_id(r)),
-            setting_sources: &config.agent.setting_sources,
-        });
-        let (tx, rx) = mpsc::channel(256);
-        let spec = SpawnSpec {
-            program,
-            args,
-            cwd: session.cwd.clone(),
-            policy,
-            env,
-            network: agent_network,
-        };
-        let agent = match AgentProcess::spawn(spec, tx) {
-            Ok(a) => {
-                if let Some(e) = &egress {
-                    e.set_peer_root(a.pid);
-                }
-                session.lock().net.egress = egress;
-                Arc::new(a)
-            }
-            Err(e) => {
-                self.deps.session_tokens.revoke(&session.id);
-                return Err(e);
-            }
-        };
-        let generation = {
-            let mut inner = session.lock();
-            inner.generation += 1;
-            inner.agent = Some(agent.clone());
-            inner.generation
-        };
-        agent.send(&protocol::control_request(
-            "init",
-            super::broker::initialize_request(),
-        ));
-        tracing::info!(session = %session.id, pid = agent.pid, "agent started");
-        let me = self.clone();
-        let s = session.clone();
-        tokio::spawn(async move { me.drive(s, rx, generation).await });
-        Ok(agent)
-    }
-
-    /// Everything the agent says, turned into events and decisions. While
-    /// the event writer is behind, the next line waits: back-pressure
-    /// reaches the agent's stdout instead of memory.
-    async fn drive(
-        self: Arc<Self>,
-        session: Arc<Session>,
-        mut rx: mpsc::Receiver<AgentEvent>,
-        generation: u64,
-    ) {
-        let mut translator = Translator::new();
-        while let Some(event) = rx.recv().await {
-            self.writer.room().await;
-            // After a stop, what the dead agent still had queued is dropped.
-            let current = session.lock().generation == generation;
-            match event {
-                AgentEvent::Message(msg) if current => {
-                    self.on_message(&session, &mut translator, msg).await
-                }
-                AgentEvent::Malformed(why) if current => {
-                    session.log.publish(ServerEvent::error(why));
-                }
-                AgentEvent::Exit(exit) => {
-                    // Blocks the agent never finished are closed, so no
-                    // watcher waits on them.
-                    apply(&session, translator.finish());
-                    self.on_exit(&session, generation, exit).await;
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
-
     /// The agent ended by itself (a stop is handled by `end_agent`).
-    async fn on_exit(&self, session: &Arc<Session>, generation: u64, exit: AgentExit) {
+    pub(crate) async fn on_exit(&self, session: &Arc<Session>, generation: u64, exit: AgentExit) {
         let _lifecycle = session.lifecycle.lock().await;
         let (pending, state) = {
             let mut inner = session.lock();
@@ -353,77 +184,6 @@ impl SessionManager {
         let _ = tokio::fs::remove_dir_all(tmp).await;
     }
 
-    async fn on_message(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        translator: &mut Translator,
-        msg: Incoming,
-    ) {
-        match msg {
-            Incoming::Init {
-                agent_session_id, ..
-            } => {
-                // It goes back on the agent's command line: only a plain id.
-                if !is_agent_session_id(&agent_session_id) {
-                    session.log.publish(ServerEvent::error(
-                        "agent reported a malformed session id; it will not be resumed",
-                    ));
-                    return;
-                }
-                let row = {
-                    let mut inner = session.lock();
-                    inner.row.agent_session_id = Some(agent_session_id);
-                    inner.row.clone()
-                };
-                session.log.save_row(row);
-            }
-            Incoming::StreamEvent(v) => apply(session, translator.stream_event(&v)),
-            Incoming::Assistant(v) => apply(session, translator.assistant(&v)),
-            Incoming::User(v) => apply(session, translator.user(&v)),
-            Incoming::Result(v) => {
-                apply(session, translator.finish());
-                let row = {
-                    let mut inner = session.lock();
-                    inner.row.num_turns += 1;
-                    inner.row.clone()
-                };
-                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                session.log.publish(ServerEvent::Result {
-                    subtype: text("subtype").unwrap_or_default(),
-                    is_error: v.get("is_error").and_then(|x| x.as_bool()) == Some(true),
-                    result: text("result").map(|r| super::translate::clip_str(&r)),
-                    num_turns: row.num_turns,
-                    cost_usd: v.get("total_cost_usd").and_then(|x| x.as_f64()),
-                });
-                session.log.save_row(row);
-                session.set_state(SessionState::Idle);
-                self.changed(session);
-            }
-            Incoming::ControlRequest {
-                request_id,
-                request,
-            } => {
-                self.on_control_request(session, &request_id, &request)
-                    .await;
-            }
-            Incoming::ControlResponse {
-                request_id,
-                result: Err(e),
-            } => {
-                session.log.publish(ServerEvent::error(format!(
-                    "agent refused control request {request_id}: {e}"
-                )));
-            }
-            Incoming::ControlCancel { request_id } => {
-                self.on_control_cancel(session, &request_id).await;
-            }
-            Incoming::System(_) | Incoming::ControlResponse { .. } => {}
-            Incoming::Unknown(v) => {
-                tracing::debug!(session = %session.id, kind = ?v.get("type"), "unknown agent message ignored");
-            }
-        }
-    }
-
     /// Shutdown: end every agent; their sessions show as interrupted and
     /// resume (`--resume`) on the next prompt after a restart.
     pub async fn stop_all(self: &Arc<Self>) {
@@ -440,33 +200,5 @@ impl SessionManager {
         }
         while stopping.join_next().await.is_some() {}
         self.writer.flush().await;
-    }
-}
-
-/// Why an agent with an isolated network cannot start here.
-fn network_unavailable(mode: NetworkMode, why: &str) -> Error {
-    Error::Unavailable(format!(
-        "agent.network = \"{}\" needs a network namespace of the agent's own, and {why}. \
-         Allow unprivileged user and network namespaces (kernel: user.max_user_namespaces > 0; \
-         systemd: RestrictNamespaces=user net), or set agent.network = \"ports\" to give agents \
-         the host's network limited to agent.allowed_connect_ports",
-        mode.as_str()
-    ))
-}
-
-/// Carry out what the translation produced.
-fn apply(session: &Session, outs: Vec<Out>) {
-    for o in outs {
-        match o {
-            Out::Publish(e) => {
-                session.log.publish(e);
-            }
-            Out::Delta {
-                message_id,
-                index,
-                delta_type,
-                text,
-            } => session.log.delta(&message_id, index, delta_type, &text),
-        }
     }
 }

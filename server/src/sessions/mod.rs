@@ -2,54 +2,87 @@
 //! an event stream that outlives its clients, and a permission broker that
 //! decides every tool call by policy or by the owner.
 //!
-//! Modules, one job each: [`registry`] (create, get, list, rename, delete,
-//! evict), [`lifecycle`] (start, send, interrupt, stop, exit, shutdown),
-//! [`translate`] (agent messages → events, pure), [`broker`] (control
-//! requests, the PreToolUse hook, questions), [`decisions`] (owner, one-tap and
-//! timeout decisions, timers, ntfy, approval capabilities), [`approval`] (what a
-//! person reads to decide), [`replay`] (subscribe with no gap), [`supervisor`]
-//! (detach TTL, idle exit, heartbeat), [`events`] (ring, broadcast, open
-//! blocks), [`writer`] (the ordered, back-pressured SQLite writer) and
-//! [`store`] (SQL).
+//! Modules, one job each:
+//!
+//! - [`registry`]: the sessions in memory: create, get (loading from the
+//!   database), rename, attach, detach, delete.
+//! - [`repos`]: the repos sessions run in, and the choice of one.
+//! - [`listing`]: a session as a list shows it, and `session_updated`.
+//! - [`lifecycle`]: send, interrupt, change mode, stop, clean up after an
+//!   agent's exit, stop every agent at shutdown.
+//! - [`spawn`]: starting an agent (home, tmp, sandbox policy, environment,
+//!   network, process).
+//! - [`drive`]: a running agent's output, line by line, into events and
+//!   decisions, until it exits.
+//! - [`translate`]: agent messages → events, pure (no I/O).
+//! - [`broker`]: control requests, the `PreToolUse` hook, policy, the
+//!   audit log.
+//! - [`questions`]: the agent's questions (`AskUserQuestion`) for the owner.
+//! - [`decisions`]: owner, one-tap and timeout decisions, timers, ntfy,
+//!   approval capabilities.
+//! - [`approval`]: what a person reads to decide (title, summary, diff).
+//! - [`network`]: the agent's egress proxy and its network requests.
+//! - [`replay`]: subscribe with no gap.
+//! - [`supervisor`]: detach TTL, idle exit, heartbeat.
+//! - [`events`]: the ring, the broadcast, open blocks.
+//! - [`writer`]: the ordered, back-pressured SQLite writer.
+//! - [`store`]: SQL; [`retention`]: compaction and age/size limits.
+//!
+//! No file here grows past 400 lines (`tests/check-module-size`); tests
+//! longer than their module live beside it (`*_tests.rs`).
 //!
 //! # State machine ([`SessionState`])
 //!
+//! Every change goes through [`Session::set_state`] (a persisted
+//! `session_state_changed`); nothing else writes the state.
+//!
 //! ```text
-//!            send                 can_use_tool (ask)
-//!   idle ──────────► running ─────────────────────► requires_action
-//!    ▲  ◄──────────   │  ▲  ◄─────────────────────────      │
-//!    │    result /    │  │   last pending decided            │
-//!    │    agent exit  │  │   (or withdrawn)                  │
-//!    │                ▼  │                                   │
-//!    │   stop / detach TTL / delete (from any live state)    │
-//!    │             ──────────► stopped ◄─────────────────────┘
-//!    │   send (resumes with --resume)  │
-//!    └─────────────────────────────────┘
-//!   mitzod stops while idle/running/requires_action → interrupted;
-//!   a send from interrupted or stopped starts the agent again (running).
+//!  from                      on                                  to               in
+//!  idle, stopped,            send (an agent is started, or       running          lifecycle
+//!   interrupted               resumed with --resume, if none)
+//!  running                   the agent's send fails (it ended)   idle             lifecycle
+//!  running                   a call, question or host waits      requires_action  broker, questions,
+//!                             for the owner                                        network
+//!  requires_action           the last pending one is decided,    running          decisions, broker
+//!                             timed out or cancelled by the agent
+//!  running, requires_action  the turn's result                   idle             drive
+//!  any with an agent         the agent exits by itself           idle             lifecycle
+//!                             (pending ones are withdrawn)
+//!  any                       stop, detach TTL, delete            stopped          lifecycle
+//!                             (pending ones are withdrawn)
+//!  idle, running,            mitzod shuts down (its agent is     interrupted      lifecycle,
+//!   requires_action           stopped), or died: the row is                        store
+//!                             marked at the next start
 //! ```
 //!
 //! # Locks, in the order they may be taken
 //!
-//! 1. `Session::lifecycle` (async): held while an agent is started,
-//!    stopped or cleaned up after: one agent per session, and no prompt
-//!    lands in a dying one. Never taken while holding 2–4.
-//! 2. `SessionManager::sessions` (the map): held only to look up, insert
-//!    or remove; may take 3 briefly (eviction reads a session's state).
+//! 1. `Session::lifecycle` (async): held while an agent is started
+//!    ([`lifecycle`]'s send, with [`spawn`]), stopped, or cleaned up after
+//!    its exit: one agent per session, and no prompt lands in a dying one.
+//!    Never taken while holding 2–4.
+//! 2. `SessionManager::sessions` (the map, [`registry`]): held only to
+//!    look up, insert or remove; may take 3 briefly (eviction reads a
+//!    session's state).
 //! 3. `Session::inner`: the row, the agent handle, pending permissions,
 //!    watcher count. Never held across an `.await`.
-//! 4. `EventLog`'s ring (inside `events`): a leaf; publishing never takes
-//!    another lock. `resolved` (recently decided ids) is also a leaf.
+//! 4. `EventLog`'s ring (inside [`events`]): a leaf; publishing never
+//!    takes another lock. `resolved` (recently decided ids) is also a leaf.
 
 pub(crate) mod approval;
 pub(crate) mod broker;
 pub(crate) mod decisions;
+pub(crate) mod drive;
 pub(crate) mod events;
 pub(crate) mod lifecycle;
+pub(crate) mod listing;
 pub(crate) mod network;
+pub(crate) mod questions;
 pub(crate) mod registry;
 pub(crate) mod replay;
+pub(crate) mod repos;
 pub mod retention;
+pub(crate) mod spawn;
 pub mod store;
 pub(crate) mod supervisor;
 pub(crate) mod translate;

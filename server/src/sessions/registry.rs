@@ -1,5 +1,5 @@
 //! The registry: the sessions held in memory, created, loaded from the
-//! database on demand, listed, renamed and deleted; the repos they run in.
+//! database on demand, renamed, attached to, detached from and deleted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::git::Git;
-use mitzo_protocol::{RepoInfo, ServerEvent, ServerFrame, SessionSummary};
+use mitzo_protocol::ServerEvent;
 use mitzo_sandbox::Enforcement;
 
 pub struct SessionManager {
@@ -35,50 +35,7 @@ pub struct SessionManager {
     pub(crate) heartbeat: AtomicI64,
     pub idle: Notify,
     /// `session_updated` frames, for every connection.
-    updates: broadcast::Sender<Frame>,
-}
-
-/// Every repo sessions may run in: `repos`, and `repo_path` when it is
-/// not one of them (named after its directory); the default is marked.
-pub fn repo_list(config: &crate::config::Config) -> Vec<RepoInfo> {
-    let mut out: Vec<RepoInfo> = config
-        .repos
-        .iter()
-        .map(|(name, path)| RepoInfo {
-            name: name.clone(),
-            path: path.display().to_string(),
-            default: false,
-        })
-        .collect();
-    if let Some(rp) = &config.repo_path {
-        let shown = rp.display().to_string();
-        match out.iter_mut().find(|r| r.path == shown) {
-            Some(r) => r.default = true,
-            None => {
-                let base = rp
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| "default".into());
-                let name = if out.iter().any(|r| r.name == base) {
-                    "default".to_string()
-                } else {
-                    base
-                };
-                out.insert(
-                    0,
-                    RepoInfo {
-                        name,
-                        path: shown,
-                        default: true,
-                    },
-                );
-            }
-        }
-    } else if out.len() == 1 {
-        out[0].default = true;
-    }
-    out
+    pub(crate) updates: broadcast::Sender<Frame>,
 }
 
 pub(crate) fn landlock_mode(config: &crate::config::Config) -> Enforcement {
@@ -123,40 +80,6 @@ impl SessionManager {
 
     pub(crate) fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Every repo sessions may run in (see [`repo_list`]).
-    pub fn repos(&self) -> Vec<RepoInfo> {
-        repo_list(&self.deps.config)
-    }
-
-    /// The repo a new session runs in: the one named, else the default.
-    pub fn choose_repo(&self, name: Option<&str>) -> Result<(String, PathBuf)> {
-        let repos = self.repos();
-        let names = || {
-            repos
-                .iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let found = match name {
-            Some(n) => repos.iter().find(|r| r.name == n).ok_or_else(|| {
-                Error::Invalid(format!("no repo named {n:?}; choose one of: {}", names()))
-            })?,
-            None if repos.is_empty() => {
-                return Err(Error::Invalid(
-                    "no repo_path or repos are configured; sessions need a repository".into(),
-                ))
-            }
-            None => repos.iter().find(|r| r.default).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "several repos are configured and none was chosen; choose one of: {}",
-                    names()
-                ))
-            })?,
-        };
-        Ok((found.name.clone(), PathBuf::from(&found.path)))
     }
 
     /// Create a session: its worktree, its row, its event log.
@@ -353,116 +276,5 @@ impl SessionManager {
             inner.detached_since = Some(Instant::now());
         }
         self.touch();
-    }
-
-    /// A session as lists show it. `live`: the in-memory session, fresher
-    /// than its database row.
-    pub fn summary_of(row: &SessionRow, live: Option<&Session>) -> SessionSummary {
-        // Retention sets it in the database only; a loaded row may predate it.
-        let compacted = row.history_compacted;
-        let (row, active, attached, pending) = match live {
-            Some(s) => {
-                let inner = s.lock();
-                (
-                    inner.row.clone(),
-                    inner.agent.is_some(),
-                    inner.watchers > 0,
-                    inner.pending.len(),
-                )
-            }
-            None => (row.clone(), false, false, 0),
-        };
-        let repo = if row.repo_name.is_empty() {
-            std::path::Path::new(&row.repo)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        } else {
-            row.repo_name.clone()
-        };
-        SessionSummary {
-            id: row.id.clone(),
-            title: row.title.clone(),
-            summary: row.summary.clone(),
-            repo,
-            state: row.state,
-            mode: row.mode,
-            pending_approvals: pending as u32,
-            last_activity: row.last_modified,
-            last_modified: row.last_modified,
-            branch: row.branch.clone(),
-            is_active: active,
-            is_attached: attached,
-            num_turns: row.num_turns,
-            history_compacted: compacted || row.history_compacted,
-        }
-    }
-
-    pub fn summary(&self, session: &Session) -> SessionSummary {
-        Self::summary_of(&session.row(), Some(session))
-    }
-
-    /// Tell every connection how the session looks now.
-    pub fn changed(&self, session: &Session) {
-        let event = ServerEvent::SessionUpdated {
-            session: self.summary(session),
-        };
-        let json = ServerFrame::new(Some(&session.id), 0, event).to_json();
-        let _ = self.updates.send(Frame {
-            seq: 0,
-            json: json.into(),
-        });
-    }
-
-    /// `session_updated` frames for one connection.
-    pub fn updates(&self) -> broadcast::Receiver<Frame> {
-        self.updates.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(repo_path: Option<&str>, repos: &[(&str, &str)]) -> crate::config::Config {
-        let mut toml = String::new();
-        if let Some(p) = repo_path {
-            toml.push_str(&format!("repo_path = \"{p}\"\n"));
-        }
-        toml.push_str("[repos]\n");
-        for (n, p) in repos {
-            toml.push_str(&format!("{n} = \"{p}\"\n"));
-        }
-        toml::from_str(&toml).unwrap()
-    }
-
-    fn names(c: &crate::config::Config) -> Vec<(String, bool)> {
-        repo_list(c)
-            .into_iter()
-            .map(|r| (r.name, r.default))
-            .collect()
-    }
-
-    #[test]
-    fn repo_path_is_listed_and_is_the_default() {
-        let c = config(Some("/srv/main"), &[("x", "/srv/x")]);
-        assert_eq!(names(&c), vec![("main".into(), true), ("x".into(), false)]);
-        // Already one of the repos: listed once, under its name.
-        let c = config(Some("/srv/x"), &[("x", "/srv/x"), ("y", "/srv/y")]);
-        assert_eq!(names(&c), vec![("x".into(), true), ("y".into(), false)]);
-        // A clash of names: repo_path is called `default`.
-        let c = config(Some("/other/x"), &[("x", "/srv/x")]);
-        assert_eq!(
-            names(&c),
-            vec![("default".into(), true), ("x".into(), false)]
-        );
-        // No repo_path: the only repo is the default; several: none.
-        assert_eq!(
-            names(&config(None, &[("x", "/srv/x")])),
-            vec![("x".into(), true)]
-        );
-        assert!(names(&config(None, &[("x", "/a"), ("y", "/b")]))
-            .iter()
-            .all(|r| !r.1));
     }
 }

@@ -6,29 +6,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::events::{Frame, Subscription};
 use super::store;
 use super::{Session, SessionManager};
 use crate::error::Result;
+use mitzo_protocol::StoredFrame;
 
 /// Longest wait for the writer to commit events a replay needs.
 const REPLAY_WAIT: Duration = Duration::from_secs(10);
 
 impl SessionManager {
-    /// Events after `after` from the database (REST).
-    pub async fn events_after(&self, id: &str, after: u64, limit: u32) -> Result<Vec<Value>> {
+    /// Up to `limit` events after `after`, oldest first, and whether
+    /// newer ones exist (REST).
+    pub async fn events_after(
+        &self,
+        id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<StoredFrame>, bool)> {
         let owned = id.to_string();
-        let frames = self
+        let mut frames = self
             .deps
             .db
-            .call(move |c| store::events(c, &owned, after.saturating_add(1), u64::MAX, limit))
+            .call(move |c| {
+                store::events(
+                    c,
+                    &owned,
+                    after.saturating_add(1),
+                    u64::MAX,
+                    limit.saturating_add(1),
+                )
+            })
             .await?;
-        Ok(frames
-            .iter()
-            .filter_map(|(_, f)| serde_json::from_str(f).ok())
-            .collect())
+        let more = frames.len() > limit as usize;
+        frames.truncate(limit as usize);
+        Ok((stored(id, frames), more))
     }
 
     /// Up to `limit` events before `before`, oldest first, and whether
@@ -38,7 +50,7 @@ impl SessionManager {
         session: &Session,
         before: u64,
         limit: u32,
-    ) -> Result<(Vec<Value>, bool)> {
+    ) -> Result<(Vec<StoredFrame>, bool)> {
         // What was published must be in the database before it is read.
         let last = session.log.last_seq().min(before.saturating_sub(1));
         if !session.log.persisted_up_to(last, REPLAY_WAIT).await {
@@ -50,13 +62,7 @@ impl SessionManager {
             .db
             .call(move |c| store::events_before(c, &owned, before, limit))
             .await?;
-        Ok((
-            frames
-                .iter()
-                .filter_map(|(_, f)| serde_json::from_str(f).ok())
-                .collect(),
-            more,
-        ))
+        Ok((stored(&session.id, frames), more))
     }
 
     /// Subscribe with no gap: the ring, the database for older events
@@ -89,4 +95,23 @@ impl SessionManager {
         frames.append(&mut sub.snapshots);
         Ok((frames, sub))
     }
+}
+
+/// Stored frames for a page; one that is not JSON (never written so) is
+/// left out and logged.
+fn stored(session: &str, frames: Vec<(u64, String)>) -> Vec<StoredFrame> {
+    frames
+        .into_iter()
+        .filter_map(|(seq, json)| {
+            let frame = StoredFrame::new(json);
+            if frame.is_none() {
+                tracing::warn!(
+                    session,
+                    seq,
+                    "a stored event is not JSON; left out of the page"
+                );
+            }
+            frame
+        })
+        .collect()
 }

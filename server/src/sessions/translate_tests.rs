@@ -172,3 +172,86 @@ fn long_text_is_clipped() {
     let s = v["a"][0].as_str().unwrap();
     assert!(s.len() < MAX_EVENT_TEXT + 100 && s.contains("more bytes not shown"));
 }
+
+fn stream(event: Value) -> Value {
+    serde_json::json!({"type": "stream_event", "event": event, "api_message_id": "msg_t"})
+}
+
+#[test]
+fn thinking_streams_as_thinking_deltas_and_ends_whole() {
+    use serde_json::json;
+    let lines = vec![
+        stream(json!({"type": "message_start", "message": {"id": "msg_t", "model": "m"}})),
+        stream(json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""}})),
+        stream(json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "Let me "}})),
+        stream(json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "think."}})),
+        // The signature is not text a person reads: no delta.
+        stream(json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "signature_delta", "signature": "c2ln"}})),
+        json!({"type": "assistant", "message": {"id": "msg_t", "content": [
+            {"type": "thinking", "thinking": "Let me think.", "signature": "c2ln"}]}}),
+        stream(json!({"type": "content_block_stop", "index": 0})),
+        stream(json!({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "text", "text": ""}})),
+        stream(json!({"type": "content_block_delta", "index": 1,
+            "delta": {"type": "text_delta", "text": "Yes."}})),
+        stream(json!({"type": "content_block_stop", "index": 1})),
+        stream(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}})),
+        stream(json!({"type": "message_stop"})),
+    ];
+    let out = run(&lines);
+    let deltas: Vec<(u32, DeltaType, &str)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Delta {
+                index,
+                delta_type,
+                text,
+                ..
+            } => Some((*index, *delta_type, text.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        deltas,
+        vec![
+            (0, DeltaType::Thinking, "Let me "),
+            (0, DeltaType::Thinking, "think."),
+            (1, DeltaType::Text, "Yes."),
+        ]
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Out::Publish(ServerEvent::BlockStart {
+            index: 0,
+            block_type: BlockType::Thinking,
+            ..
+        })
+    )));
+    let ended = check_blocks(&out);
+    let texts: Vec<(BlockType, Option<&str>)> = ended
+        .iter()
+        .map(|e| match e {
+            ServerEvent::BlockEnd {
+                block_type, text, ..
+            } => (*block_type, text.as_deref()),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            (BlockType::Thinking, Some("Let me think.")),
+            (BlockType::Text, Some("Yes."))
+        ]
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Out::Publish(ServerEvent::MessageEnd { .. })))
+            .count(),
+        1
+    );
+}

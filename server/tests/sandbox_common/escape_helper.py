@@ -11,6 +11,8 @@ L = ctypes.c_long  # integer arguments are passed full width, not as C int
 NR = {  # x86_64 numbers: the tests run there
     "ptrace": 101, "shmget": 29, "shmat": 30, "keyctl": 250,
     "process_vm_writev": 311, "io_uring_setup": 425, "pidfd_getfd": 438,
+    "process_vm_readv": 310, "kcmp": 312, "userfaultfd": 323, "perf_event_open": 298,
+    "bpf": 321, "semget": 64, "semctl": 66, "msgget": 68, "msgrcv": 70,
 }
 
 
@@ -119,6 +121,12 @@ def unix_connect(path):
     socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(path)
 
 
+def abstract_connect(name):
+    """Connect to an abstract Unix socket (no path: Landlock's file rules do
+    not see it; its scoping, ABI >= 6, does)."""
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect("\0" + name)
+
+
 def only_loopback():
     with open("/proc/net/dev") as f:
         names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
@@ -137,11 +145,12 @@ def pidfd_getfd():
     sys.exit(in_child(steal))
 
 
+class Iov(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
 def vm_writev():
     buf = ctypes.create_string_buffer(b"original")
-
-    class Iov(ctypes.Structure):
-        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
     def write(agent):
         src = ctypes.create_string_buffer(b"written!")
@@ -154,6 +163,106 @@ def vm_writev():
     code = in_child(write)
     if code != 0 or buf.value != b"written!":
         sys.exit(1)
+
+
+def vm_readv():
+    secret = b"agent-secret"
+    buf = ctypes.create_string_buffer(secret)
+
+    def read(agent):
+        # Our copy of the buffer is wiped: what comes back is the agent's.
+        ctypes.memset(buf, 0, len(secret))
+        dst = ctypes.create_string_buffer(len(secret))
+        local = Iov(ctypes.addressof(dst), len(secret))
+        remote = Iov(ctypes.addressof(buf), len(secret))
+        n = libc.syscall(L(NR["process_vm_readv"]), L(agent), ctypes.byref(local), L(1),
+                         ctypes.byref(remote), L(1), L(0))
+        if n != len(secret):
+            fail("process_vm_readv of the agent")
+        if dst.raw != secret:
+            sys.stderr.write(f"read {dst.raw!r}\n")
+            os._exit(1)
+    sys.exit(in_child(read))
+
+
+def kcmp():
+    def compare(agent):
+        KCMP_FILE = 0
+        # Is our stdout the agent's? (It is: inherited.) 0 means equal.
+        r = libc.syscall(L(NR["kcmp"]), L(os.getpid()), L(agent), L(KCMP_FILE), L(1), L(1))
+        if r != 0:
+            fail("kcmp(KCMP_FILE) against the agent")
+    sys.exit(in_child(compare))
+
+
+def userfaultfd():
+    O_CLOEXEC, UFFD_USER_MODE_ONLY = 0o2000000, 1
+    if libc.syscall(L(NR["userfaultfd"]), L(O_CLOEXEC | UFFD_USER_MODE_ONLY)) < 0:
+        fail("userfaultfd(UFFD_USER_MODE_ONLY)")
+
+
+def perf_event_open():
+    """A software counter on ourselves, user space only: what
+    kernel.perf_event_paranoid <= 2 allows without privileges. Where the
+    kernel refuses unprivileged perf altogether (paranoid > 2, EACCES), that
+    answer counts as reaching the kernel's perf code, unlike the filter's
+    EPERM."""
+    attr = (ctypes.c_uint8 * 128)()
+    PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK = 1, 1
+    DISABLED, EXCLUDE_KERNEL, EXCLUDE_HV = 1 << 0, 1 << 5, 1 << 6
+    ctypes.c_uint32.from_buffer(attr, 0).value = PERF_TYPE_SOFTWARE
+    ctypes.c_uint32.from_buffer(attr, 4).value = 128
+    ctypes.c_uint64.from_buffer(attr, 8).value = PERF_COUNT_SW_TASK_CLOCK
+    ctypes.c_uint64.from_buffer(attr, 40).value = DISABLED | EXCLUDE_KERNEL | EXCLUDE_HV
+    PERF_FLAG_FD_CLOEXEC = 8
+    fd = libc.syscall(L(NR["perf_event_open"]), attr, L(0), L(-1), L(-1), L(PERF_FLAG_FD_CLOEXEC))
+    if fd >= 0:
+        return
+    err = ctypes.get_errno()
+    with open("/proc/sys/kernel/perf_event_paranoid") as f:
+        paranoid = int(f.read())
+    if err == 13 and paranoid > 2:
+        sys.stderr.write(f"the kernel refused (EACCES, perf_event_paranoid={paranoid})\n")
+        return
+    fail("perf_event_open")
+
+
+def bpf_bad_map():
+    """bpf(BPF_MAP_LOOKUP_ELEM) on fd -1: the kernel's bpf code answers EBADF,
+    the filter EPERM. (With kernel.unprivileged_bpf_disabled set, the kernel
+    itself answers EPERM to loading a program, so that cannot tell them
+    apart.)"""
+    BPF_MAP_LOOKUP_ELEM = 1
+    attr = (ctypes.c_uint8 * 32)()
+    ctypes.c_int32.from_buffer(attr, 0).value = -1
+    r = libc.syscall(L(NR["bpf"]), L(BPF_MAP_LOOKUP_ELEM), attr, L(32))
+    err = ctypes.get_errno()
+    if r < 0 and err == 9:
+        return
+    fail("bpf(BPF_MAP_LOOKUP_ELEM, fd -1) did not reach the kernel's bpf code (want EBADF)")
+
+
+def sem(key, expected):
+    GETVAL = 12
+    semid = libc.syscall(L(NR["semget"]), L(int(key)), L(0), L(0))
+    if semid < 0:
+        fail("semget of the outside semaphore set")
+    val = libc.syscall(L(NR["semctl"]), L(semid), L(0), L(GETVAL), L(0))
+    if val < 0:
+        fail("semctl(GETVAL)")
+    sys.exit(0 if val == int(expected) else 1)
+
+
+def msg(key, expected):
+    IPC_NOWAIT = 0o4000
+    qid = libc.syscall(L(NR["msgget"]), L(int(key)), L(0))
+    if qid < 0:
+        fail("msgget of the outside queue")
+    buf = ctypes.create_string_buffer(8 + 256)
+    n = libc.syscall(L(NR["msgrcv"]), L(qid), buf, L(256), L(0), L(IPC_NOWAIT))
+    if n < 0:
+        fail("msgrcv")
+    sys.exit(0 if buf.raw[8:8 + n] == expected.encode() else 1)
 
 
 def ptrace():

@@ -99,6 +99,20 @@ impl SessionServer {
         }
     }
 
+    /// A new session and its agent's session token, read from the agent's
+    /// environment (the fake agent's `env` prompt).
+    pub fn session_with_token(&self) -> (String, String) {
+        let r = self.create(json!({"source": "test", "initialPrompt": "env"}));
+        let id = r.json()["sessionId"].as_str().unwrap().to_string();
+        let env = text_of(&self.wait_event(&id, |e| e["type"] == "result"));
+        let token = env
+            .lines()
+            .find_map(|l| l.strip_prefix("MITZO_SESSION_TOKEN="))
+            .unwrap_or_else(|| panic!("no token in {env}"))
+            .to_string();
+        (id, token)
+    }
+
     pub fn audit(&self, session: &str) -> Vec<Value> {
         let r = self.server.get(
             &format!("/api/audit?sessionId={session}"),

@@ -15,6 +15,8 @@ const OWNER_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/logout"),
     ("POST", "/api/auth/logout-all"),
     ("GET", "/api/files/raw?path=a.txt"),
+    ("GET", "/api/sessions/2026-01-02-0123456789ab/review"),
+    ("POST", "/api/sessions/2026-01-02-0123456789ab/merge"),
 ];
 
 fn now() -> i64 {
@@ -543,41 +545,293 @@ fn public_url_origin_and_tls_headers() {
     );
 }
 
+/// A client that goes away while argon2 checks its passphrase still has
+/// its failure counted: 9 wrong logins answered, then one whose client
+/// hangs up at once; that 10th failure engages the global lock, so the
+/// right passphrase is then refused. (Had it not counted, it would log in.)
+#[test]
+fn a_login_abandoned_mid_verification_still_counts() {
+    use std::io::Write;
+    let s = TestServer::start_default();
+    let wrong = br#"{"passphrase":"wrong"}"#;
+    let from = |ip: Ipv4Addr, body: &[u8]| {
+        request_from(
+            ip,
+            s.addr(),
+            "POST",
+            "/api/auth/login",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    };
+    for i in 0..9u8 {
+        let r = from(Ipv4Addr::new(127, 0, 2, 1 + i / 4), wrong);
+        assert_eq!(r.status, 401, "attempt {i}: {}", r.text());
+    }
+    let gone = [Ipv4Addr::new(127, 0, 2, 51)];
+    for ip in gone {
+        let mut c = connect_from(ip, s.addr());
+        let req = format!(
+            "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            s.port,
+            wrong.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        c.write_all(wrong).unwrap();
+        // Hang up (our side), then wait for the server to drop the
+        // connection: by then the attempt has been admitted and abandoned.
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c, &mut answer);
+        assert!(
+            answer.is_empty(),
+            "answered, not abandoned: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // While it is verified the limiter answers "busy" (Retry-After 1); then
+    // the lock (30 s), or 200 had it not been counted.
+    let mut answer = None;
+    for i in 0..1000u32 {
+        let r = from(
+            Ipv4Addr::new(127, 0, 3 + (i / 200) as u8, 1 + (i % 200) as u8),
+            format!("{{\"passphrase\":\"{PASSPHRASE}\"}}").as_bytes(),
+        );
+        let busy = r.status == 429 && r.header("retry-after") == Some("1");
+        if !busy {
+            answer = Some(r);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = answer.expect("the abandoned attempt never finished");
+    assert_eq!(
+        r.status,
+        429,
+        "the abandoned failure was not counted: {}",
+        r.text()
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 1, "the global lock: {retry}");
+    // They were abandoned: their handlers never got to log the failure.
+    let log = s.log_text();
+    for ip in gone {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("login failed") && l.contains(&ip.to_string())),
+            "{ip} was answered, not abandoned: {log}"
+        );
+    }
+}
+
+/// The route paths under `/api` and `/ws` in the router's source
+/// (`server/src/http/*.rs`: each `.route("PATH", ...)`).
+fn api_routes_in_source() -> std::collections::BTreeSet<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut out = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for (i, _) in text.match_indices(".route(") {
+            let rest = text[i + ".route(".len()..].trim_start();
+            if let Some(lit) = rest.strip_prefix('"') {
+                let path = &lit[..lit.find('"').unwrap()];
+                if path.starts_with("/api/") || path.starts_with("/ws/") {
+                    out.insert(path.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every API route mitzod serves, without any credential: only the login,
+/// `/healthz`, `/api/version` and the one-tap endpoint (whose credential is
+/// the capability it carries) answer anything but 401. The list is checked
+/// against the router's source, so a new route must be added here.
+#[test]
+fn every_other_route_needs_a_credential() {
+    let s = TestServer::start_default();
+    let open = [
+        ("GET", "/healthz", "", 200),
+        ("GET", "/api/version", "", 200),
+        ("POST", "/api/auth/login", r#"{"passphrase":"wrong"}"#, 401),
+        (
+            "POST",
+            "/api/permission/{perm_id}/respond",
+            r#"{"decision":"deny"}"#,
+            403,
+        ),
+    ];
+    let closed = [
+        ("POST", "/api/auth/logout"),
+        ("POST", "/api/auth/logout-all"),
+        ("GET", "/api/auth/check"),
+        ("GET", "/api/files/roots"),
+        ("GET", "/api/files/list"),
+        ("GET", "/api/files/read"),
+        ("GET", "/api/files/raw"),
+        ("PUT", "/api/files/write"),
+        ("GET", "/api/repos"),
+        ("POST", "/api/repos/open"),
+        ("POST", "/api/repos/fetch"),
+        ("POST", "/api/repos/close"),
+        ("GET", "/api/config"),
+        ("POST", "/api/sessions"),
+        ("GET", "/api/sessions"),
+        ("GET", "/api/sessions/active"),
+        ("GET", "/api/sessions/{id}/meta"),
+        ("GET", "/api/sessions/{id}/events"),
+        ("DELETE", "/api/sessions/{id}"),
+        ("PATCH", "/api/sessions/{id}"),
+        ("POST", "/api/chat/permission"),
+        ("GET", "/api/audit"),
+        ("GET", "/api/tasks"),
+        ("POST", "/api/tasks"),
+        ("GET", "/api/tasks/{id}"),
+        ("PATCH", "/api/tasks/{id}"),
+        ("DELETE", "/api/tasks/{id}"),
+        ("POST", "/api/tasks/{id}/approve"),
+        ("POST", "/api/tasks/{id}/reject"),
+        ("POST", "/api/internal/task-tools/set"),
+        ("POST", "/api/internal/task-tools/complete"),
+        ("GET", "/api/internal/task-tools/status"),
+        ("POST", "/api/internal/task-tools/block"),
+        ("POST", "/api/internal/task-tools/artifact"),
+        ("POST", "/api/signals/resolve"),
+        ("GET", "/ws/chat"),
+    ];
+    let listed: std::collections::BTreeSet<String> = open
+        .iter()
+        .map(|r| r.1)
+        .chain(closed.iter().map(|r| r.1))
+        .map(String::from)
+        .collect();
+    let source = api_routes_in_source();
+    let unlisted: Vec<_> = source.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "routes this test does not list: {unlisted:?}"
+    );
+    let gone: Vec<_> = listed
+        .iter()
+        .filter(|p| *p != "/healthz" && !source.contains(*p))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "listed, not in the router's source: {gone:?}"
+    );
+    let concrete = |template: &str| {
+        let p = template
+            .replace("{id}", "2026-01-01-000000000000")
+            .replace("{perm_id}", "p1");
+        if p.starts_with("/api/files/") && p != "/api/files/roots" && p != "/api/files/write" {
+            format!("{p}?path=a&dir=.")
+        } else {
+            p
+        }
+    };
+    let h = [("Content-Type", "application/json")];
+    for (method, path, body, want) in open {
+        let r = request(s.addr(), method, &concrete(path), &h, body.as_bytes());
+        assert_eq!(r.status, want, "{method} {path}: {}", r.text());
+    }
+    for (method, path) in closed {
+        let r = request(s.addr(), method, &concrete(path), &h, b"{}");
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
+    }
+    // They exist as listed: with a credential, a listed route answers.
+    let internal = s.internal_token();
+    let r = s.get("/api/sessions", &[("X-Internal-Token", &internal)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[test]
 fn security_headers_on_every_response() {
     let s = TestServer::start_default();
+    let mut answers = Vec::new();
     for (path, status) in [
         ("/healthz", 200),
         ("/api/version", 200),
         ("/api/auth/check", 401),
         ("/nope", 404),
     ] {
-        let r = s.get(path, &[]);
-        assert_eq!(r.status, status, "{path}");
+        answers.push((path.to_string(), s.get(path, &[]), status));
+    }
+    // The guards' refusals: a foreign Host (DNS rebinding), a foreign Origin.
+    answers.push((
+        "foreign Host".into(),
+        s.get("/api/version", &[("Host", "evil.example")]),
+        403,
+    ));
+    answers.push((
+        "foreign Origin".into(),
+        s.post(
+            "/api/auth/logout",
+            &[("Origin", "https://evil.example")],
+            "{}",
+        ),
+        403,
+    ));
+    // A body over the limit, refused by its declared length.
+    let head = format!(
+        "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        s.port,
+        64 * 1024 * 1024
+    );
+    answers.push(("413".into(), request_raw(s.addr(), head.as_bytes()), 413));
+    // The login limiter (5 a minute per address).
+    let wrong = br#"{"passphrase":"wrong"}"#;
+    let login = || {
+        request_from(
+            Ipv4Addr::new(127, 0, 0, 31),
+            s.addr(),
+            "POST",
+            "/api/auth/login",
+            &[("Content-Type", "application/json")],
+            wrong,
+        )
+    };
+    for i in 0..5 {
+        assert_eq!(login().status, 401, "attempt {i}");
+    }
+    answers.push(("429".into(), login(), 429));
+    for (what, r, status) in &answers {
+        assert_eq!(r.status, *status, "{what}: {}", r.text());
         assert!(
             r.header("content-security-policy")
-                .unwrap()
+                .unwrap_or_else(|| panic!("{what}: no CSP"))
                 .contains("default-src 'none'"),
-            "{path}"
+            "{what}"
         );
         assert_eq!(
             r.header("x-content-type-options"),
             Some("nosniff"),
-            "{path}"
+            "{what}"
         );
-        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
-        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
         assert!(
             r.header("content-type")
-                .unwrap()
+                .unwrap_or_else(|| panic!("{what}: no content type"))
                 .starts_with("application/json"),
-            "{path}"
+            "{what}"
         );
         assert!(
             r.header("strict-transport-security").is_none(),
             "no HSTS over plain http"
         );
     }
+    // An over-long URI: hyper answers 414 itself, with an empty body.
+    let long = format!(
+        "GET /api/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        "a".repeat(70_000),
+        s.port
+    );
+    let r = request_raw(s.addr(), long.as_bytes());
+    eprintln!("long URI: {} {:?}", r.status, r.headers);
+    assert_eq!(r.status, 414);
+    assert!(r.body.is_empty(), "{}", r.text());
     let v = s.get("/api/version", &[]).json();
     let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     keys.sort();

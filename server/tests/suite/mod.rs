@@ -6,6 +6,7 @@ mod files_raw;
 mod files_traversal;
 mod files_write;
 mod http_limits;
+mod review;
 mod sessions;
 mod sessions_retention;
 mod sessions_streaming;

@@ -275,3 +275,203 @@ fn a_question_times_out_and_ntfy_only_says_it_waits() {
         .iter()
         .any(|a| a["tool"] == "AskUserQuestion" && a["decidedBy"] == "timeout"));
 }
+
+/// Every persisted event of a session, once the writer has stored them.
+fn history(s: &SessionServer, id: &str) -> Vec<Value> {
+    let r = s.server.get(
+        &format!("/api/sessions/{id}/events?before=999999999&limit=5000"),
+        &s.internal_headers(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["events"].as_array().cloned().unwrap_or_default()
+}
+
+fn resolutions(s: &SessionServer, id: &str, perm: &Value) -> Vec<Value> {
+    history(s, id)
+        .into_iter()
+        .filter(|e| e["type"] == "permission_resolved" && e["permId"] == *perm)
+        .collect()
+}
+
+#[test]
+fn answers_to_a_withdrawn_permission_change_nothing() {
+    if !landlock_or_skip("answers_to_a_withdrawn_permission_change_nothing") {
+        return;
+    }
+    let s = start("");
+    let mut ws = s.ws();
+    let created = ws.new_session("tool:Bash:echo late > interrupted.txt");
+    let (id, wt) = (created.id, created.worktree);
+
+    // Withdrawn by an interrupt: the agent cancels its request.
+    let req = ws.wait_type("permission_request");
+    ws.send(json!({"type": "interrupt", "sessionId": id}));
+    let cancelled = ws.wait_type("permission_resolved");
+    assert_eq!(cancelled["permId"], req["permId"]);
+    assert_eq!(
+        (cancelled["decision"].as_str(), cancelled["by"].as_str()),
+        (Some("cancelled"), Some("agent"))
+    );
+    ws.wait_type("result");
+    for decision in ["allow", "allow_session", "deny"] {
+        ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": decision}));
+        let err = ws.wait_for("answer to a withdrawn permission", |f| f["type"] == "error");
+        assert!(
+            err["error"].as_str().unwrap().contains("already decided"),
+            "{err}"
+        );
+        assert_eq!(err["sessionId"], id, "{err}");
+    }
+    assert!(!wt.join("interrupted.txt").exists(), "the tool never ran");
+    assert_eq!(resolutions(&s, &id, &req["permId"]).len(), 1);
+    let audit: Vec<String> = s
+        .audit(&id)
+        .iter()
+        .map(|a| format!("{} by {}", a["decision"], a["decidedBy"]))
+        .collect();
+    assert_eq!(audit, vec![r#""cancelled" by "agent""#], "{audit:?}");
+    assert_eq!(item(&s, &id)["state"], "idle");
+
+    // Withdrawn by a stop: the session ends with the request pending.
+    ws.send(
+        json!({"type": "send", "sessionId": id, "prompt": "tool:Bash:echo late > stopped.txt"}),
+    );
+    let req = ws.wait_type("permission_request");
+    ws.send(json!({"type": "stop", "sessionId": id}));
+    let withdrawn = ws.wait_for("withdrawn", |f| {
+        f["type"] == "permission_resolved" && f["permId"] == req["permId"]
+    });
+    assert_eq!(
+        (withdrawn["decision"].as_str(), withdrawn["by"].as_str()),
+        (Some("deny"), Some("session_end"))
+    );
+    ws.wait_type("session_end");
+    ws.send(json!({"type": "permission_response", "sessionId": id, "permId": req["permId"], "decision": "allow"}));
+    let err = ws.wait_for("answer after the stop", |f| f["type"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("already decided"),
+        "{err}"
+    );
+    // Nothing moved: still stopped, nothing pending, no agent, no file, and
+    // the audit log says withdrawn only.
+    let it = item(&s, &id);
+    assert_eq!(
+        (&it["state"], &it["pendingApprovals"], &it["isActive"]),
+        (&json!("stopped"), &json!(0), &json!(false)),
+        "{it}"
+    );
+    assert!(!wt.join("stopped.txt").exists());
+    assert_eq!(resolutions(&s, &id, &req["permId"]).len(), 1);
+    let last = s.audit(&id);
+    assert!(
+        last.iter().filter(|a| a["decidedBy"] == "owner").count() == 0,
+        "{last:?}"
+    );
+    assert!(last
+        .iter()
+        .any(|a| a["decision"] == "withdrawn" && a["decidedBy"] == "session_end"));
+}
+
+#[test]
+fn a_question_is_answered_only_by_its_own_session() {
+    if !landlock_or_skip("a_question_is_answered_only_by_its_own_session") {
+        return;
+    }
+    let s = start("");
+    let mut ws = s.ws();
+    let other = ws.new_session("text:another session").id;
+    ws.wait_for("the other session's result", |f| {
+        f["type"] == "result" && f["sessionId"] == other
+    });
+    let questions = json!({"questions": [{"question": "Which one?", "header": "Pick",
+        "options": [{"label": "A", "description": "first"}, {"label": "B", "description": "second"}],
+        "multiSelect": false}]});
+    let asking = ws
+        .new_session(&format!("tool:AskUserQuestion:{questions}"))
+        .id;
+    let q = ws.wait_type("question_request");
+    assert_eq!(q["sessionId"], asking);
+    // Answered in the name of the other session: refused, nothing decided.
+    ws.send(json!({"type": "question_response", "sessionId": other, "permId": q["permId"], "answers": {"Which one?": "A"}}));
+    let err = ws.wait_for("foreign answer", |f| f["type"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("another session"),
+        "{err}"
+    );
+    ws.send(json!({"type": "permission_response", "sessionId": other, "permId": q["permId"], "decision": "deny"}));
+    let err = ws.wait_for("foreign deny", |f| f["type"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("another session"),
+        "{err}"
+    );
+    assert_eq!(item(&s, &asking)["pendingApprovals"], 1);
+    assert!(resolutions(&s, &asking, &q["permId"]).is_empty());
+    assert!(ws
+        .seen
+        .iter()
+        .all(|f| f["type"] != "permission_resolved" && f["type"] != "tool_result"));
+    // Its own session still answers it.
+    ws.send(json!({"type": "question_response", "sessionId": asking, "permId": q["permId"], "answers": {"Which one?": "B"}}));
+    let resolved = ws.wait_type("permission_resolved");
+    assert_eq!(resolved["permId"], q["permId"]);
+    assert_eq!(
+        (resolved["decision"].as_str(), resolved["by"].as_str()),
+        (Some("answered"), Some("owner"))
+    );
+    assert_eq!(resolved["answers"]["Which one?"], "B");
+    let result = ws.wait_type("tool_result");
+    assert_eq!(result["isError"], false, "{result}");
+}
+
+#[test]
+fn the_audit_log_stores_the_summary_the_owner_read() {
+    if !landlock_or_skip("the_audit_log_stores_the_summary_the_owner_read") {
+        return;
+    }
+    let s = start("");
+    let mut ws = s.ws();
+    // A summary far over 500 characters (the audit line's old cut).
+    let command = format!("echo {} > long.txt", "word ".repeat(250));
+    let id = ws.new_session(&format!("tool:Bash:{command}")).id;
+    let req = ws.wait_type("permission_request");
+    let (title, summary) = (
+        req["title"].as_str().unwrap().to_string(),
+        req["summary"].as_str().unwrap().to_string(),
+    );
+    assert!(summary.contains(&command), "{summary}");
+    assert!(summary.chars().count() > 1200, "{}", summary.len());
+
+    // An allow with a message is refused and decides nothing.
+    ws.send(
+        json!({"type": "permission_response", "sessionId": id, "permId": req["permId"],
+        "decision": "allow", "message": "go ahead"}),
+    );
+    let err = ws.wait_for("allow with a message", |f| f["type"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("deny only"),
+        "{err}"
+    );
+    assert_eq!(item(&s, &id)["pendingApprovals"], 1);
+    assert!(resolutions(&s, &id, &req["permId"]).is_empty());
+
+    ws.send(
+        json!({"type": "permission_response", "sessionId": id, "permId": req["permId"],
+        "decision": "deny", "message": "too long"}),
+    );
+    let resolved = ws.wait_type("permission_resolved");
+    assert_eq!(resolved["message"], "too long");
+    let result = ws.wait_type("tool_result");
+    assert!(
+        result["result"].to_string().contains("too long"),
+        "{result}"
+    );
+    ws.wait_type("result");
+    let audit = s.audit(&id);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["decision"], "deny");
+    assert_eq!(
+        audit[0]["inputSummary"],
+        format!("{title}: {}", summary.replace('\n', " · ")),
+        "the whole summary, on one line"
+    );
+}

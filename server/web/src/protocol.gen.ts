@@ -177,6 +177,7 @@ default: boolean, };
 
 export type EventPage = { events: Array<ServerFrame>, lastSeq: number, 
 /**
- * With `before`: older events exist.
+ * With `before`: older events exist; with `after`: newer ones do
+ * (beyond `limit`).
  */
 hasMore: boolean, };

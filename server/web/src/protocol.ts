@@ -85,6 +85,52 @@ export interface QuickAction {
   prompt?: string;
 }
 
+/** `GET /api/sessions/{id}/review`: a session's branch against the main
+ * checkout's current branch. Subjects, names, paths and the diff are the
+ * agent's: shown as text only. */
+export interface ReviewCommit {
+  sha: string;
+  subject: string;
+  author: string;
+  authorEmail: string;
+  date: string;
+}
+export interface ChangedFile {
+  path: string;
+  added: number | null;
+  deleted: number | null;
+  binary: boolean;
+}
+export interface Review {
+  sessionId: string;
+  branch: string;
+  head: string;
+  target: string;
+  targetCommit: string;
+  commits: ReviewCommit[];
+  commitsTruncated: boolean;
+  files: ChangedFile[];
+  filesTruncated: boolean;
+  added: number;
+  deleted: number;
+  diff: string;
+  /** The diff was cut (at 1 MiB). */
+  truncated: boolean;
+  /** Nothing to merge: the target has it all. */
+  upToDate: boolean;
+  /** False: the checkout is gone and the branch as last fetched is shown. */
+  fetched: boolean;
+}
+/** `POST /api/sessions/{id}/merge`; a 409 says why not (uncommitted changes,
+ * a conflict, nothing to merge) and changes nothing. */
+export interface Merged {
+  sessionId: string;
+  branch: string;
+  target: string;
+  commit: string;
+  head: string;
+}
+
 export const routes = {
   login: "/api/auth/login",
   logout: "/api/auth/logout",
@@ -95,6 +141,8 @@ export const routes = {
   meta: (id: string) => `/api/sessions/${encodeURIComponent(id)}/meta`,
   eventsBefore: (id: string, before: number, limit: number) =>
     `/api/sessions/${encodeURIComponent(id)}/events?before=${before}&limit=${limit}`,
+  review: (id: string) => `/api/sessions/${encodeURIComponent(id)}/review`,
+  merge: (id: string) => `/api/sessions/${encodeURIComponent(id)}/merge`,
   repos: "/api/repos",
   config: "/api/config",
   roots: "/api/files/roots",

@@ -7,6 +7,7 @@ import { Audit } from "./audit";
 import { Chat } from "./chat";
 import { Link, nav } from "./common";
 import { Files } from "./files";
+import { Review } from "./review";
 import { SessionList, refreshSessions } from "./sessions";
 import { Tasks } from "./tasks";
 
@@ -46,8 +47,10 @@ export function App() {
   const path = location.pathname;
   const chat = /^\/s\/([^/]+)$/.exec(path);
   const chatId = chat ? decodeURIComponent(chat[1]) : undefined;
+  const review = /^\/s\/([^/]+)\/review$/.exec(path);
   let page;
-  if (chatId) page = <Chat id={chatId} />;
+  if (review) page = <Review id={decodeURIComponent(review[1])} />;
+  else if (chatId) page = <Chat id={chatId} />;
   else if (path === "/files") page = <Files />;
   else if (path === "/tasks") page = <Tasks />;
   else if (path === "/audit") page = <Audit />;

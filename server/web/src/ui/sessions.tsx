@@ -100,6 +100,17 @@ function SessionMenu({ s, title }: { s: SessionSummary; title: string }) {
         <button type="button" onClick={() => ws.send({ type: "stop", sessionId: s.id })}>
           Stop
         </button>
+        {s.branch && (
+          <button
+            type="button"
+            onClick={(e) => {
+              (e.currentTarget as HTMLElement).closest("details")?.removeAttribute("open");
+              nav(`/s/${encodeURIComponent(s.id)}/review`);
+            }}
+          >
+            Review
+          </button>
+        )}
         <button
           type="button"
           class="danger"
