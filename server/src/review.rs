@@ -726,3 +726,78 @@ pub fn merge(git: &Git, t: &ReviewTarget) -> Result<Merged> {
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
+
+/// The audit log's tool name for a merge of a session's work.
+pub const MERGE_TOOL: &str = "Merge";
+
+/// A merge attempt as an audit row: its decision and its one-line summary.
+/// `merged`: the merge commit is the target's tip; `refused`: the request
+/// was turned down for the reason given and the main checkout left as it
+/// was; `failed`: a fault of the server or its host (the details are in
+/// mitzod's log, as for the answer to the request).
+pub fn audit_entry(session_id: &str, result: &Result<Merged>) -> (&'static str, String) {
+    let branch = branch_name(session_id);
+    let (decision, text) = match result {
+        Ok(m) => (
+            "merged",
+            format!(
+                "{} ({}) into {} as {}",
+                m.branch, m.head, m.target, m.commit
+            ),
+        ),
+        Err(Error::Internal { .. }) => (
+            "failed",
+            format!("{branch}: internal error; details in mitzod's log"),
+        ),
+        Err(e @ (Error::NoSpace { .. } | Error::Unavailable(_))) => {
+            ("failed", format!("{branch}: {e}"))
+        }
+        Err(e) => ("refused", format!("{branch}: {e}")),
+    };
+    // Conflicting file names are the agent's: one line, bounded, like
+    // every other summary in the audit log.
+    let text = text.replace(['\n', '\r'], " · ");
+    (decision, crate::sessions::approval::bounded_summary(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_entries_say_what_happened_and_why() {
+        let id = "2026-01-02-0123456789ab";
+        let ok = Ok(Merged {
+            session_id: id.into(),
+            branch: branch_name(id),
+            target: "main".into(),
+            commit: "c".repeat(40),
+            head: "h".repeat(40),
+        });
+        let (d, s) = audit_entry(id, &ok);
+        assert_eq!(d, "merged");
+        assert_eq!(
+            s,
+            format!(
+                "session/{id} ({}) into main as {}",
+                "h".repeat(40),
+                "c".repeat(40)
+            )
+        );
+
+        let refused = Err(Error::Conflict("merging conflicts in a\nb.txt".into()));
+        let (d, s) = audit_entry(id, &refused);
+        assert_eq!(d, "refused");
+        assert_eq!(s, format!("session/{id}: merging conflicts in a · b.txt"));
+
+        let fault = Err(Error::internal(
+            "git merge-tree in /srv/repo: secret detail",
+        ));
+        let (d, s) = audit_entry(id, &fault);
+        assert_eq!(d, "failed");
+        assert!(!s.contains("secret detail"), "{s}");
+
+        let long = Err(Error::Conflict("x".repeat(10_000)));
+        assert!(audit_entry(id, &long).1.chars().count() <= 2001);
+    }
+}

@@ -52,40 +52,7 @@ impl Fx {
         let wt_b = prepare_session_dir(&git, &repo, &b, true).unwrap();
         let markers = root.join("markers");
         std::fs::create_dir_all(&markers).unwrap();
-        let state = root.join("state");
-        for d in ["agent-home", "tmp/a"] {
-            std::fs::create_dir_all(state.join(d)).unwrap();
-        }
-        let agent = AgentConfig::default();
-        let policy = agent_policy(&AgentPolicyInputs {
-            repo: &repo,
-            worktrees: std::slice::from_ref(&wt),
-            repo_writable: false,
-            agent_home: &state.join("agent-home"),
-            session_tmp: &state.join("tmp/a"),
-            state_dir: &state,
-            hidden: &[],
-            agent_binary: Path::new("/bin/sh"),
-            own_port: None,
-            agent: agent.grants(),
-            landlock: Enforcement::Required,
-        })
-        .unwrap();
-        let env = build_env(
-            std::env::vars_os(),
-            &[],
-            &[
-                (
-                    "HOME".to_string(),
-                    state.join("agent-home").display().to_string(),
-                ),
-                (
-                    "TMPDIR".to_string(),
-                    state.join("tmp/a").display().to_string(),
-                ),
-                ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
-            ],
-        );
+        let (policy, env) = agent_sandbox(&root.join("state"), &repo, &wt);
         Some(Fx {
             _dir: dir,
             root,
@@ -103,14 +70,7 @@ impl Fx {
 
     /// `sh -c script` as session A's agent, in its checkout.
     fn agent(&self, script: &str) -> Output {
-        SandboxedCommand::new("/bin/sh", &self.policy, self.env.clone())
-            .unwrap()
-            .args(["-c", script])
-            .current_dir(&self.wt)
-            .into_std()
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        run_agent(&self.policy, &self.env, &self.wt, script, None)
     }
 
     /// The same script without Landlock (same uid, no capabilities).
@@ -152,6 +112,70 @@ impl Fx {
             }
         }
     }
+}
+
+/// The default agent policy and environment of a session whose checkout
+/// is `wt`, with its home and temp dir under `state`.
+fn agent_sandbox(
+    state: &Path,
+    repo: &Path,
+    wt: &Path,
+) -> (mitzo_sandbox::Policy, Vec<(OsString, OsString)>) {
+    for d in ["agent-home", "tmp/a"] {
+        std::fs::create_dir_all(state.join(d)).unwrap();
+    }
+    let agent = AgentConfig::default();
+    let policy = agent_policy(&AgentPolicyInputs {
+        repo,
+        worktrees: &[wt.to_path_buf()],
+        repo_writable: false,
+        agent_home: &state.join("agent-home"),
+        session_tmp: &state.join("tmp/a"),
+        state_dir: state,
+        hidden: &[],
+        agent_binary: Path::new("/bin/sh"),
+        own_port: None,
+        agent: agent.grants(),
+        landlock: Enforcement::Required,
+    })
+    .unwrap();
+    let env = build_env(
+        std::env::vars_os(),
+        &[],
+        &[
+            (
+                "HOME".to_string(),
+                state.join("agent-home").display().to_string(),
+            ),
+            (
+                "TMPDIR".to_string(),
+                state.join("tmp/a").display().to_string(),
+            ),
+            ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
+        ],
+    );
+    (policy, env)
+}
+
+/// `sh -c script` under the agent's sandbox in `cwd`, as `ids` (uid, gid)
+/// when given (the user the daemon serves as, who owns its checkouts).
+fn run_agent(
+    policy: &mitzo_sandbox::Policy,
+    env: &[(OsString, OsString)],
+    cwd: &Path,
+    script: &str,
+    ids: Option<(u32, u32)>,
+) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = SandboxedCommand::new("/bin/sh", policy, env.to_vec())
+        .unwrap()
+        .args(["-c", script])
+        .current_dir(cwd)
+        .into_std();
+    if let Some((uid, gid)) = ids {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.stdin(Stdio::null()).output().unwrap()
 }
 
 fn q(p: &Path) -> String {
@@ -498,6 +522,164 @@ fn a_planted_gitdir_path_cannot_remove_another_sessions_checkout() {
     // B's dirty checkout survives a non-forced removal attempt too.
     assert!(remove_session_checkout(&fx.git, &fx.repo, &fx.b, false).is_err());
     assert!(fx.wt_b.join("uncommitted.txt").exists());
+}
+
+/// Item, through the running daemon as the red team did it: session A's
+/// agent, sandboxed in A's checkout, writes a path naming B's checkout
+/// (with `/./`, which path comparison ignores) into every file of A's git
+/// dir that git reads a path from, and the older layout's
+/// `.git/worktrees/<A>` entry naming B is planted by hand (the agent cannot
+/// write the main git dir). Reopening B and A with `POST /api/repos/open`,
+/// and closing A, leave B's directory (same inode) and its uncommitted file
+/// alone. Controls: git's own listing of the main repo does name B's
+/// checkout for A's planted entry (what checkouts used to be matched by),
+/// and the daemon removing B's checkout (`POST /api/repos/close`) does lose
+/// that file.
+#[test]
+fn reopening_through_the_api_never_removes_another_sessions_checkout() {
+    let _g = serial();
+    if !landlock_or_skip("reopening_through_the_api_never_removes_another_sessions_checkout") {
+        return;
+    }
+    let mut server = common::TestServer::new(common::Options::default());
+    let base = std::fs::canonicalize(server.dir.path()).unwrap();
+    let repo = base.join("repo");
+    init_repo(&repo);
+    let ids = common::is_root().then(common::nobody_ids);
+    common::git::chown_to_service_user(&repo);
+    let cfg = std::fs::read_to_string(&server.config).unwrap();
+    std::fs::write(
+        &server.config,
+        format!("{cfg}\nrepo_path = \"{}\"\n", repo.display()),
+    )
+    .unwrap();
+    server.start();
+    let token = server.internal_token();
+    let repos = |what: &str, body: serde_json::Value| {
+        server.post(
+            &format!("/api/repos/{what}"),
+            &[("X-Internal-Token", &token)],
+            &body.to_string(),
+        )
+    };
+    let open = |id: &str| {
+        let r = repos(
+            "open",
+            serde_json::json!({"repoPath": repo, "sessionId": id}),
+        );
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log_text());
+        let v = r.json();
+        (
+            PathBuf::from(v["path"].as_str().unwrap()),
+            v["created"].as_bool().unwrap(),
+        )
+    };
+    let (a, b) = (new_session_id(), new_session_id());
+    let (wt_b, created) = open(&b);
+    assert!(created);
+    let (wt_a, created) = open(&a);
+    assert!(created);
+    assert_eq!(wt_b, worktree_path(&repo, &b));
+
+    // B's uncommitted work, written as B's agent would (as the daemon's user).
+    let work = wt_b.join("uncommitted.txt");
+    std::fs::write(&work, "b's work\n").unwrap();
+    common::git::chown_to_service_user(&work);
+    let ino_b = std::fs::metadata(&wt_b).unwrap().ino();
+
+    let trick = format!("{}/.mitzo/checkouts/./{b}", repo.display());
+    assert_eq!(
+        std::fs::canonicalize(&trick).unwrap(),
+        wt_b,
+        "the planted path names B's checkout"
+    );
+    let trick_git = format!("{trick}/.git");
+    let state = base.join("agent-a");
+    let (policy, env) = agent_sandbox(&state, &repo, &wt_a);
+    common::git::chown_to_service_user(&state);
+    let plant = run_agent(
+        &policy,
+        &env,
+        &wt_a,
+        &format!(
+            "echo {g} > .git/gitdir && echo {g} > .git/commondir && \
+             mkdir -p .git/worktrees/x && echo {g} > .git/worktrees/x/gitdir && \
+             echo {t}/.git/objects >> .git/objects/info/alternates && \
+             printf '[core]\\n\\tworktree = %s\\n' {t} >> .git/config",
+            g = q(Path::new(&trick_git)),
+            t = q(Path::new(&trick)),
+        ),
+        ids,
+    );
+    assert!(
+        ok(&plant),
+        "A's agent could not write its own git dir: {}",
+        say(&plant)
+    );
+    // The same agent cannot reach B's checkout itself (so the daemon is the
+    // only way it could touch B's work).
+    let reach = run_agent(&policy, &env, &wt_a, &format!("cat {}", q(&work)), ids);
+    assert!(!ok(&reach), "A's agent read B's checkout: {}", say(&reach));
+
+    // The older layout's entry for A, naming B's checkout.
+    let old_admin = repo.join(".git/worktrees").join(&a);
+    std::fs::create_dir_all(&old_admin).unwrap();
+    std::fs::write(old_admin.join("gitdir"), format!("{trick_git}\n")).unwrap();
+    std::fs::write(old_admin.join("commondir"), "../..\n").unwrap();
+    std::fs::write(old_admin.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    common::git::chown_to_service_user(&repo.join(".git/worktrees"));
+    // Control: git's own listing now names B's directory for that entry.
+    let list = owner_git(&repo, &["worktree", "list", "--porcelain"]);
+    assert!(ok(&list), "{}", say(&list));
+    let listed: Vec<PathBuf> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    assert!(
+        listed.iter().filter(|p| **p == wt_b).count() >= 1,
+        "control: git's listing does not name B's checkout: {}",
+        say(&list)
+    );
+
+    let b_intact = |when: &str| {
+        assert_eq!(
+            std::fs::metadata(&wt_b).map(|m| m.ino()).ok(),
+            Some(ino_b),
+            "B's checkout replaced or removed {when}; log:\n{}",
+            server.log_text()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&work).ok().as_deref(),
+            Some("b's work\n"),
+            "B's uncommitted file lost {when}"
+        );
+    };
+    assert_eq!(open(&b), (wt_b.clone(), false));
+    b_intact("by reopening B");
+    assert_eq!(open(&a), (wt_a.clone(), false));
+    b_intact("by reopening A");
+    let r = repos(
+        "close",
+        serde_json::json!({"repoPath": repo, "sessionId": a, "force": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["removed"], true);
+    assert!(!wt_a.exists(), "A's checkout was not removed");
+    b_intact("by closing A");
+    assert_eq!(open(&b), (wt_b.clone(), false));
+    b_intact("by reopening B after A closed");
+
+    // Control: the daemon removing B's checkout loses the uncommitted file,
+    // so the checks above would have seen a removal.
+    let r = repos("close", serde_json::json!({"path": wt_b}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["removed"], true);
+    assert!(
+        !work.exists(),
+        "control: B's file survived removing its checkout"
+    );
+    server.stop();
 }
 
 /// `worktree_cleanup = "execute"` is applied by the running daemon at

@@ -14,6 +14,7 @@ use crate::auth::scope;
 use crate::error::Result;
 use crate::git::Git;
 use crate::review::{Merged, Review, ReviewTarget};
+use mitzo_protocol::DecidedBy;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -52,11 +53,26 @@ async fn merge(
 ) -> Result<Json<Merged>> {
     let t = target(&state, &id).await?;
     let landlock = state.config.sandbox.landlock;
-    blocking(move || {
+    let session_id = t.session_id.clone();
+    let result = blocking(move || {
         let git = Git::new(landlock)?;
-        let merged = crate::review::merge(&git, &t)?;
-        tracing::info!(session = %merged.session_id, target = %merged.target, commit = %merged.commit, "session merged");
-        Ok(Json(merged))
+        crate::review::merge(&git, &t)
     })
-    .await
+    .await;
+    // Every merge of an existing session, done or refused, is an audit row
+    // (the owner decided it), written before the answer goes out.
+    let (decision, summary) = crate::review::audit_entry(&session_id, &result);
+    state
+        .sessions
+        .audit(
+            &session_id,
+            crate::review::MERGE_TOOL,
+            &summary,
+            decision,
+            DecidedBy::Owner,
+        )
+        .await;
+    let merged = result?;
+    tracing::info!(session = %merged.session_id, target = %merged.target, commit = %merged.commit, "session merged");
+    Ok(Json(merged))
 }

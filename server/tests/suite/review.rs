@@ -433,3 +433,70 @@ fn review_and_merge_run_nothing_the_agent_planted_in_its_checkout() {
         "hooks did not run: {ran:?}"
     );
 }
+
+/// Merges are in the audit log as the owner's decisions: a refused one
+/// with its reason, a done one with the session commit and the merge
+/// commit, newest first. A review, and merge requests refused for want of
+/// the owner's credential, write no row.
+#[test]
+fn merges_and_refused_merges_are_audited() {
+    if !landlock_or_skip("merges_and_refused_merges_are_audited") {
+        return;
+    }
+    let f = Fx::start();
+    let repo = f.s.repo.clone();
+    let (id, wt) = f.session();
+    let merges = |id: &str| -> Vec<serde_json::Value> {
+        f.s.audit(id)
+            .into_iter()
+            .filter(|a| a["tool"] == "Merge")
+            .collect()
+    };
+
+    // Refused: nothing to merge yet.
+    let r = f.merge(&id);
+    assert_eq!(r.status, 409, "{}", r.text());
+    // Refused: the owner's uncommitted change in the main checkout.
+    let sha = agent_commit(&wt, &[("NOTES", "session work\n")], "Add notes");
+    std::fs::write(repo.join("README.md"), "an edit of the owner's\n").unwrap();
+    let r = f.merge(&id);
+    assert_eq!(r.status, 409, "{}", r.text());
+    git_out(&repo, &["checkout", "--", "README.md"]);
+    chown_to_service_user(&repo);
+    // Neither a review nor a merge without the owner's credential is a row.
+    assert_eq!(f.review(&id).status, 200);
+    let internal = f.s.internal.clone();
+    let r = f.merge_as(&id, &[("X-Internal-Token", internal.as_str())]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Merged.
+    let r = f.merge(&id);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), f.s.server.log_text());
+    let commit = r.json()["commit"].as_str().unwrap().to_string();
+
+    let rows = merges(&id);
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let branch = format!("session/{id}");
+    for row in &rows {
+        assert_eq!(row["sessionId"], id.as_str());
+        assert_eq!(row["decidedBy"], "owner");
+    }
+    assert_eq!(rows[0]["decision"], "merged", "{rows:#?}");
+    assert_eq!(
+        rows[0]["inputSummary"],
+        format!("{branch} ({sha}) into main as {commit}")
+    );
+    assert_eq!(rows[1]["decision"], "refused");
+    let why = rows[1]["inputSummary"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("{branch}: ")) && why.contains("uncommitted changes"),
+        "{why}"
+    );
+    assert_eq!(rows[2]["decision"], "refused");
+    let why = rows[2]["inputSummary"].as_str().unwrap();
+    assert!(why.contains("nothing to merge"), "{why}");
+
+    // An unknown session: 404 and no row.
+    let unknown = "2026-01-02-0123456789ab";
+    assert_eq!(f.merge(unknown).status, 404);
+    assert!(f.s.audit(unknown).is_empty());
+}
