@@ -38,9 +38,10 @@ export class Server {
    * mount namespace with a tmpfs over that path's parent and the temp repo
    * bound there, so a picture for the README shows a plain path, not /tmp.
    */
-  static async start({ script = null, extraToml = "", env = {}, repoAt = null } = {}) {
+  static async start({ script = null, extraToml = "", session = "", env = {}, repoAt = null, dev = false } = {}) {
     const s = new Server();
     s.env = env;
+    s.dev = dev;
     s.repoAt = repoAt;
     s.dir = mkdtempSync("/tmp/mitzod-web-");
     chmodSync(s.dir, 0o755);
@@ -66,6 +67,16 @@ export class Server {
     chmodSync(join(bin, "claude"), 0o755);
     chmodSync(bin, 0o755);
     if (isRoot) execFileSync("chown", ["-R", "nobody:", s.repo]);
+    s.log = join(s.dir, "mitzod.log");
+    if (dev) {
+      // The README's first command: `serve --dev` in the repo, nothing but
+      // the MITZOD_* variables a user would set (its own listen address for
+      // a free port, the agent to run). Started as root it serves as the
+      // repo's owner (nobody here).
+      s.env = { ...s.env, MITZOD_LISTEN: `["127.0.0.1:${s.port}"]`, MITZOD_AGENT__COMMAND: join(bin, "claude") };
+      await s.run();
+      return s;
+    }
     const hash = execFileSync(MITZOD, ["hash-passphrase"], { input: PASSPHRASE + "\n" }).toString().trim();
     writeFileSync(join(s.dir, "jwt-secret"), "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", { mode: 0o600 });
     s.config = join(s.dir, "mitzod.toml");
@@ -73,16 +84,17 @@ export class Server {
       s.config,
       `repo_path = "${repoAt || s.repo}"\n${isRoot ? 'user = "nobody"\n' : ""}state_dir = "${join(s.dir, "state")}"\n` +
         `listen = ["127.0.0.1:${s.port}"]\njwt_secret_file = "${join(s.dir, "jwt-secret")}"\npassphrase_hash = "${hash}"\n` +
-        `${extraToml}\n[agent]\ncommand = "${join(bin, "claude")}"\n`,
+        // Sessions work in the repo itself unless a test asks for a checkout
+        // (isolation: true): most tests look for what the agent wrote there.
+        `${extraToml}\n[session]\nisolation = false\n${session}\n[agent]\ncommand = "${join(bin, "claude")}"\n`,
     );
-    s.log = join(s.dir, "mitzod.log");
     await s.run();
     return s;
   }
 
   async run() {
     const fd = openSync(this.log, "a");
-    const serve = [MITZOD, "serve", "--config", this.config];
+    const serve = this.dev ? [MITZOD, "serve", "--dev"] : [MITZOD, "serve", "--config", this.config];
     const [cmd, ...args] = this.repoAt
       ? [
           "unshare",
@@ -100,6 +112,7 @@ export class Server {
         ]
       : serve;
     this.child = spawn(cmd, args, {
+      cwd: this.dev ? this.repo : undefined,
       stdio: ["ignore", fd, fd],
       env: { ...serverEnv(), ...this.env },
     });
@@ -136,7 +149,13 @@ export class Server {
   }
 
   internalToken() {
-    return readFileSync(join(this.dir, "state", "internal-token"), "utf8").trim();
+    const file = this.dev ? join(this.repo, ".mitzo-dev", "internal-token") : join(this.dir, "state", "internal-token");
+    return readFileSync(file, "utf8").trim();
+  }
+
+  /** The passphrase the owner types: `serve --dev` prints it and keeps it in .mitzo-dev/. */
+  passphrase() {
+    return this.dev ? readFileSync(join(this.repo, ".mitzo-dev", "passphrase"), "utf8").trim() : PASSPHRASE;
   }
 
   /** A request from outside the browser (the internal token by default). */

@@ -124,9 +124,9 @@ async function browser(kind, origin, { route } = {}) {
   return w;
 }
 
-async function login(page, origin) {
+async function login(page, origin, passphrase = PASSPHRASE) {
   await page.goto(origin + "/");
-  await page.locator("#passphrase").fill(PASSPHRASE);
+  await page.locator("#passphrase").fill(passphrase);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Sessions" }).waitFor({ timeout: T });
 }
@@ -702,7 +702,7 @@ try {
     // the next start compacts it and drops its oldest blocks.
     const big = "x".repeat(200 * 1024);
     const texts = Array.from({ length: 7 }, (_, i) => ({ text: `block ${i} ${big}` }));
-    const s = await Server.start({ extraToml: "[session]\nretain_mb = 1\n", script: { turns: [[...texts, { text: "the newest words" }]] } });
+    const s = await Server.start({ session: "retain_mb = 1\n", script: { turns: [[...texts, { text: "the newest words" }]] } });
     let passed = false;
     try {
       const r = await s.api("/api/sessions", { method: "POST", body: { source: "web-test", initialPrompt: "fill" } });
@@ -794,7 +794,7 @@ try {
     const s = await Server.start();
     let passed = false;
     try {
-      const r = await s.api("/api/sessions", { method: "POST", body: { source: "web-test" } });
+      const r = await s.api("/api/sessions", { method: "POST", body: { source: "web-test", isolation: true } });
       assert.equal(r.status, 200, r.text);
       const id = r.json.sessionId;
       const wt = r.json.worktrees.primary.path;
@@ -844,6 +844,64 @@ try {
         await shot(w, "review-merged");
         await axe(w, "review merged");
         assert.deepEqual(w.axe, []);
+        assert.deepEqual([...w.pageErrors, ...w.dialogs, ...w.foreign], []);
+        assert.deepEqual(w.violations, []);
+        assert.deepEqual(w.scriptErrors(), []);
+      } finally {
+        await w.close();
+      }
+      passed = true;
+    } finally {
+      if (passed) await s.remove();
+      else await s.stop();
+    }
+  });
+
+  await test("phone: `serve --dev` as the README's first command starts it: the page, the passphrase it printed, a first session with an approved tool call", async () => {
+    const s = await Server.start({ dev: true });
+    let passed = false;
+    try {
+      const passphrase = s.passphrase();
+      assert.ok(passphrase.length >= 12, "dev mode generated a passphrase");
+      assert.ok(s.logText().includes(passphrase), "and printed it at start");
+      const w = await browser("phone", s.origin);
+      try {
+        const page = w.page;
+        await login(page, s.origin, passphrase);
+        const id = await newSession(page, s.origin, "hello from the first session");
+        await page.locator(".msg", { hasText: "fake agent received: hello from the first session" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        await send(page, "tool:Bash:echo first-tool-call-ok > first-hour.txt && cat first-hour.txt");
+        const sheet = page.getByRole("dialog");
+        await sheet.getByRole("heading", { name: "Run a command" }).waitFor({ timeout: T });
+        await sheet.getByRole("button", { name: "Allow once" }).click();
+        await page.locator(".tool", { hasText: "first-tool-call-ok" }).locator(".out", { hasText: "first-tool-call-ok" }).waitFor({ timeout: T });
+        await waitIdle(page);
+        // The new-session form follows the server's default (a checkout of
+        // its own); a session in the repo itself, where --dev keeps its
+        // secrets, is refused with the way out.
+        await page.goto(s.origin + "/");
+        await page.getByRole("button", { name: "New session" }).click();
+        const form = page.getByRole("form", { name: "New session" });
+        const own = form.getByLabel("Own checkout (isolation)");
+        assert.ok(await own.isChecked(), "isolation by default");
+        await own.uncheck();
+        await form.getByLabel("First message").fill("in the repo itself");
+        await form.getByRole("button", { name: "Start" }).click();
+        await page.waitForURL(/\/s\/[^/]+$/, { timeout: T });
+        await page.getByRole("alert").filter({ hasText: /a session without isolation works in .* which holds mitzod's state and secrets/ }).waitFor({ timeout: T });
+        await shot(w, "dev-no-isolation-refused");
+        // The command ran in the session's own checkout, not in the repo.
+        assert.equal(readFileSync(join(s.repo, ".mitzo", "checkouts", id, "first-hour.txt"), "utf8"), "first-tool-call-ok\n");
+        assert.ok(!existsSync(join(s.repo, "first-hour.txt")));
+        // The owner's decision is on record.
+        const audit = await s.api(`/api/audit?sessionId=${encodeURIComponent(id)}`, { token: await (async () => {
+          const r = await s.api("/api/auth/login", { method: "POST", body: { passphrase } });
+          assert.equal(r.status, 200, r.text);
+          return r.json.token;
+        })() });
+        assert.equal(audit.status, 200, audit.text);
+        assert.ok(audit.json.entries.some((e) => e.tool === "Bash" && /allow/.test(e.decision)), audit.text);
         assert.deepEqual([...w.pageErrors, ...w.dialogs, ...w.foreign], []);
         assert.deepEqual(w.violations, []);
         assert.deepEqual(w.scriptErrors(), []);

@@ -175,13 +175,25 @@ async fn close(
 async fn config(State(state): State<AppState>, _a: Authed<scope::Owner>) -> Result<Json<Value>> {
     blocking(move || {
         let roots = current_roots(&state);
-        let quick_actions = match state.config.repo_path.as_deref() {
-            Some(repo) => state.repo_configs.get(repo).quick_actions.clone(),
-            None => Vec::new(),
-        };
+        let repo_config = state
+            .config
+            .repo_path
+            .as_deref()
+            .map(|repo| state.repo_configs.get(repo));
+        let quick_actions = repo_config
+            .as_ref()
+            .map(|c| c.quick_actions.clone())
+            .unwrap_or_default();
+        // What a new session gets when the page does not say: the repo's
+        // `.mitzo.json`, else `session.isolation`.
+        let isolation = repo_config
+            .as_ref()
+            .and_then(|c| c.isolation)
+            .unwrap_or(state.config.session.isolation);
         Ok(Json(json!({
             "repoPath": state.config.repo_path,
             "quickActions": quick_actions,
+            "isolation": isolation,
             "fileViewerRoots": roots,
             "repos": repo_list(&state),
         })))

@@ -42,6 +42,21 @@ impl SessionManager {
         let program = launch::program(&config.agent.command)?;
         let state_dir = std::fs::canonicalize(&self.deps.state_dir)
             .unwrap_or_else(|_| self.deps.state_dir.clone());
+        // A session in the repo itself gets the whole repo read-write, and
+        // Landlock cannot leave a directory out of a grant: mitzod's own
+        // state there (`serve --dev`'s .mitzo-dev) rules such a session out.
+        if session.cwd == session.repo {
+            let repo =
+                std::fs::canonicalize(&session.repo).unwrap_or_else(|_| session.repo.clone());
+            if state_dir.starts_with(&repo) {
+                return Err(Error::Conflict(format!(
+                    "a session without isolation works in {} itself, which holds mitzod's state and secrets ({}); \
+                     start it with isolation (its own checkout), or keep mitzod's state outside the repo (state_dir, MITZOD_STATE_DIR)",
+                    repo.display(),
+                    state_dir.display()
+                )));
+            }
+        }
         let home = launch::prepare_home(&state_dir, &session.id, config.agent.home.as_deref())?;
         let tmp = state_dir.join("tmp").join(&session.id);
         std::fs::DirBuilder::new()

@@ -349,6 +349,9 @@ fn list_sorting_hidden_and_roots() {
     assert_eq!(c["repoPath"], repo);
     assert_eq!(c["quickActions"][0]["label"], "Test");
     assert_eq!(c["fileViewerRoots"].as_array().unwrap().len(), 3);
+    // A new session's default: session.isolation (on) while .mitzo.json
+    // says nothing of it.
+    assert_eq!(c["isolation"], true);
 
     // Broken .mitzo.json: ignored, defaults apply, the server carries on.
     write_file(
@@ -375,6 +378,13 @@ fn list_sorting_hidden_and_roots() {
         f.get("/api/config").json()["quickActions"][0]["label"],
         "again"
     );
+    // The repo's own default wins over the server's.
+    write_file(
+        &f.repo.join(".mitzo.json"),
+        br#"{"isolation": false}"#,
+        0o644,
+    );
+    assert_eq!(f.get("/api/config").json()["isolation"], false);
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) {

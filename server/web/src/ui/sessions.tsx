@@ -138,12 +138,17 @@ function NewSession({ onDone }: { onDone: () => void }) {
   const [actions, setActions] = useState<QuickAction[]>([]);
   const [repo, setRepo] = useState("");
   const [mode, setMode] = useState<Mode>("ask");
-  const [isolation, setIsolation] = useState(false);
+  // The server's default (the repo's .mitzo.json, else session.isolation)
+  // until /api/config says otherwise; isolation is the safe side.
+  const [isolation, setIsolation] = useState(true);
   const [prompt, setPrompt] = useState("");
   const [error, setError] = useState("");
   useEffect(() => {
-    api<{ quickActions: QuickAction[] }>(routes.config)
-      .then((c) => setActions(c.quickActions || []))
+    api<{ quickActions: QuickAction[]; isolation?: boolean }>(routes.config)
+      .then((c) => {
+        setActions(c.quickActions || []);
+        if (typeof c.isolation === "boolean") setIsolation(c.isolation);
+      })
       .catch(() => {});
     if (HAS_REPO_CHOICE)
       api<Repo[]>(routes.repos)
@@ -205,7 +210,7 @@ function NewSession({ onDone }: { onDone: () => void }) {
       </label>
       <label class="check">
         <input type="checkbox" checked={isolation} onChange={(e) => setIsolation((e.target as HTMLInputElement).checked)} />
-        Own worktree (isolation)
+        Own checkout (isolation)
       </label>
       {actions.length > 0 && (
         <div class="quick" aria-label="Quick actions">
