@@ -683,6 +683,8 @@ fn every_other_route_needs_a_credential() {
         ("GET", "/api/sessions/{id}/events"),
         ("DELETE", "/api/sessions/{id}"),
         ("PATCH", "/api/sessions/{id}"),
+        ("GET", "/api/sessions/{id}/review"),
+        ("POST", "/api/sessions/{id}/merge"),
         ("POST", "/api/chat/permission"),
         ("GET", "/api/audit"),
         ("GET", "/api/tasks"),
