@@ -50,6 +50,7 @@ pub async fn log_in(state: LoginDeps<'_>, remote: &str, passphrase: String) -> R
         .recheck()
         .map_err(|retry_after| Error::RateLimited { retry_after })?;
     let verifier = state.passphrase.clone();
+    tracing::info!(peer = %remote, "checking a passphrase");
     // The outcome is recorded in the blocking task itself, so a client that
     // goes away mid-verification still has its failure counted.
     let ok = tokio::task::spawn_blocking(move || {
