@@ -334,6 +334,9 @@ try {
         await sheet.getByRole("heading", { name: "Run a command" }).waitFor();
         await sheet.locator(".summary", { hasText: "$ echo tool-output-123" }).waitFor();
         await sheet.getByText(/expires in/).waitFor();
+        // Title and summary name what the agent chose: bidi-isolated.
+        assert.equal(await sheet.locator("h2 > bdi").count(), 1);
+        assert.equal(await sheet.locator(".summary > bdi").count(), 1);
         // The tool's description repeats the title: shown once.
         const sheetText = await sheet.innerText();
         assert.equal(sheetText.split("Run a command").length - 1, 1, sheetText);

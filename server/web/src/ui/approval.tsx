@@ -48,7 +48,10 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
   return (
     <div class="sheet" role="dialog" aria-modal="false" aria-labelledby={`perm-${p.permId}`}>
       <header>
-        <h2 id={`perm-${p.permId}`}>{title}</h2>
+        {/* Titles and summaries name agent-chosen paths and commands: bidi-isolated. */}
+        <h2 id={`perm-${p.permId}`}>
+          <bdi>{title}</bdi>
+        </h2>
         <Countdown until={p.expiresAt} />
       </header>
       {net ? (
@@ -59,7 +62,9 @@ export function ApprovalSheet({ p }: { p: PendingPermission }) {
           is not on this session's allow-list. The connection waits for your answer; “for this session” never allows it for another session.
         </p>
       ) : summary ? (
-        <p class="summary">{summary}</p>
+        <p class="summary">
+          <bdi>{summary}</bdi>
+        </p>
       ) : brief && p.toolName !== "Bash" ? (
         <p class="summary">
           <code>{brief}</code>
