@@ -303,10 +303,22 @@ impl Git {
         args: &[S],
         extra: &[(&str, &str)],
     ) -> Result<Output> {
+        self.confined_command(c, args, extra)?
+            .output()
+            .map_err(|e| Error::io("running git", e))
+    }
+
+    /// Git under `c` with the hardening, the driver overrides and `extra`.
+    fn confined_command<S: AsRef<OsStr>>(
+        &self,
+        c: &Confined,
+        args: &[S],
+        extra: &[(&str, &str)],
+    ) -> Result<std::process::Command> {
         let mut overrides = self.driver_overrides(c)?;
         overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        self.raw(c, &args, &overrides)
+        self.command(c, &args, &overrides)
     }
 
     /// Like [`Git::output_confined`], keeping at most `cap` bytes of
@@ -320,11 +332,8 @@ impl Git {
         cap: usize,
     ) -> Result<Capped> {
         use std::io::Read;
-        let mut overrides = self.driver_overrides(c)?;
-        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
         let mut child = self
-            .command(c, &args, &overrides)?
+            .confined_command(c, args, extra)?
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

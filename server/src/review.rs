@@ -155,7 +155,8 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn first_line(b: &[u8]) -> String {
+/// Git's stderr as one line (its non-empty lines joined), bounded.
+fn one_line(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     s.lines()
         .map(str::trim)
@@ -174,7 +175,7 @@ fn read_git(git: &Git, repo: &Path, args: &[&str], what: &str) -> Result<String>
         return Err(Error::internal(format!(
             "{what} in {}: {}",
             repo.display(),
-            first_line(&out.stderr)
+            one_line(&out.stderr)
         )));
     }
     Ok(lossy(&out.stdout).trim().to_string())
@@ -272,7 +273,7 @@ fn up_to_date(git: &Git, m: &Main) -> Result<bool> {
         _ => Err(Error::internal(format!(
             "git merge-base in {}: {}",
             m.repo.display(),
-            first_line(&out.stderr)
+            one_line(&out.stderr)
         ))),
     }
 }
@@ -329,7 +330,7 @@ fn commits(git: &Git, m: &Main) -> Result<(Vec<ReviewCommit>, bool)> {
         return Err(Error::internal(format!(
             "git log in {}: {}",
             m.repo.display(),
-            first_line(&out.stderr)
+            one_line(&out.stderr)
         )));
     }
     let mut list = Vec::new();
@@ -384,7 +385,7 @@ fn files(git: &Git, m: &Main, base: &str) -> Result<(Vec<ChangedFile>, bool)> {
         return Err(Error::internal(format!(
             "git diff --numstat in {}: {}",
             m.repo.display(),
-            first_line(&out.stderr)
+            one_line(&out.stderr)
         )));
     }
     let mut records: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
@@ -436,7 +437,7 @@ fn diff(git: &Git, m: &Main, base: &str) -> Result<(String, bool)> {
         return Err(Error::internal(format!(
             "git diff in {}: {}",
             m.repo.display(),
-            first_line(&out.stderr)
+            one_line(&out.stderr)
         )));
     }
     let mut text = lossy(&out.stdout);
@@ -570,7 +571,7 @@ pub fn merge(git: &Git, t: &ReviewTarget) -> Result<Merged> {
         return Err(Error::internal(format!(
             "git status in {}: {}",
             repo.display(),
-            first_line(&status.stderr)
+            one_line(&status.stderr)
         )));
     }
     if !status.stdout.is_empty() {
@@ -631,7 +632,7 @@ pub fn merge(git: &Git, t: &ReviewTarget) -> Result<Merged> {
             return Err(Error::internal(format!(
                 "git merge-tree in {}: {}",
                 repo.display(),
-                first_line(&out.stderr)
+                one_line(&out.stderr)
             )))
         }
     }
@@ -697,7 +698,7 @@ pub fn merge(git: &Git, t: &ReviewTarget) -> Result<Merged> {
         return Err(Error::Conflict(format!(
             "git would not move {} to the merge: {}; nothing was changed",
             m.target,
-            first_line(&out.stderr)
+            one_line(&out.stderr)
         )));
     }
     let now = read_git(
